@@ -1,0 +1,94 @@
+"""python -m fer_core {evaluate,predict,info}"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _evaluate(args) -> int:
+    from .data import load_fer2013
+    from .evaluate import evaluate, tables, write_metrics
+
+    data = load_fer2013(args.data)
+    metrics = evaluate(args.models, data)
+    if args.write:
+        write_metrics(args.models or __import__("fer_core.store", fromlist=["x"]).resolve_models_dir(), metrics)
+    if args.json:
+        sel = metrics
+        if args.split:
+            sel = {k: ({n: {args.split: v[args.split]} for n, v in metrics[k].items()} if k in ("members", "rules")
+                       else {args.split: metrics[k][args.split]} if k == "ensemble" else metrics[k])
+                   for k in metrics}
+        print(json.dumps(sel, indent=2))
+    else:
+        print(tables(metrics, args.split, str(args.classes) if args.classes else None))
+    return 0
+
+
+def _predict(args) -> int:
+    from .predict import Predictor
+
+    pred = Predictor(args.models, tta=False if args.no_tta else None)
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            faces = pred.predict_file(path, whole=args.whole)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        results.append({"path": path, "faces": faces})
+        if not args.json:
+            if not faces:
+                print(f"{path}: no face found")
+            for i, f in enumerate(faces):
+                top = sorted(f["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+                votes = ", ".join(f"{n}={v['label']}" for n, v in f["members"].items())
+                print(f"{path} face {i} box {f['box']}: {f['label']} "
+                      f"({', '.join(f'{k} {v:.2f}' for k, v in top)}) votes: {votes}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def _info(args) -> int:
+    from .predict import Predictor
+
+    pred = Predictor(args.models)
+    print(json.dumps({"models": str(pred.models_dir), "members": pred.member_names, "labels": pred.labels,
+                      "rule": pred.spec.get("rule"), "tta": pred.tta,
+                      "params": {s["name"]: s.get("params") for s in pred.sidecars}}, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fer_core", description="FER2013 ensemble: evaluate and predict.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("evaluate", help="recompute every table from the weights in a models folder")
+    e.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
+    e.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
+    e.add_argument("--split", choices=("PublicTest", "PrivateTest"), help="only this split")
+    e.add_argument("--classes", type=int, choices=(6, 7), help="only this protocol")
+    e.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    e.add_argument("--write", action="store_true", help="also rewrite metrics.json and report.md")
+    e.set_defaults(fn=_evaluate)
+    r = sub.add_parser("predict", help="find faces in images and classify them")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
+    r.add_argument("--json", action="store_true", help='print [{"path", "faces": [...]}]')
+    r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
+    r.add_argument("--no-tta", action="store_true", help="skip the mirrored second pass")
+    r.set_defaults(fn=_predict)
+    i = sub.add_parser("info", help="describe the ensemble in a models folder")
+    i.add_argument("--models")
+    i.set_defaults(fn=_info)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as ex:  # DataError, ModelsError, ImageError included
+        print(f"error: {ex}", file=sys.stderr)
+        return 2

@@ -1,0 +1,116 @@
+"""Training configuration and the member registry.
+
+One dataclass per job, every default visible with its reason; the config is written next to what it
+produced (the member's sidecar), so any weights can be traced to how they were made.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 150                 # the report's cap; early stopping usually ends sooner
+    batch_size: int = 64              # fits any CPU or GPU; SGD members use the report's 128
+    optimizer: str = "adam"           # 'adam' (report), 'adamw', 'sgd' (momentum; Nesterov below)
+    lr: float = 1e-3                  # Adam's default; SGD members set 0.01-0.1
+    momentum: float = 0.9             # SGD only
+    nesterov: bool = False            # SGD only; Nesterov beat plain momentum in the literature
+    weight_decay: float = 0.0         # decoupled decay for adamw / sgd; the report put L2 in layers
+    schedule: str = "plateau"         # 'plateau' (report: ReduceLROnPlateau) or 'cosine'
+    plateau_factor: float = 0.5       # LR multiplier when PublicTest accuracy stalls
+    plateau_patience: int = 5         # epochs without improvement before the LR drops
+    warmup_epochs: int = 0            # linear warm-up for 'cosine'
+    early_stopping: int = 10          # the report's patience; 0 turns it off
+    label_smoothing: float = 0.0      # 0.1 in the modern recipe
+    augment: bool = False             # flip, shift, rotation, zoom, erasing (the modern recipe)
+    oversample: float = 0.0           # the report's option: replicate 60% of every class but Happy
+    classes: int = 7                  # 7 (standard) or 6 (report: Disgust merged into Angry)
+    target: str = "fer2013"           # 'fer2013', 'ferplus-majority' or 'ferplus-votes'
+    tta: bool = True                  # evaluate on the mean of the image and its mirror
+    seed: int = 0
+    limit: int | None = None          # keep only the first N rows per split (quick runs)
+
+    def __post_init__(self):
+        choices = {"optimizer": ("adam", "adamw", "sgd"), "schedule": ("plateau", "cosine"),
+                   "target": ("fer2013", "ferplus-majority", "ferplus-votes"), "classes": (6, 7)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs!r}, {self.batch_size!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.
+REPORT = {}
+# The report's SGD trial: lr 0.1, momentum 0.9, batch 128 (its L2 1e-4 sits in the layers).
+REPORT_SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=128)
+# Our recipe: augmentation, label smoothing, SGD-Nesterov with cosine decay, a longer patience
+# because augmented training plateaus late; flip TTA at evaluation.
+MODERN = dict(augment=True, label_smoothing=0.1, optimizer="sgd", nesterov=True, lr=0.05, momentum=0.9,
+              weight_decay=5e-4, schedule="cosine", warmup_epochs=2, epochs=60, early_stopping=0,
+              batch_size=64)
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    note: str = ""
+
+    def train_config(self, **overrides) -> TrainConfig:
+        return TrainConfig(**{**self.train, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+_REPORT_VGG = dict(filters=(64, 128, 256, 512))
+MEMBERS: dict[str, MemberSpec] = {
+    # The report's nine members (its table: VGG0-4, Inc0, ResNet2-4; 4.8M to 21.3M parameters).
+    "vgg0": MemberSpec("vgg", dict(variant="v0", dense=(25, 25), **_REPORT_VGG), REPORT, "VGG_v0, Adam"),
+    "vgg1": MemberSpec("vgg", dict(variant="v1", l2_first=0.01, **_REPORT_VGG), REPORT, "VGG_v1, Adam"),
+    "vgg2": MemberSpec("vgg", dict(variant="v2", **_REPORT_VGG), REPORT, "VGG_v2, Adam"),
+    "vgg3": MemberSpec("vgg", dict(variant="v1", l2_first=0.01, **_REPORT_VGG), REPORT_SGD, "VGG_v1, SGD"),
+    "vgg4": MemberSpec("vgg", dict(variant="v2", **_REPORT_VGG), REPORT_SGD, "VGG_v2, SGD"),
+    "inc0": MemberSpec("inception", dict(blocks=(3, 3, 3)), REPORT, "Inception, 9 I-blocks, n=64 +32 per block"),
+    "resnet2": MemberSpec("resnet", dict(depths=(3, 4, 6, 3), filters=(32, 64, 128, 256)), REPORT,
+                          "ResNet 3-4-6-3, 32-256 filters"),
+    "resnet3": MemberSpec("resnet", dict(depths=(2, 5, 5, 2), filters=(64, 128, 256, 512)), REPORT,
+                          "ResNet 2-5-5-2, 64-512 filters"),
+    "resnet4": MemberSpec("resnet", dict(depths=(3, 4, 6, 3), filters=(64, 128, 256, 512)), REPORT,
+                          "ResNet34-like 3-4-6-3"),
+    # Small members trained with the modern recipe: what the app runs on a CPU for every frame.
+    "vgg_s": MemberSpec("vgg", dict(variant="v2", filters=(32, 64, 128, 256), dense=(256,), head="avg",
+                                    conv_dropout=0.1, dense_dropout=0.4), MODERN, "1.2M VGG, modern recipe"),
+    "resnet_s": MemberSpec("resnet", dict(depths=(1, 2, 2, 1), filters=(32, 64, 128, 256), dropout=0.3,
+                                          l2=0.0), MODERN, "small ResNet, modern recipe"),
+    "inc_s": MemberSpec("inception", dict(blocks=(1, 1, 1), n0=32, step=32, stem=32, l2=0.0, head="avg",
+                                          dropout=0.3), MODERN, "small Inception, modern recipe"),
+}
+REPORT_MEMBERS = ("vgg0", "vgg1", "vgg2", "vgg3", "vgg4", "inc0", "resnet2", "resnet3", "resnet4")
+SMALL_MEMBERS = ("vgg_s", "resnet_s", "inc_s")
+# What --quick trains: each family at a tiny width, on a data subset, in a few CPU minutes. Adam without
+# warm-up and a fast batch-norm momentum, because a short run has only tens of steps.
+QUICK = dict(MODERN, optimizer="adam", lr=3e-3, warmup_epochs=0, weight_decay=0.0, epochs=3)
+QUICK_MEMBERS: dict[str, MemberSpec] = {
+    "vgg_q": MemberSpec("vgg", dict(variant="v2", filters=(8, 16, 16, 32), dense=(32,), head="avg",
+                                    conv_dropout=0.1, dense_dropout=0.2, bn_momentum=0.9), QUICK),
+    "resnet_q": MemberSpec("resnet", dict(depths=(1, 1), filters=(8, 16), l2=0.0, bn_momentum=0.9), QUICK),
+    "inc_q": MemberSpec("inception", dict(blocks=(1, 1), n0=16, step=16, stem=8, l2=0.0, head="avg",
+                                        bn_momentum=0.9), QUICK),
+}
+
+
+def member_spec(name: str) -> MemberSpec:
+    spec = MEMBERS.get(name) or QUICK_MEMBERS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown member {name!r}; known: {sorted(MEMBERS) + sorted(QUICK_MEMBERS)}")
+    return spec

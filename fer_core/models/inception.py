@@ -1,0 +1,52 @@
+"""Inception (GoogLeNet-style) member, without GoogLeNet's initial pooling (inputs are 48 px)."""
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+
+def _conv(x, filters, size, reg, name, bn_momentum=0.99):
+    x = layers.Conv2D(filters, size, padding="same", use_bias=False, kernel_regularizer=reg, name=name)(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name=name + "_bn")(x)
+    return layers.Activation("relu", name=name + "_relu")(x)
+
+
+def inception_block(x, n: int, reg, name: str, m: float = 0.99):
+    """One I-block of width ``n``: concatenation of
+    1x1 (3/4 n), 1x1 -> 3x3 (1/2 n), 1x1 -> 5x5 (1/8 n), 5x5 (1/4 n), 3x3 max pool -> 1x1 (1/4 n).
+    The 1x1 reductions before the 3x3 and 5x5 have the width of the branch they feed."""
+    b1 = _conv(x, 3 * n // 4, 1, reg, f"{name}_1x1", m)
+    b3 = _conv(_conv(x, n // 2, 1, reg, f"{name}_3x3_reduce", m), n // 2, 3, reg, f"{name}_3x3", m)
+    b5 = _conv(_conv(x, n // 8, 1, reg, f"{name}_5x5_reduce", m), n // 8, 5, reg, f"{name}_5x5", m)
+    b5d = _conv(x, n // 4, 5, reg, f"{name}_5x5_direct", m)
+    bp = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    bp = _conv(bp, n // 4, 1, reg, f"{name}_pool_proj", m)
+    return layers.Concatenate(name=f"{name}_concat")([b1, b3, b5, b5d, bp])
+
+
+def inception(blocks=(2, 2, 2, 2), n0: int = 64, step: int = 32, stem: int = 64, l2: float = 2e-4,
+              dropout: float = 0.4, head: str = "flatten", num_classes: int = 7, bn_momentum: float = 0.99,
+              input_shape=(48, 48, 1), name: str = "inception") -> keras.Model:
+    """Stem 3x3 conv, then stages of I-blocks (``blocks[i]`` per stage) with 2x2 max pooling between
+    stages; block k has width n = n0 + step * k, as in the report (n = 64, +32 per block). Then flatten
+    (or global average pooling with ``head='avg'``), dropout, dense softmax. L2 ``l2`` (report: 2e-4) on
+    every convolution. Where the report is silent: batch norm + ReLU after every convolution; the stem
+    and the stage layout are ours."""
+    if head not in ("flatten", "avg"):
+        raise ValueError(f"head must be 'flatten' or 'avg', got {head!r}")
+    reg = regularizers.l2(l2) if l2 else None
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = _conv(x, stem, 3, reg, "stem_conv", bn_momentum)
+    k = 0
+    for s, count in enumerate(blocks, start=1):
+        for j in range(1, count + 1):
+            x = inception_block(x, n0 + step * k, reg, f"block{s}_inc{j}", bn_momentum)
+            k += 1
+        if s < len(blocks):
+            x = layers.MaxPooling2D(2, name=f"block{s}_pool")(x)
+    x = layers.Flatten(name="flatten")(x) if head == "flatten" else layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,138 @@
+"""The Predictor: one ensemble, loaded once, used by the CLI and the web server alike."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .ensemble import combine
+from .faces import FaceDetector, decode_image, find_faces, to_gray
+
+# Batches are padded to these sizes so the compiled predict function sees a handful of shapes
+# (compiled once each at warm-up) instead of retracing for every new batch size.
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Predictor:
+    """An ensemble of members from a models folder.
+
+    ``predict_faces`` takes uint8 crops (N, 48, 48) and returns ensemble probabilities (N, C) and
+    each member's (N, M, C). All members run in one compiled call: a Keras model whose outputs are
+    every member's softmax, evaluated with ``predict_on_batch`` (a traced/jitted function on every
+    backend, never an eager per-layer call).
+    """
+
+    def __init__(self, models_dir=None, tta: bool | None = None, detector: FaceDetector | None = None):
+        import keras
+
+        self.models_dir = store.resolve_models_dir(models_dir)
+        if not self.models_dir.is_dir():
+            raise store.ModelsError(f"{self.models_dir}: models folder not found "
+                                    "(train with `python train_all.py` or pass --models DIR)")
+        ens_path = self.models_dir / "ensemble.json"
+        if ens_path.is_file():
+            self.spec = store.read_json(ens_path)
+            names = self.spec["members"]
+        else:  # a folder of members without a chosen ensemble: plain average of all of them
+            names = store.list_members(self.models_dir)
+            if not names:
+                raise store.ModelsError(f"{self.models_dir}: no trained members (member.json + weights.npz) "
+                                        "and no ensemble.json")
+            self.spec = {"members": names, "rule": "average", "weights": None, "tta": True}
+        self.member_names = list(names)
+        members, sides = [], []
+        for n in self.member_names:
+            m, side = store.load_member(self.models_dir / n)
+            members.append(m)
+            sides.append(side)
+        self.sidecars = sides
+        labels = {tuple(s["labels"]) for s in sides}
+        if len(labels) != 1:
+            raise store.ModelsError(f"{self.models_dir}: members disagree on labels {labels}")
+        self.labels = list(labels.pop())
+        c = len(self.labels)
+        w = self.spec.get("weights")
+        self.weights = np.full((len(members), c), 1 / len(members)) if w is None else np.asarray(w, dtype=np.float64)
+        if self.weights.shape != (len(members), c):
+            raise store.ModelsError(f"{ens_path}: weights shape {self.weights.shape} != ({len(members)}, {c})")
+        self.tta = self.spec.get("tta", True) if tta is None else tta
+        inp = keras.Input(shape=(48, 48, 1), name="image")
+        outs = [m(inp) for m in members]
+        stacked = keras.layers.Concatenate(axis=1, name="members")(
+            [keras.layers.Reshape((1, c), name=f"{n}_out")(o) for n, o in zip(self.member_names, outs)])
+        self.model = keras.Model(inp, stacked, name="ensemble")
+        self.detector = detector or FaceDetector()
+
+    def warm_up(self, max_batch: int = 16) -> None:
+        """Compile the predict function for every bucket up to ``max_batch`` faces."""
+        for b in BUCKETS:
+            if b <= max_batch * (2 if self.tta else 1):
+                self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
+
+    def member_probs(self, faces: np.ndarray) -> np.ndarray:
+        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48)."""
+        faces = np.asarray(faces)
+        if faces.ndim != 3 or faces.shape[1:] != (48, 48):
+            raise ValueError(f"faces must have shape (N, 48, 48), got {faces.shape}")
+        n = len(faces)
+        if n == 0:
+            return np.zeros((0, len(self.member_names), len(self.labels)))
+        x = faces.astype(np.float32)[..., None]
+        if self.tta:
+            x = np.concatenate([x, x[:, :, ::-1]])
+        out = []
+        for i in range(0, len(x), BUCKETS[-1]):
+            chunk = x[i:i + BUCKETS[-1]]
+            b = next(s for s in BUCKETS if s >= len(chunk))
+            padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
+            out.append(np.asarray(self.model.predict_on_batch(padded))[:len(chunk)])
+        p = np.concatenate(out).astype(np.float64)
+        if self.tta:
+            p = (p[:n] + p[n:]) / 2
+        return p
+
+    def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ensemble probabilities (N, C), members' probabilities (N, M, C))."""
+        mp = self.member_probs(faces)
+        if len(mp) == 0:
+            return np.zeros((0, len(self.labels))), mp
+        return combine(mp.transpose(1, 0, 2), self.weights), mp
+
+    def describe(self, probs: np.ndarray, member_probs: np.ndarray, boxes) -> list[dict]:
+        """JSON-ready faces: box, label, probabilities per label, each member's vote."""
+        faces = []
+        for i, box in enumerate(boxes):
+            p = probs[i]
+            faces.append({
+                "box": [int(v) for v in box],
+                "label": self.labels[int(p.argmax())],
+                "probabilities": {l: round(float(v), 4) for l, v in zip(self.labels, p)},
+                "members": {n: {"label": self.labels[int(mp.argmax())], "confidence": round(float(mp.max()), 4)}
+                            for n, mp in zip(self.member_names, member_probs[i])},
+            })
+        return faces
+
+    def predict_image(self, img: np.ndarray, whole: bool = False, max_faces: int = 8) -> list[dict]:
+        """Faces in a BGR or grey image. ``whole`` treats the image as one pre-cropped face."""
+        if whole:
+            import cv2
+            gray = to_gray(img)
+            boxes = [(0, 0, gray.shape[1], gray.shape[0])]
+            crops = cv2.resize(gray, (48, 48), interpolation=cv2.INTER_AREA)[None]
+        else:
+            boxes, crops = find_faces(img, self.detector, max_faces=max_faces)
+        probs, mp = self.predict_faces(crops)
+        return self.describe(probs, mp, boxes)
+
+    def predict_bytes(self, data: bytes, **kw) -> list[dict]:
+        return self.predict_image(decode_image(data), **kw)
+
+    def predict_file(self, path, **kw) -> list[dict]:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file")
+        try:
+            return self.predict_bytes(p.read_bytes(), **kw)
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None

@@ -1,0 +1,126 @@
+"""The models folder: members' compact weights with sidecars, the ensemble, the metrics.
+
+Layout of a models folder::
+
+    ensemble.json          chosen members, combination rule, weights, labels
+    metrics.json           every table's numbers (read by the web app's admin page)
+    report.md              the same tables, for people
+    <member>/member.json   sidecar: architecture, builder arguments, labels, training config, metrics
+    <member>/weights.npz   float16 weights, keyed by variable path
+    <member>/log.csv, curve.png   per-epoch log and training curves
+    <member>/ckpt/         resumable training state (never shipped)
+
+Everything is written to a temporary name and renamed, so nothing is ever half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+MODELS_ENV = "FER_MODELS"
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelsError(FileNotFoundError):
+    """A models folder that cannot be used; the message names the path."""
+
+
+def resolve_models_dir(path=None) -> Path:
+    return Path(path or os.environ.get(MODELS_ENV) or DEFAULT_MODELS)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_save(path: Path, save_fn) -> None:
+    """Call ``save_fn(tmp_path)`` then rename onto ``path`` (for writers that want a file name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}" if path.suffix != ".keras" else f".{path.stem}.tmp.keras")
+    if path.name.endswith(".weights.h5"):
+        tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
+    try:
+        save_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelsError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelsError(f"{path}: not valid JSON ({e})") from None
+
+
+def save_member_weights(model, path: Path, dtype=np.float16) -> None:
+    """Weights as ``dtype`` (float16 by default: half the size, same predictions to ~1e-3)."""
+    arrays = {v.path: np.asarray(v.numpy(), dtype=dtype if np.issubdtype(v.dtype, np.floating) else None)
+              for v in model.weights}
+    import io
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_member_weights(model, path: Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelsError(f"{path}: weights file not found")
+    try:
+        with np.load(path) as z:
+            stored = {k: z[k] for k in z.files}
+    except Exception as e:  # zip or npy errors: a damaged file
+        raise ModelsError(f"{path}: not a readable weights file ({e})") from None
+    names = [v.path for v in model.weights]
+    if set(names) != set(stored):
+        missing = sorted(set(names) - set(stored))[:3]
+        raise ModelsError(f"{path}: weights do not match the architecture (missing e.g. {missing})")
+    for v in model.weights:
+        a = stored[v.path]
+        if tuple(a.shape) != tuple(v.shape):
+            raise ModelsError(f"{path}: {v.path} has shape {a.shape}, model expects {tuple(v.shape)}")
+        v.assign(a.astype(v.dtype))
+
+
+def load_member(member_dir: Path):
+    """Rebuild a member from its sidecar and load its weights: (keras.Model, sidecar dict)."""
+    from .models import build
+
+    member_dir = Path(member_dir)
+    side = read_json(member_dir / "member.json")
+    model = build(side["arch"], **side["kwargs"])
+    load_member_weights(model, member_dir / "weights.npz")
+    return model, side
+
+
+def list_members(models_dir: Path) -> list[str]:
+    """Members of a models folder that have both a sidecar and weights."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir()
+                  if (p / "member.json").is_file() and (p / "weights.npz").is_file())

@@ -1,0 +1,260 @@
+"""Training one member: resumable, logged per epoch, checkpointed on PublicTest accuracy.
+
+The network sees raw 0..255 grey images; augmentation runs as Keras layers in front of it during
+training only, so the same code runs on TensorFlow, JAX or PyTorch.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .config import MemberSpec, TrainConfig
+from .data import FerData, Split, to_protocol, oversample
+from .labels import labels_for
+from .metrics import both_protocols
+
+
+def _keras():
+    import keras
+    return keras
+
+
+def gpu_available() -> bool:
+    keras = _keras()
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+            return any(d.platform == "gpu" for d in jax.devices())
+        if backend == "tensorflow":
+            import tensorflow as tf
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "torch":
+            import torch
+            return torch.cuda.is_available()
+    except Exception:
+        return False
+    return False
+
+
+def augmenter(seed: int = 0):
+    """Flip, shift (±10%), rotation (±10°), zoom (±10%), random erasing: the crop/flip/rotate family
+    that every ~73% FER2013 model trains with."""
+    keras = _keras()
+    L = keras.layers
+    return keras.Sequential([
+        L.RandomFlip("horizontal", seed=seed),
+        L.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+        L.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 2),
+        L.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+        L.RandomErasing(factor=0.5, scale=(0.02, 0.15), value_range=(0, 255), seed=seed + 4),
+    ], name="augment")
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    keras = _keras()
+    lr = cfg.lr
+    if cfg.schedule == "cosine":
+        total = max(1, cfg.epochs * steps_per_epoch)
+        warm = cfg.warmup_epochs * steps_per_epoch
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.lr * (0.1 if warm else 1.0), decay_steps=max(1, total - warm),
+            alpha=0.01, warmup_target=cfg.lr if warm else None, warmup_steps=warm)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 1e-4)
+    return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                weight_decay=cfg.weight_decay or None)
+
+
+def predict_probs(model, x: np.ndarray, tta: bool = True, batch_size: int = 256) -> np.ndarray:
+    """Softmax outputs for uint8 images (N, 48, 48); with ``tta`` the mean over the mirror too."""
+    x = np.asarray(x, dtype=np.float32)[..., None]
+    p = model.predict(x, batch_size=batch_size, verbose=0)
+    if tta:
+        p = (p + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+    return np.asarray(p, dtype=np.float64)
+
+
+def _targets(split: Split, classes: int) -> np.ndarray:
+    if split.soft is not None:
+        return split.soft.astype(np.float32)
+    return np.eye(classes, dtype=np.float32)[split.y]
+
+
+class _Progress:
+    """Per-epoch bookkeeping that survives interruption: best PublicTest accuracy, early stopping
+    and plateau counters, the CSV log. Saved to ckpt/state.json after every epoch."""
+
+    def __init__(self, out: Path, cfg: TrainConfig):
+        self.out, self.cfg = out, cfg
+        self.path = out / "ckpt" / "state.json"
+        self.state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "wait": 0, "plateau_wait": 0,
+                      "done": False, "seconds": 0.0, "history": []}
+        if self.path.is_file():
+            self.state.update(json.loads(self.path.read_text()))
+
+    def save(self):
+        store.atomic_write_json(self.path, self.state)
+
+    def write_log(self):
+        hist = self.state["history"]
+        if not hist:
+            return
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(hist[0]))
+        w.writeheader()
+        w.writerows(hist)
+        store.atomic_write_bytes(self.out / "log.csv", buf.getvalue().encode())
+
+
+def _make_callback(progress: _Progress, net, wrapper, cfg: TrainConfig, t0_holder: list):
+    keras = _keras()
+
+    class Resumable(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            t0_holder[0] = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            st = progress.state
+            val = float(logs.get("val_accuracy", 0.0))
+            opt = wrapper.optimizer
+            lr = float(np.asarray(opt.learning_rate))
+            st["seconds"] += time.time() - t0_holder[0]
+            st["history"].append({"epoch": epoch + 1, "loss": round(float(logs.get("loss", 0)), 5),
+                                  "accuracy": round(float(logs.get("accuracy", 0)), 5),
+                                  "val_loss": round(float(logs.get("val_loss", 0)), 5),
+                                  "val_accuracy": round(val, 5), "lr": lr,
+                                  "seconds": round(time.time() - t0_holder[0], 1)})
+            if val > st["best_val"]:
+                st.update(best_val=val, best_epoch=epoch + 1, wait=0, plateau_wait=0)
+                store.atomic_save(progress.out / "ckpt" / "best.weights.h5", net.save_weights)
+            else:
+                st["wait"] += 1
+                st["plateau_wait"] += 1
+                if cfg.schedule == "plateau" and st["plateau_wait"] >= cfg.plateau_patience:
+                    opt.learning_rate = lr * cfg.plateau_factor
+                    st["plateau_wait"] = 0
+                if cfg.early_stopping and st["wait"] >= cfg.early_stopping:
+                    self.model.stop_training = True
+            st["epoch"] = epoch + 1
+            store.atomic_save(progress.out / "ckpt" / "last.keras", wrapper.save)
+            progress.save()
+            progress.write_log()
+
+    return Resumable()
+
+
+def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, out_dir: Path,
+                 verbose: int | None = None) -> dict:
+    """Train (or resume) member ``name`` into ``out_dir/name``; write its compact weights and sidecar.
+
+    Returns the sidecar. A member whose sidecar says it is done is not retrained.
+    """
+    keras = _keras()
+    out = Path(out_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(out, cfg)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    keras.utils.set_random_seed(cfg.seed)
+    if gpu_available():
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")  # GPU only: CPUs gain nothing
+    train = to_protocol(data["Training"], cfg.classes)
+    if cfg.oversample:
+        train = oversample(train, cfg.oversample, keep_class=labels_for(cfg.classes).index("happy"), seed=cfg.seed)
+    val = to_protocol(data["PublicTest"], cfg.classes)
+    x_tr = train.x.astype(np.float32)[..., None]
+    y_tr = _targets(train, cfg.classes)
+    x_va = val.x.astype(np.float32)[..., None]
+    y_va = _targets(val, cfg.classes)
+    steps = math.ceil(len(x_tr) / cfg.batch_size)
+
+    kwargs = dict(spec.kwargs, num_classes=cfg.classes, name=name)
+    last = out / "ckpt" / "last.keras"
+    if last.is_file() and progress.state["epoch"] > 0:
+        wrapper = keras.saving.load_model(last)
+        net = wrapper.get_layer(name)
+        print(f"[{name}] resuming after epoch {progress.state['epoch']}", flush=True)
+    else:
+        from .models import build
+        net = build(spec.arch, **kwargs)
+        inputs = keras.Input(shape=(48, 48, 1), name="image")
+        x = augmenter(cfg.seed)(inputs) if cfg.augment else inputs
+        wrapper = keras.Model(inputs, net(x), name=f"{name}_train")
+        wrapper.compile(optimizer=make_optimizer(cfg, steps),
+                        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                        metrics=["accuracy"])
+    t0 = [time.time()]
+    stopped = progress.state["done"] or progress.state["epoch"] >= cfg.epochs or (
+        cfg.early_stopping and progress.state["wait"] >= cfg.early_stopping)
+    if not stopped:
+        wrapper.fit(x_tr, y_tr, batch_size=cfg.batch_size, epochs=cfg.epochs,
+                    initial_epoch=progress.state["epoch"], validation_data=(x_va, y_va),
+                    callbacks=[_make_callback(progress, net, wrapper, cfg, t0)], verbose=verbose)
+    progress.state["done"] = True
+    progress.save()
+    net.load_weights(out / "ckpt" / "best.weights.h5")
+    return finalize_member(name, spec.arch, kwargs, cfg, net, data, out, progress.state)
+
+
+def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, out: Path, state: dict) -> dict:
+    """Store the best weights as float16 and a sidecar with metrics on PublicTest and PrivateTest."""
+    store.save_member_weights(net, out / "weights.npz")
+    from .models import build
+    check = build(arch, **kwargs)  # score what ships: the float16 weights, not the float32 ones
+    store.load_member_weights(check, out / "weights.npz")
+    metrics = {}
+    for split in ("PublicTest", "PrivateTest"):
+        if split in data.splits:
+            s = data[split]
+            metrics[split] = both_protocols(s.y, predict_probs(check, s.x, tta=cfg.tta))
+    import keras
+    side = {"name": name, "arch": arch, "kwargs": kwargs, "labels": list(labels_for(cfg.classes)),
+            "classes": cfg.classes, "params": int(net.count_params()), "train": cfg.to_dict(),
+            "trained": {"epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+                        "best_val_accuracy_no_tta": state.get("best_val"),
+                        "minutes": round(state.get("seconds", 0) / 60, 1),
+                        "backend": keras.backend.backend(), "data": data.source},
+            "metrics": metrics}
+    store.atomic_write_json(out / "member.json", side)
+    try:
+        plot_curves(out / "log.csv", out / "curve.png", title=name)
+    except Exception as e:  # a picture must never lose a trained member
+        print(f"[{name}] could not draw curves: {e}", file=sys.stderr)
+    return side
+
+
+def plot_curves(log_csv: Path, png: Path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(log_csv)))
+    if not rows:
+        return
+    ep = [int(r["epoch"]) for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3), dpi=80)
+    a.plot(ep, [float(r["loss"]) for r in rows], label="train")
+    a.plot(ep, [float(r["val_loss"]) for r in rows], label="PublicTest")
+    a.set_title("loss"); a.set_xlabel("epoch"); a.legend()
+    b.plot(ep, [float(r["accuracy"]) for r in rows], label="train")
+    b.plot(ep, [float(r["val_accuracy"]) for r in rows], label="PublicTest")
+    b.set_title("accuracy"); b.set_xlabel("epoch"); b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    store.atomic_write_bytes(png, buf.getvalue())

@@ -1,0 +1,70 @@
+"""Shared fixtures: a real face photo, a tiny models folder built without the dataset, and the
+dataset itself where it lies beside the checkout (tests that need it skip cleanly without it)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "datasets" / "fer2013" / "fer2013.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr():
+    """scikit-image's astronaut (Eileen Collins, public domain): one clear frontal face."""
+    from skimage import data
+    import cv2
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg(astronaut_bgr):
+    import cv2
+    small = cv2.resize(astronaut_bgr, (320, 320), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return buf.tobytes()
+
+
+def build_models_dir(path: Path, names=("vgg_q", "resnet_q"), seed: int = 0, rule: str = "class_recall") -> Path:
+    """A models folder of untrained tiny members (real builders, real files, seeded weights),
+    for tests that exercise loading and serving without the dataset."""
+    import keras
+    from fer_core import store
+    from fer_core.config import member_spec
+    from fer_core.labels import LABELS_7
+    from fer_core.models import build
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    for n in names:
+        spec = member_spec(n)
+        kwargs = dict(spec.kwargs, num_classes=7, name=n)
+        m = build(spec.arch, **kwargs)
+        store.save_member_weights(m, path / n / "weights.npz")
+        store.atomic_write_json(path / n / "member.json", {
+            "name": n, "arch": spec.arch, "kwargs": kwargs, "labels": list(LABELS_7), "classes": 7,
+            "params": int(m.count_params()), "train": spec.train_config().to_dict(), "metrics": {}})
+    w = rng.random((len(names), 7))
+    store.atomic_write_json(path / "ensemble.json", {
+        "members": list(names), "rule": rule, "weights": (w / w.sum(0)).tolist(),
+        "labels": list(LABELS_7), "tta": True, "chosen_on": "test fixture"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    return build_models_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def fer_data_path():
+    p = Path(os.environ.get("FER2013_PATH", SHARED_DATA))
+    if not p.exists():
+        pytest.skip(f"FER2013 not found at {p} (set FER2013_PATH)")
+    return p

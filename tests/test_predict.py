@@ -1,0 +1,141 @@
+import json
+
+import numpy as np
+import pytest
+
+from fer_core import store
+from fer_core.cli import main as cli
+from fer_core.faces import FaceDetector, ImageError, crop_face, decode_image, find_faces
+from fer_core.predict import Predictor
+
+
+def test_detector_finds_the_astronauts_face(astronaut_bgr):
+    boxes, crops = find_faces(astronaut_bgr, FaceDetector())
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    # her face is in the upper middle of the 512x512 photo
+    assert 150 < x + w / 2 < 260 and 80 < y + h / 2 < 170 and 60 < w < 160
+    assert crops.shape == (1, 48, 48) and crops.dtype == np.uint8
+
+
+def test_no_face_in_a_flat_image():
+    boxes, crops = find_faces(np.full((240, 320, 3), 128, np.uint8), FaceDetector())
+    assert boxes == [] and crops.shape == (0, 48, 48)
+
+
+def test_crop_at_the_frame_edge_is_padded_not_shifted():
+    img = np.zeros((100, 100), np.uint8)
+    img[:20, :20] = 255
+    c = crop_face(img, (0, 0, 20, 20), margin=0.5, size=40)
+    assert c.shape == (40, 40)
+    assert c[20, 20] == 255  # the face stays at the centre of the crop
+
+
+@pytest.mark.parametrize("data,msg", [(b"", "empty image"), (b"hello", "not a decodable image"),
+                                      ("text", "expected image bytes"), (None, "expected image bytes")])
+def test_decode_rejects_bad_bytes(data, msg):
+    with pytest.raises(ImageError, match=msg):
+        decode_image(data)
+
+
+def test_decode_rejects_truncated_jpeg(astronaut_jpeg):
+    with pytest.raises(ImageError):
+        decode_image(astronaut_jpeg[:200])
+
+
+def test_decode_refuses_a_huge_header_before_decoding(astronaut_jpeg):
+    import struct
+    # the same JPEG with its frame header (SOF0) claiming 60000 x 60000 pixels
+    i = astronaut_jpeg.index(b"\xff\xc0")
+    bomb = astronaut_jpeg[:i + 5] + struct.pack(">HH", 60000, 60000) + astronaut_jpeg[i + 9:]
+    with pytest.raises(ImageError, match="outside"):
+        decode_image(bomb)
+
+
+def test_predictor_round_trip(tiny_models, astronaut_jpeg):
+    p = Predictor(tiny_models)
+    faces = p.predict_bytes(astronaut_jpeg)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f["label"] in p.labels and set(f["probabilities"]) == set(p.labels)
+    assert abs(sum(f["probabilities"].values()) - 1) < 1e-3
+    assert set(f["members"]) == {"vgg_q", "resnet_q"}
+
+
+def test_compiled_batched_path_matches_eager_members(tiny_models):
+    """Padding to buckets and the one-call ensemble must not change any member's output."""
+    p = Predictor(tiny_models, tta=False)
+    x = np.random.default_rng(1).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    got = p.member_probs(x)
+    for i, n in enumerate(p.member_names):
+        m, _ = store.load_member(tiny_models / n)
+        want = np.asarray(m(x.astype("float32")[..., None], training=False))
+        np.testing.assert_allclose(got[:, i], want, atol=1e-5)
+    # and the ensemble is the stored rule applied to them
+    ens, _ = p.predict_faces(x)
+    w = np.asarray(json.loads((tiny_models / "ensemble.json").read_text())["weights"])
+    raw = np.einsum("nmc,mc->nc", got, w)
+    np.testing.assert_allclose(ens, raw / raw.sum(1, keepdims=True), atol=1e-6)
+
+
+def test_tta_averages_the_mirror(tiny_models):
+    x = np.random.default_rng(2).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    plain = Predictor(tiny_models, tta=False)
+    tta = Predictor(tiny_models, tta=True)
+    np.testing.assert_allclose(tta.member_probs(x), (plain.member_probs(x) + plain.member_probs(x[:, :, ::-1])) / 2,
+                               atol=1e-5)
+
+
+def test_missing_models_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(store.ModelsError, match="models folder not found"):
+        Predictor(tmp_path / "none")
+    with pytest.raises(store.ModelsError, match="no trained members"):
+        Predictor(tmp_path)
+
+
+def test_missing_weights_file_names_it(tiny_models, tmp_path):
+    import shutil
+    d = tmp_path / "m"
+    shutil.copytree(tiny_models, d)
+    (d / "vgg_q" / "weights.npz").unlink()
+    with pytest.raises(store.ModelsError, match="vgg_q/weights.npz: weights file not found"):
+        Predictor(d)
+    (d / "resnet_q" / "weights.npz").write_bytes(b"garbage")
+    shutil.copy(tiny_models / "vgg_q" / "weights.npz", d / "vgg_q" / "weights.npz")
+    with pytest.raises(store.ModelsError, match="not a readable weights file"):
+        Predictor(d)
+
+
+def test_float16_weights_predict_like_float32(tiny_models, tmp_path):
+    m, side = store.load_member(tiny_models / "vgg_q")
+    store.save_member_weights(m, tmp_path / "w16.npz")
+    with np.load(tmp_path / "w16.npz") as z:
+        assert {z[k].dtype for k in z.files} == {np.dtype("float16")}
+    from fer_core.models import build
+    m16 = build(side["arch"], **side["kwargs"])
+    store.load_member_weights(m16, tmp_path / "w16.npz")
+    x = np.random.default_rng(3).integers(0, 256, (8, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(m16.predict_on_batch(x), m.predict_on_batch(x), atol=2e-3)
+
+
+def test_cli_predict_json(tiny_models, astronaut_bgr, tmp_path, capsys):
+    import cv2
+    img = tmp_path / "face.jpg"
+    cv2.imwrite(str(img), astronaut_bgr)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((100, 100), 200, np.uint8))
+    assert cli(["predict", "--models", str(tiny_models), "--json", str(img), str(blank)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in out] == [str(img), str(blank)]
+    assert len(out[0]["faces"]) == 1 and out[1]["faces"] == []
+    f = out[0]["faces"][0]
+    assert set(f) == {"box", "label", "probabilities", "members"} and len(f["box"]) == 4
+
+
+def test_cli_predict_bad_file_is_one_line_error(tiny_models, tmp_path, capsys):
+    bad = tmp_path / "empty.jpg"
+    bad.write_bytes(b"")
+    assert cli(["predict", "--models", str(tiny_models), str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad}: empty image"]
+    assert cli(["predict", "--models", str(tmp_path / "nowhere"), str(bad)]) == 2

@@ -1,0 +1,115 @@
+"""Tiny end-to-end runs: train_all -> evaluate -> predict, resuming, skipping finished members.
+
+The data is a synthetic CSV in the Kaggle layout (so these run without the dataset); the classes
+are made learnable (each class a different brightness) so that training has something to find."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import train_all
+from fer_core import store
+from fer_core.cli import main as cli
+from fer_core.config import QUICK_MEMBERS, TrainConfig, member_spec
+from fer_core.data import load_fer2013
+from fer_core.train import train_member
+
+
+def synthetic_csv(path, per_class=(48, 8, 8), seed=0):
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for usage, n in zip(("Training", "PublicTest", "PrivateTest"), per_class):
+            for c in range(7):
+                for _ in range(n):
+                    img = np.clip(rng.normal(30 + 30 * c, 12, 2304), 0, 255).astype(int)
+                    w.writerow([c, " ".join(map(str, img)), usage])
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return synthetic_csv(tmp_path_factory.mktemp("data") / "synth.csv")
+
+
+@pytest.mark.slow
+def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_bgr, capsys):
+    out = tmp_path / "models"
+    assert train_all.main(["--quick", "--data", str(synth), "--out", str(out), "--members", "vgg_q,resnet_q",
+                           "--epochs", "6", "--min-size", "1"]) == 0
+    spec = json.loads((out / "ensemble.json").read_text())
+    assert spec["chosen_on"] == "PublicTest" and set(spec["members"]) <= {"vgg_q", "resnet_q"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["members"]) == {"vgg_q", "resnet_q"}
+    for f in ("report.md", "confusion.png", "vgg_q/weights.npz", "vgg_q/member.json", "vgg_q/log.csv", "vgg_q/curve.png"):
+        assert (out / f).is_file(), f
+    side = json.loads((out / "vgg_q" / "member.json").read_text())
+    assert side["train"]["epochs"] == 6 and side["labels"][1] == "disgust"
+    assert set(side["metrics"]) == {"PublicTest", "PrivateTest"} and set(side["metrics"]["PrivateTest"]) == {"7", "6"}
+    capsys.readouterr()
+
+    # evaluate recomputes from the weights: the numbers match what train_all stored
+    assert cli(["evaluate", "--data", str(synth), "--models", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for s in ("PublicTest", "PrivateTest"):
+        assert again["ensemble"][s]["7"]["accuracy"] == pytest.approx(metrics["ensemble"][s]["7"]["accuracy"])
+    # the data is learnable: the ensemble must beat chance (1/7) clearly
+    assert again["ensemble"]["PrivateTest"]["7"]["accuracy"] > 0.3
+    assert cli(["evaluate", "--data", str(synth), "--models", str(out), "--split", "PrivateTest", "--classes", "6"]) == 0
+    table = capsys.readouterr().out
+    assert "PrivateTest, 6 classes" in table and "| vgg_q |" in table and "Disgust" not in table
+
+    import cv2
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), astronaut_bgr)
+    assert cli(["predict", "--models", str(out), "--json", str(img)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res[0]["faces"]) == 1 and set(res[0]["faces"][0]["members"]) == set(spec["members"])
+
+    # a second run skips the finished members
+    assert train_all.main(["--quick", "--data", str(synth), "--out", str(out), "--members", "vgg_q",
+                           "--epochs", "6", "--min-size", "1", "--no-ensemble"]) == 0
+    assert "[vgg_q] done already" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
+    data = load_fer2013(synth)
+    spec = member_spec("vgg_q")
+    cfg = TrainConfig(**dict(spec.train, epochs=3, schedule="plateau", early_stopping=0))
+
+    class Interrupt(Exception):
+        pass
+
+    # Stop after epoch 2 by failing inside the checkpoint writer's rename of the 2nd "last.keras".
+    calls = {"n": 0}
+    real = store.atomic_save
+
+    def flaky(path, fn):
+        real(path, fn)
+        if path.name == "last.keras":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Interrupt()
+
+    store.atomic_save = flaky
+    try:
+        with pytest.raises(Interrupt):
+            train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
+    finally:
+        store.atomic_save = real
+    state = json.loads((tmp_path / "vgg_q" / "ckpt" / "state.json").read_text())
+    assert state["epoch"] == 1  # the state of epoch 2 was not written: the crash came first
+    side = train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
+    log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
+    assert [int(r["epoch"]) for r in log] == [1, 2, 3]
+    assert side["trained"]["epochs"] == 3
+
+
+def test_unknown_member_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown member 'nope'"):
+        train_all.member_names("vgg_s,nope", quick=False)
+    assert train_all.member_names(None, quick=True) == list(QUICK_MEMBERS)
+    assert train_all.member_names("report", quick=False)[0] == "vgg0"

@@ -1,0 +1,123 @@
+"""Train every member, choose the ensemble on PublicTest, evaluate, write what the app reads.
+
+    python train_all.py [--data PATH] [--out models] [--members small|report|all|a,b,c] [--epochs N]
+    python train_all.py --quick --data ../shared/datasets/fer2013/fer2013.csv.gz   # minutes on a CPU
+
+Interrupted runs resume: members that are done are skipped, a member in progress continues from its
+last epoch. See fer_core/config.py for every default and why.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
+    p.add_argument("--out", help="models folder (default: models/, or runs/quick with --quick)")
+    p.add_argument("--members", default=None,
+                   help="'small' (what ships, default), 'report' (the report's nine), 'all', or names a,b,c")
+    p.add_argument("--epochs", type=int, help="override every member's epoch count")
+    p.add_argument("--classes", type=int, choices=(6, 7), help="label protocol to train (default 7)")
+    p.add_argument("--target", choices=("fer2013", "ferplus-majority", "ferplus-votes"),
+                   help="training targets (FER+ needs --ferplus)")
+    p.add_argument("--ferplus", help="fer2013new.csv (default: beside the FER2013 file)")
+    p.add_argument("--limit", type=int, help="keep the first N rows of each split")
+    p.add_argument("--min-size", type=int, default=6, help="smallest ensemble subset scored (report: 6)")
+    p.add_argument("--max-size", type=int, default=11, help="largest ensemble subset scored (report: 11)")
+    p.add_argument("--quick", action="store_true", help="tiny members, a data subset, a few minutes on a CPU")
+    p.add_argument("--no-ensemble", action="store_true", help="train only; skip ensemble choice and evaluation")
+    return p.parse_args(argv)
+
+
+def member_names(arg: str | None, quick: bool) -> list[str]:
+    from fer_core.config import MEMBERS, QUICK_MEMBERS, REPORT_MEMBERS, SMALL_MEMBERS, member_spec
+
+    if quick and not arg:
+        return list(QUICK_MEMBERS)
+    groups = {"small": SMALL_MEMBERS, "report": REPORT_MEMBERS, "all": tuple(MEMBERS), "quick": tuple(QUICK_MEMBERS)}
+    names: list[str] = []
+    for part in (arg or "small").split(","):
+        part = part.strip()
+        for n in groups.get(part, (part,)):
+            member_spec(n)  # raises ValueError naming the unknown member
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from fer_core import store
+    from fer_core.config import member_spec
+    from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path
+    from fer_core.ensemble import choose
+    from fer_core.evaluate import evaluate, tables, write_metrics
+    from fer_core.predict import Predictor
+    from fer_core.train import predict_probs, train_member
+
+    out = Path(args.out or ("runs/quick" if args.quick else store.resolve_models_dir()))
+    names = member_names(args.members, args.quick)
+    limit = args.limit or (1500 if args.quick else None)
+    data_path = resolve_data_path(args.data)
+    t0 = time.time()
+    data = load_fer2013(data_path, limit=limit)
+    print(f"data: {data_path} " + ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()), flush=True)
+    if args.target and args.target.startswith("ferplus"):
+        fp = Path(args.ferplus) if args.ferplus else data_path.parent / "fer2013new.csv"
+        if limit:
+            raise SystemExit("--target ferplus-* needs the full file (no --limit/--quick)")
+        data = attach_ferplus(data, fp, mode=args.target.split("-")[1])
+
+    for n in names:
+        spec = member_spec(n)
+        cfg = spec.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
+        side_path = out / n / "member.json"
+        if side_path.is_file() and store.read_json(side_path).get("train") == cfg.to_dict():
+            print(f"[{n}] done already ({side_path}); skipping", flush=True)
+            continue
+        print(f"[{n}] training {spec.arch} {spec.note}".rstrip(), flush=True)
+        side = train_member(n, spec, cfg, data, out)
+        pt = side["metrics"].get("PublicTest", {}).get(str(cfg.classes), {})
+        print(f"[{n}] PublicTest accuracy {100 * pt.get('accuracy', 0):.2f}% "
+              f"({side['trained']['epochs']} epochs, {side['trained']['minutes']} min)", flush=True)
+
+    if args.no_ensemble:
+        return 0
+    # The ensemble is chosen among every member in the folder with the same labels, on PublicTest only.
+    classes = args.classes or 7
+    import numpy as np
+    from fer_core.labels import labels_for
+    cands, probs = [], []
+    val = data["PublicTest"]
+    y_val = val.y if classes == 7 else __import__("fer_core.labels", fromlist=["to_6_labels"]).to_6_labels(val.y)
+    for n in store.list_members(out):
+        m, side = store.load_member(out / n)
+        if side["labels"] != list(labels_for(classes)):
+            continue
+        cands.append(n)
+        probs.append(predict_probs(m, val.x, tta=side["train"].get("tta", True)))
+    if not cands:
+        print(f"no trained members in {out}", file=sys.stderr)
+        return 1
+    spec = choose(np.stack(probs), y_val, cands, min_size=args.min_size, max_size=args.max_size)
+    spec.update(labels=list(labels_for(classes)), tta=True, chosen_on="PublicTest")
+    store.atomic_write_json(out / "ensemble.json", spec)
+    print(f"ensemble: {spec['rule']} over {', '.join(spec['members'])} "
+          f"(PublicTest {100 * spec['val_accuracy']:.2f}%)", flush=True)
+    Predictor(out)  # fails loudly now rather than in the app
+    metrics = evaluate(out, data)
+    write_metrics(out, metrics)
+    print(tables(metrics, "PrivateTest", str(classes)))
+    print(f"wrote {out}/ensemble.json, metrics.json, report.md in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
