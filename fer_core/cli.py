@@ -55,6 +55,15 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+def _pack(args) -> int:
+    from .data import load_fer2013, pack
+
+    data = load_fer2013(args.data)
+    out = pack(data, args.out, splits=args.splits.split(","))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _info(args) -> int:
     from .predict import Predictor
 
@@ -83,6 +92,11 @@ def main(argv=None) -> int:
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="skip the mirrored second pass")
     r.set_defaults(fn=_predict)
+    k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
+    k.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
+    k.add_argument("--out", required=True, help="output .npz or .npz.xz")
+    k.add_argument("--splits", default="Training,PublicTest,PrivateTest")
+    k.set_defaults(fn=_pack)
     i = sub.add_parser("info", help="describe the ensemble in a models folder")
     i.add_argument("--models")
     i.set_defaults(fn=_info)

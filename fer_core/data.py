@@ -66,12 +66,18 @@ def resolve_data_path(path: str | os.PathLike | None) -> Path:
 
 
 def load_fer2013(path: str | os.PathLike | None = None, limit: int | None = None) -> FerData:
-    """Load FER2013 from a CSV, a .csv.gz, or an image folder (``train/<class>/*.jpg``...).
+    """Load FER2013 from a CSV, a .csv.gz, an image folder (``train/<class>/*.jpg``...), or a packed
+    ``.npz``/``.npz.xz`` made by :func:`pack` (the compact form carried to a GPU machine).
 
     ``limit`` keeps the first ``limit`` rows of each split (for quick runs and tests).
     """
     p = resolve_data_path(path)
-    data = _load_folder(p) if p.is_dir() else _load_csv(p)
+    if p.is_dir():
+        data = _load_folder(p)
+    elif p.name.endswith((".npz", ".npz.xz")):
+        data = _load_packed(p)
+    else:
+        data = _load_csv(p)
     if limit is not None:
         for name, s in data.splits.items():
             data.splits[name] = Split(s.x[:limit], s.y[:limit], None if s.soft is None else s.soft[:limit])
@@ -274,3 +280,45 @@ def oversample(split: Split, fraction: float = 0.6, keep_class: int = 3, seed: i
         extra.append(rng.choice(idx, size=int(round(fraction * len(idx))), replace=False))
     idx = np.concatenate([np.arange(len(split.y))] + extra)
     return Split(split.x[idx], split.y[idx], None if split.soft is None else split.soft[idx])
+
+
+def pack(data: FerData, path: str | os.PathLike, splits=SPLITS) -> Path:
+    """Write ``splits`` as one uint8 .npz, xz-compressed when the name ends in .xz (FER2013's
+    Training + PublicTest pack to ~55 MB with xz, against ~70 MB with zlib)."""
+    import lzma
+
+    from .store import atomic_write_bytes
+    p = Path(path)
+    if not p.name.endswith((".npz", ".npz.xz")):
+        raise ValueError(f"pack path must end in .npz or .npz.xz, got {p}")
+    arrays = {}
+    for s in splits:
+        arrays[f"{s}_x"] = data[s].x
+        arrays[f"{s}_y"] = data[s].y.astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    raw = buf.getvalue()
+    atomic_write_bytes(p, lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME) if p.suffix == ".xz" else raw)
+    return p
+
+
+def _load_packed(p: Path) -> FerData:
+    import lzma
+
+    raw = p.read_bytes()
+    try:
+        if p.suffix == ".xz":
+            raw = lzma.decompress(raw)
+        z = np.load(io.BytesIO(raw))
+    except (lzma.LZMAError, ValueError, OSError) as e:
+        raise DataError(f"{p}: not a packed FER2013 file ({e})") from None
+    data = FerData(source=str(p))
+    for s in SPLITS:
+        if f"{s}_x" in z.files:
+            x, y = z[f"{s}_x"], z[f"{s}_y"].astype(np.int64)
+            if x.dtype != np.uint8 or x.shape[1:] != (SIDE, SIDE) or len(x) != len(y):
+                raise DataError(f"{p}: split {s} has images {x.shape} {x.dtype} and {len(y)} labels")
+            data.splits[s] = Split(x, y)
+    if not data.splits:
+        raise DataError(f"{p}: no splits found")
+    return data

@@ -122,3 +122,18 @@ def test_real_dataset_counts(fer_data_path):
     d = load_fer2013(fer_data_path)
     assert {k: len(v) for k, v in d.splits.items()} == {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
     assert np.bincount(d["PrivateTest"].y).tolist() == [491, 55, 528, 879, 594, 416, 626]
+
+
+@pytest.mark.parametrize("name", ["p.npz", "p.npz.xz"])
+def test_pack_round_trip(tmp_path, name):
+    from fer_core.data import pack
+    rows = [_row(3, "Training", 1), _row(0, "Training", 2), _row(6, "PublicTest", 3), _row(1, "PrivateTest", 4)]
+    d = load_fer2013(write_csv(tmp_path / "a.csv", rows))
+    out = pack(d, tmp_path / name, splits=("Training", "PublicTest"))
+    back = load_fer2013(out)
+    assert set(back.splits) == {"Training", "PublicTest"}
+    np.testing.assert_array_equal(back["Training"].x, d["Training"].x)
+    assert back["Training"].y.tolist() == [3, 0]
+    (tmp_path / "bad.npz.xz").write_bytes(b"nope")
+    with pytest.raises(DataError, match="not a packed FER2013 file"):
+        load_fer2013(tmp_path / "bad.npz.xz")

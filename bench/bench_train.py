@@ -1,0 +1,68 @@
+"""CPU (or GPU) training throughput per member, for the Keras backend in use.
+
+    python bench/bench_train.py [--members vgg_s,resnet_s,...] [--steps 20]
+    KERAS_BACKEND=jax python bench/bench_train.py     # where JAX is installed
+
+Times `train_on_batch` on random 48x48 images with each member's own recipe (augmentation, optimizer,
+batch size), after two warm-up steps that compile. Prints a Markdown table for docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--members", default="vgg_s,resnet_s,inc_s,vgg0,resnet2")
+    ap.add_argument("--steps", type=int, default=15)
+    args = ap.parse_args(argv)
+
+    import keras
+    import numpy as np
+
+    from fer_core.config import member_spec
+    from fer_core.models import build
+    from fer_core.train import augmenter, make_optimizer
+
+    rows = []
+    for name in args.members.split(","):
+        spec = member_spec(name)
+        cfg = spec.train_config()
+        net = build(spec.arch, **dict(spec.kwargs, name=name))
+        inp = keras.Input((48, 48, 1))
+        model = keras.Model(inp, net(augmenter()(inp) if cfg.augment else inp))
+        model.compile(optimizer=make_optimizer(cfg, 100), loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=cfg.label_smoothing))
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (cfg.batch_size, 48, 48, 1)).astype("float32")
+        y = np.eye(7, dtype="float32")[rng.integers(0, 7, cfg.batch_size)]
+        for _ in range(2):
+            model.train_on_batch(x, y)
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            model.train_on_batch(x, y)
+        dt = time.perf_counter() - t
+        ips = args.steps * cfg.batch_size / dt
+        rows.append((name, net.count_params(), cfg.batch_size, cfg.augment, ips, 28709 / ips / 60))
+        print(f"{name}: {ips:.0f} images/s", file=sys.stderr, flush=True)
+        keras.backend.clear_session()
+
+    print(f"\nBackend `{keras.backend.backend()}` (Keras {keras.__version__}), {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, `python bench/bench_train.py --members {args.members} --steps {args.steps}`\n")
+    print("| member | parameters | batch | augmentation | training images/s | minutes per FER2013 epoch |")
+    print("|---|---|---|---|---|---|")
+    for name, params, bs, aug, ips, mins in rows:
+        print(f"| {name} | {params:,} | {bs} | {'yes' if aug else 'no'} | {ips:.0f} | {mins:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
