@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from fer_core import store
     from fer_core.config import member_spec
-    from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path
+    from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path, to_protocol
     from fer_core.ensemble import choose
     from fer_core.evaluate import evaluate, tables, write_metrics
     from fer_core.predict import Predictor
@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     import numpy as np
     from fer_core.labels import labels_for
     cands, probs = [], []
-    val = data["PublicTest"]
-    y_val = val.y if classes == 7 else __import__("fer_core.labels", fromlist=["to_6_labels"]).to_6_labels(val.y)
+    val = to_protocol(data["PublicTest"], classes)
+    y_val = val.y
     for n in store.list_members(out):
         m, side = store.load_member(out / n)
         if side["labels"] != list(labels_for(classes)):

@@ -1,0 +1,333 @@
+/* Expression Live: camera -> downscaled JPEG -> Socket.IO 'frame' (binary) -> 'result' / 'error'.
+ * One frame in flight: the next frame is sent only when the previous one's answer has arrived,
+ * so a slow server never builds a queue. Protocol: docs/protocol.md. */
+(function () {
+  'use strict';
+
+  var SEND_WIDTH = 320;        // frames are downscaled to this width before JPEG encoding
+  var JPEG_QUALITY = 0.8;
+  var SMOOTH_FRAMES = 6;       // smoothing: mean of the main face's last N results...
+  var SMOOTH_MS = 1500;        // ...no older than this
+  var ANSWER_TIMEOUT_MS = 15000;
+  var INFO = {
+    angry: {emoji: '\u{1F620}', color: '#e5484d'},
+    disgust: {emoji: '\u{1F922}', color: '#30a46c'},
+    fear: {emoji: '\u{1F628}', color: '#8e4ec6'},
+    happy: {emoji: '\u{1F604}', color: '#f5a524'},
+    sad: {emoji: '\u{1F622}', color: '#3e63dd'},
+    surprise: {emoji: '\u{1F62E}', color: '#12a594'},
+    neutral: {emoji: '\u{1F610}', color: '#8b8d98'}
+  };
+
+  var $ = function (id) { return document.getElementById(id); };
+  var video = $('video'), overlay = $('overlay'), wrap = $('videoWrap');
+  var grab = document.createElement('canvas'), grabCtx = grab.getContext('2d');
+  var st = {
+    maxFps: parseFloat(document.body.dataset.maxFps) || 15,
+    running: true, camera: false, inFlight: false, sentAt: 0, lastSend: 0,
+    timer: null, watchdog: null, labels: null, bars: {}, history: [], answers: [], last: null
+  };
+
+  function emojiSpan(label) {
+    var e = document.createElement('i'); e.className = 'e'; e.setAttribute('aria-hidden', 'true');
+    e.textContent = info(label).emoji;
+    return e;
+  }
+  function info(label) { return INFO[label] || {emoji: '\u{1F642}', color: '#6e56cf'}; }
+  function cap(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
+
+  // --- notices ------------------------------------------------------------------------------
+  function notice(title, text, retry) {
+    if (!st.camera) {
+      $('emoji').textContent = '\u{1F4F7}';
+      $('label').textContent = 'Camera off';
+      $('sub').textContent = title;
+    }
+    $('noticeTitle').textContent = title;
+    $('noticeText').textContent = text;
+    $('retry').hidden = !retry;
+    $('notice').hidden = false;
+  }
+  function status(text) { $('status').textContent = text || ''; }
+  function pill(text, kind) { var p = $('conn'); p.textContent = text; p.className = 'pill pill-' + kind; }
+
+  // --- camera -------------------------------------------------------------------------------
+  function startCamera() {
+    if (!window.isSecureContext) {
+      notice('The camera needs a secure page',
+        'Browsers allow the camera only on https:// pages or on http://localhost. This page is ' +
+        location.origin + ': open it over HTTPS (or on the server machine as localhost).', false);
+      return;
+    }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      notice('No camera access in this browser', 'This browser does not offer camera access (getUserMedia). ' +
+        'Try a current Chrome, Firefox or Safari.', false);
+      return;
+    }
+    notice('Starting the camera…', 'Your browser will ask for permission to use the camera.', false);
+    navigator.mediaDevices.getUserMedia({
+      video: {width: {ideal: 640}, height: {ideal: 480}, facingMode: 'user'}, audio: false
+    }).then(function (stream) {
+      video.srcObject = stream;
+      return video.play();
+    }).then(function () {
+      fitVideo();
+      st.camera = true;
+      $('notice').hidden = true;
+      $('emoji').textContent = '\u{1F440}';
+      $('label').textContent = 'Waiting for a face…';
+      $('sub').textContent = 'Look at the camera';
+      schedule(0);
+    }).catch(function (err) {
+      var name = err && err.name;
+      if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
+        notice('Camera access was refused', 'Allow the camera for this site in your browser\'s address bar ' +
+          'or site settings, then try again. Nothing is recorded: frames are analysed in memory.', true);
+      } else if (name === 'NotFoundError' || name === 'OverconstrainedError' || name === 'DevicesNotFoundError') {
+        notice('No camera found', 'Connect a camera (or enable it) and try again.', true);
+      } else if (name === 'NotReadableError' || name === 'TrackStartError' || name === 'AbortError') {
+        notice('The camera is busy', 'Another application or tab is using the camera. Close it and try again.', true);
+      } else {
+        notice('The camera could not start', (err && err.message) || String(err), true);
+      }
+    });
+  }
+  $('retry').addEventListener('click', startCamera);
+
+  // --- sending frames -----------------------------------------------------------------------
+  var socket = io({transports: ['websocket', 'polling'], tryAllTransports: true});
+
+  function schedule(ms) {
+    clearTimeout(st.timer);
+    st.timer = setTimeout(sendFrame, Math.max(0, ms));
+  }
+
+  function settle() {  // the frame in flight got its answer (or is given up)
+    st.inFlight = false;
+    clearTimeout(st.watchdog);
+  }
+
+  function sendFrame() {
+    if (!st.running || !st.camera || st.inFlight) return;
+    if (!socket.connected || document.hidden || video.readyState < 2 || !video.videoWidth) { schedule(250); return; }
+    var gap = 1000 / (st.maxFps * 0.9) - (performance.now() - st.lastSend);  // stay under the server's cap
+    if (gap > 0) { schedule(gap); return; }
+    var w = Math.min(SEND_WIDTH, video.videoWidth);
+    var h = Math.round(video.videoHeight * w / video.videoWidth);
+    if (grab.width !== w || grab.height !== h) { grab.width = w; grab.height = h; }
+    grabCtx.drawImage(video, 0, 0, w, h);
+    st.inFlight = true;
+    grab.toBlob(function (blob) {
+      if (!blob) { settle(); schedule(250); return; }
+      blob.arrayBuffer().then(function (buf) {
+        if (!socket.connected) { settle(); schedule(250); return; }
+        st.sentAt = st.lastSend = performance.now();
+        socket.emit('frame', buf);  // an ArrayBuffer: sent as binary, not base64
+        st.watchdog = setTimeout(function () { settle(); status('No answer from the server; retrying'); schedule(0); },
+          ANSWER_TIMEOUT_MS);
+      });
+    }, 'image/jpeg', JPEG_QUALITY);
+  }
+
+  socket.on('connect', function () { pill('connected', 'ok'); status(''); schedule(0); });
+  socket.on('disconnect', function () { settle(); pill('reconnecting…', 'wait'); });
+  socket.on('connect_error', function () { pill('offline', 'bad'); });
+  socket.on('hello', function (h) {
+    if (h && h.max_fps) st.maxFps = h.max_fps;
+    if (h && h.labels) buildBars(h.labels);
+  });
+  socket.on('result', function (r) {
+    var now = performance.now();
+    settle();
+    st.answers.push(now);
+    if (st.running) pill('live', 'ok');
+    render(r, now - st.sentAt);
+    status('');
+    schedule(0);
+  });
+  socket.on('error', function (e) {
+    settle();
+    var code = (e && e.code) || 'error';
+    var waits = {starting: 1000, unavailable: 5000, worker_crashed: 1000, rate_limited: 500, busy: 100, timeout: 500};
+    if (code === 'starting' || code === 'worker_crashed') pill('model loading…', 'wait');
+    status((e && e.reason) || code);
+    schedule(waits[code] || 250);
+  });
+  document.addEventListener('visibilitychange', function () { if (!document.hidden) schedule(0); });
+
+  $('pause').addEventListener('click', function () {
+    st.running = !st.running;
+    this.textContent = st.running ? 'Pause' : 'Resume';
+    pill(st.running ? 'live' : 'paused', st.running ? 'ok' : 'wait');
+    if (st.running) schedule(0);
+  });
+  $('smooth').addEventListener('change', function () { st.history = []; if (st.last) render(st.last, null); });
+
+  // --- results --------------------------------------------------------------------------------
+  function buildBars(labels) {
+    if (st.labels && st.labels.join() === labels.join()) return;
+    st.labels = labels.slice();
+    var box = $('bars');
+    box.textContent = '';
+    st.bars = {};
+    labels.forEach(function (l) {
+      var row = document.createElement('div'); row.className = 'bar';
+      var name = document.createElement('span'); name.className = 'bar-name';
+      name.appendChild(emojiSpan(l));
+      name.appendChild(document.createTextNode(cap(l)));
+      var track = document.createElement('span'); track.className = 'bar-track';
+      var fill = document.createElement('span'); fill.className = 'bar-fill';
+      fill.style.background = info(l).color;
+      track.appendChild(fill);
+      var val = document.createElement('span'); val.className = 'bar-val'; val.textContent = '–';
+      row.appendChild(name); row.appendChild(track); row.appendChild(val);
+      box.appendChild(row);
+      st.bars[l] = {row: row, fill: fill, val: val};
+    });
+  }
+
+  function smoothed(probs, now) {
+    if (!$('smooth').checked) return probs;
+    st.history.push({t: now, p: probs});
+    while (st.history.length > SMOOTH_FRAMES || (st.history.length && now - st.history[0].t > SMOOTH_MS)) st.history.shift();
+    var out = {};
+    Object.keys(probs).forEach(function (k) {
+      var s = 0;
+      st.history.forEach(function (h) { s += h.p[k] || 0; });
+      out[k] = s / st.history.length;
+    });
+    return out;
+  }
+
+  function argmax(p) {
+    var best = null;
+    Object.keys(p).forEach(function (k) { if (best === null || p[k] > p[best]) best = k; });
+    return best;
+  }
+
+  function render(r, rtt) {
+    var now = performance.now();
+    var faces = r.faces || [];
+    st.last = r;
+    if (faces.length && !st.labels) buildBars(Object.keys(faces[0].probabilities));
+    var main = null;
+    if (faces.length) {
+      var probs = rtt === null ? faces[0].probabilities : smoothed(faces[0].probabilities, now);
+      var label = argmax(probs);
+      main = {label: label, probs: probs};
+      $('emoji').textContent = info(label).emoji;
+      $('label').textContent = cap(label);
+      $('label').style.color = info(label).color;
+      $('sub').textContent = Math.round(100 * probs[label]) + '% confidence' +
+        (faces.length > 1 ? ' · ' + faces.length + ' faces' : '');
+      Object.keys(st.bars).forEach(function (l) {
+        var v = probs[l] || 0, b = st.bars[l];
+        b.fill.style.width = (100 * v).toFixed(1) + '%';
+        b.val.textContent = Math.round(100 * v) + '%';
+        b.row.classList.toggle('top', l === label);
+      });
+      renderVotes(faces[0].members || {});
+    } else {
+      st.history = [];
+      $('emoji').textContent = '\u{1F50D}';
+      $('label').textContent = 'No face in view';
+      $('label').style.color = '';
+      $('sub').textContent = 'Face the camera, with light on your face';
+      Object.keys(st.bars).forEach(function (l) {
+        st.bars[l].fill.style.width = '0%'; st.bars[l].val.textContent = '–'; st.bars[l].row.classList.remove('top');
+      });
+      renderVotes(null);
+    }
+    drawOverlay(r, main);
+    // numbers
+    st.answers = st.answers.filter(function (t) { return now - t < 2000; });
+    if (st.answers.length > 1) $('fps').textContent = (1000 * (st.answers.length - 1) / (st.answers[st.answers.length - 1] - st.answers[0])).toFixed(1);
+    if (rtt !== null) $('rtt').textContent = Math.round(rtt);
+    if (typeof r.ms === 'number') $('srv').textContent = Math.round(r.ms);
+    $('nfaces').textContent = faces.length;
+  }
+
+  function renderVotes(members) {
+    var ul = $('votes');
+    ul.textContent = '';
+    if (!members || !Object.keys(members).length) {
+      var li = document.createElement('li'); li.className = 'muted'; li.textContent = 'No face yet';
+      ul.appendChild(li);
+      return;
+    }
+    Object.keys(members).forEach(function (name) {
+      var m = members[name];
+      var li = document.createElement('li');
+      var n = document.createElement('span'); n.className = 'vote-name'; n.textContent = name;
+      var v = document.createElement('span'); v.className = 'vote-label';
+      v.appendChild(emojiSpan(m.label));
+      v.appendChild(document.createTextNode(m.label));
+      v.style.borderColor = info(m.label).color;
+      var c = document.createElement('span'); c.className = 'vote-conf';
+      c.textContent = Math.round(100 * m.confidence) + '%';
+      li.appendChild(n); li.appendChild(v); li.appendChild(c);
+      ul.appendChild(li);
+    });
+  }
+
+  // Boxes in the frame's pixels -> the displayed (mirrored, scaled) video.
+  function drawOverlay(r, main) {
+    var dpr = window.devicePixelRatio || 1;
+    var W = video.clientWidth, H = video.clientHeight;
+    if (overlay.width !== Math.round(W * dpr) || overlay.height !== Math.round(H * dpr)) {
+      overlay.width = Math.round(W * dpr); overlay.height = Math.round(H * dpr);
+    }
+    var ctx = overlay.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    if (!r || !r.width || !r.height || !r.faces) return;
+    var sx = W / r.width, sy = H / r.height;
+    var textFont = '600 14px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+    var emojiFont = '14px "Apple Color Emoji", "Segoe UI Emoji", "Noto Color Emoji", sans-serif';
+    ctx.textBaseline = 'middle';
+    r.faces.forEach(function (f, i) {
+      var label = i === 0 && main ? main.label : f.label;
+      var p = i === 0 && main ? main.probs[label] : f.probabilities[label];
+      var color = info(label).color;
+      var x = W - (f.box[0] + f.box[2]) * sx, y = f.box[1] * sy, w = f.box[2] * sx, h = f.box[3] * sy;
+      ctx.lineWidth = i === 0 ? 3 : 2;
+      ctx.strokeStyle = color;
+      roundRect(ctx, x, y, w, h, 10); ctx.stroke();
+      var text = label + ' ' + Math.round(100 * p) + '%';
+      ctx.font = emojiFont;
+      var ew = ctx.measureText(info(label).emoji).width;
+      ctx.font = textFont;
+      var tw = ew + 5 + ctx.measureText(text).width + 16, th = 24;
+      var ty = y - th - 4 < 0 ? y + h + 4 : y - th - 4;
+      ctx.fillStyle = color;
+      roundRect(ctx, x, ty, tw, th, 8); ctx.fill();
+      ctx.font = emojiFont;
+      ctx.fillText(info(label).emoji, x + 8, ty + th / 2 + 1);
+      ctx.font = textFont;
+      ctx.fillStyle = '#fff';
+      ctx.fillText(text, x + 8 + ew + 5, ty + th / 2 + 1);
+    });
+  }
+
+  function roundRect(ctx, x, y, w, h, r) {
+    ctx.beginPath();
+    ctx.moveTo(x + r, y);
+    ctx.arcTo(x + w, y, x + w, y + h, r);
+    ctx.arcTo(x + w, y + h, x, y + h, r);
+    ctx.arcTo(x, y + h, x, y, r);
+    ctx.arcTo(x, y, x + w, y, r);
+    ctx.closePath();
+  }
+
+  // The wrapper takes the camera's aspect ratio: the video fills it, no letterbox to correct for.
+  function fitVideo() {
+    if (!video.videoWidth || !video.videoHeight) return;
+    var ratio = video.videoWidth / video.videoHeight;
+    wrap.style.aspectRatio = video.videoWidth + ' / ' + video.videoHeight;
+    wrap.style.width = 'min(100%, calc(54vh * ' + ratio.toFixed(4) + '))';
+  }
+  video.addEventListener('loadedmetadata', fitVideo);
+  video.addEventListener('resize', fitVideo);  // phones rotating: the camera's size changes
+  window.addEventListener('resize', function () { if (st.last) drawOverlay(st.last, null); });
+  startCamera();
+})();

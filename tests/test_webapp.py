@@ -1,0 +1,368 @@
+"""The web app over HTTP: pages, static files, admin access and tables, settings, and the pieces of
+the inference plumbing that need no worker (wire format, per-client gate, latency histogram)."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from webapp_testutil import ROOT
+
+REMOTE = {"REMOTE_ADDR": "10.1.2.3"}
+
+
+def make_app(models_dir, **kw):
+    from webapp import WebConfig, create_app
+    kw.setdefault("worker_start", False)
+    return create_app(WebConfig(models_dir=str(models_dir), **kw))
+
+
+def basic(password: str, user: str = "admin") -> dict:
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture(scope="module")
+def app(tiny_models):
+    return make_app(tiny_models, admin_secret="s3cret-Ω")
+
+
+@pytest.fixture(scope="module")
+def models_with_metrics(tiny_models, tmp_path_factory):
+    """A copy of the tiny models folder with a real metrics.json (fer_core.metrics on random
+    predictions), report.md and confusion.png (fer_core.evaluate.write_metrics), and one curve.png."""
+    from fer_core import store
+    from fer_core.evaluate import write_metrics
+    from fer_core.metrics import both_protocols
+
+    md = tmp_path_factory.mktemp("with_metrics") / "models"
+    shutil.copytree(tiny_models, md)
+    rng = np.random.default_rng(1)
+    ens = store.read_json(md / "ensemble.json")
+    names = ens["members"]
+
+    def scored():
+        y = rng.integers(0, 7, 300)
+        p = rng.dirichlet(np.ones(7), 300)
+        p[np.arange(150), y[:150]] += 1  # better than chance, so the numbers differ per class
+        return both_protocols(y, p / p.sum(1, keepdims=True))
+
+    splits = ("PublicTest", "PrivateTest")
+    info = {}
+    for n in names:
+        side = store.read_json(md / n / "member.json")
+        info[n] = {"arch": side["arch"], "params": side["params"], "trained": {"epochs": 3, "minutes": 0.1},
+                   "recipe": {k: side["train"].get(k) for k in ("optimizer", "lr", "schedule", "augment",
+                                                                "label_smoothing", "epochs")}}
+    metrics = {"members": {n: {s: scored() for s in splits} for n in names},
+               "ensemble": {s: scored() for s in splits},
+               "rules": {r: {s: scored() for s in splits} for r in ("average", "class_recall")},
+               "chosen": {"members": names, "rule": ens["rule"], "weights": ens["weights"], "tta": True},
+               "generated": "2026-01-01T00:00:00+00:00", "data": "random labels (test)", "member_info": info}
+    write_metrics(md, metrics)
+    import cv2
+    ok, png = cv2.imencode(".png", np.full((24, 64, 3), 200, np.uint8))
+    (md / names[0] / "curve.png").write_bytes(png.tobytes())
+    return md
+
+
+# -- pages and static files ------------------------------------------------------------------------
+
+def test_index_page(app):
+    r = app.test_client().get("/")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert "processed in memory and never stored" in html
+    assert not re.search(r"https?://", html), "the page must not load anything from elsewhere"
+    assert '/static/vendor/socket.io.min.js' in html and '/static/app.js' in html
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+
+
+def test_page_assets_are_local(app):
+    """The page's own script and style name no other host (app.js only mentions "https://" and
+    "http://localhost" in its secure-context message)."""
+    c = app.test_client()
+    for path in ("/static/app.js", "/static/style.css", "/static/admin.js"):
+        r = c.get(path)
+        assert r.status_code == 200, path
+        text = r.get_data(as_text=True)
+        assert not re.search(r"(https?:|wss?:)?//[\w-]+\.[\w.-]+", text), path
+        assert "@import" not in text and "url(" not in text, path
+
+
+def test_socketio_client_is_served(app):
+    r = app.test_client().get("/static/vendor/socket.io.min.js")
+    assert r.status_code == 200
+    head = r.get_data()[:200].decode()
+    assert "Socket.IO v4." in head
+    assert (ROOT / "static" / "vendor" / "socket.io-client.LICENSE").is_file()
+
+
+def test_healthz_without_worker(app):
+    r = app.test_client().get("/healthz")
+    assert r.status_code == 503
+    assert r.get_json()["status"] == "no_worker"
+
+
+def test_missing_models_folder_is_refused(tmp_path):
+    from fer_core.store import ModelsError
+    with pytest.raises(ModelsError, match="not found"):
+        make_app(tmp_path / "nowhere")
+
+
+# -- admin access ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/admin", "/admin/stats"])
+def test_admin_local_is_open(app, path):
+    r = app.test_client().get(path)  # the test client's REMOTE_ADDR is 127.0.0.1
+    assert r.status_code == 200
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/admin", "/admin/", "/admin/stats", "/admin/files/report.md"])
+def test_admin_remote_needs_the_secret(app, path):
+    c = app.test_client()
+    r = c.get(path, environ_base=REMOTE)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
+    assert "Chosen ensemble" not in r.get_data(as_text=True)
+    assert c.get(path, environ_base=REMOTE, headers=basic("wrong")).status_code == 401
+    assert c.get(path, environ_base=REMOTE, headers=basic("")).status_code == 401
+    assert c.get(path, environ_base=REMOTE, headers={"Authorization": "Bearer s3cret-Ω"}).status_code == 401
+    ok = c.get(path, environ_base=REMOTE, headers=basic("s3cret-Ω"))
+    assert ok.status_code == (404 if path.endswith("report.md") else 200)  # the fixture has no report.md
+
+
+def test_admin_page_content_only_with_the_secret(app):
+    r = app.test_client().get("/admin", environ_base=REMOTE, headers=basic("s3cret-Ω"))
+    assert "Chosen ensemble" in r.get_data(as_text=True)
+
+
+def test_admin_through_a_local_proxy_is_remote(app):
+    """A reverse proxy on the same host connects from 127.0.0.1: its forwarding headers make it remote."""
+    c = app.test_client()
+    assert c.get("/admin", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
+    assert c.get("/admin", headers={"X-Forwarded-For": "203.0.113.9", **basic("s3cret-Ω")}).status_code == 200
+
+
+def test_admin_ipv6_loopback_is_local(app):
+    assert app.test_client().get("/admin", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+
+
+def test_admin_without_configured_secret_refuses_remote(tiny_models):
+    app = make_app(tiny_models)
+    c = app.test_client()
+    assert c.get("/admin").status_code == 200
+    r = c.get("/admin", environ_base=REMOTE, headers=basic("anything"))
+    assert r.status_code == 403
+    assert "FER_ADMIN_SECRET" in r.get_data(as_text=True)
+    assert c.get("/admin/stats", environ_base=REMOTE).status_code == 403
+
+
+def test_admin_local_can_be_closed(tiny_models):
+    app = make_app(tiny_models, admin_secret="x", admin_local_open=False)
+    c = app.test_client()
+    assert c.get("/admin").status_code == 401
+    assert c.get("/admin", headers=basic("x")).status_code == 200
+
+
+# -- admin content -----------------------------------------------------------------------------------
+
+def test_admin_without_metrics_shows_a_notice(app):
+    r = app.test_client().get("/admin")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert "No accuracy tables yet" in html and "metrics.json" in html
+    assert "<table" not in html
+    assert "class_recall" in html  # the chosen rule still shows, from ensemble.json
+
+
+def test_admin_tables_from_metrics(models_with_metrics):
+    m = json.loads((models_with_metrics / "metrics.json").read_text())
+    app = make_app(models_with_metrics)
+    html = app.test_client().get("/admin").get_data(as_text=True)
+    assert "No accuracy tables yet" not in html
+    for split in ("PublicTest", "PrivateTest"):
+        for c in ("7", "6"):
+            assert f"{split}, {c} classes" in html
+    # one row per member, per rule and the chosen ensemble; one column per class, then overall
+    tables = re.findall(r'<table class="acc">(.*?)</table>', html, re.S)
+    assert len(tables) == 4
+    for t, classes in zip(tables, (7, 6, 7, 6)):
+        head = re.findall(r"<th>(.*?)</th>", t.split("</thead>")[0])
+        assert len(head) == classes + 2 and head[0] == "model" and head[-1] == "Overall"
+        assert len(re.findall(r"<tr class=", t)) == len(m["members"]) + len(m["rules"]) + 1
+    assert "Disgust" in tables[0] and "Disgust" not in tables[1]
+    for n, s in m["members"].items():
+        assert n in html
+        assert f"{100 * s['PrivateTest']['6']['accuracy']:.2f}" in tables[3]
+        assert f"{100 * s['PublicTest']['7']['recall']['fear']:.1f}" in tables[0]
+    assert f"{100 * m['ensemble']['PublicTest']['7']['accuracy']:.2f}" in tables[0]
+    assert f"ensemble (chosen: {m['chosen']['rule']})" in html
+    assert "ensemble: average" in html
+    assert "/admin/files/confusion.png" in html
+    assert "Training curves" in html
+
+
+def test_admin_pictures_are_served_safely(models_with_metrics):
+    app = make_app(models_with_metrics)
+    c = app.test_client()
+    member = json.loads((models_with_metrics / "ensemble.json").read_text())["members"][0]
+    r = c.get("/admin/files/confusion.png")
+    assert r.status_code == 200 and r.mimetype == "image/png" and r.get_data()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = c.get(f"/admin/members/{member}/curve.png")
+    assert r.status_code == 200 and r.get_data()[:4] == b"\x89PNG"
+    assert c.get("/admin/files/report.md").status_code == 200
+    for bad in ("/admin/files/ensemble.json", "/admin/files/..%2Fensemble.json", "/admin/files/../ensemble.json",
+                f"/admin/members/{member}/weights.npz", f"/admin/members/{member}/..%2F..%2Fensemble.json",
+                "/admin/members/..%2F..%2Fetc/curve.png", "/admin/members/../curve.png",
+                "/admin/members/nobody/curve.png", "/admin/members/.hidden/curve.png",
+                "/admin/files/%2Fetc%2Fpasswd", "/admin/members/%2Fetc/passwd"):
+        assert c.get(bad, follow_redirects=True).status_code == 404, bad
+    # remote without the secret: not even the pictures
+    assert c.get("/admin/files/confusion.png", environ_base=REMOTE).status_code == 403
+
+
+def test_admin_damaged_metrics(models_with_metrics, tmp_path):
+    md = tmp_path / "m"
+    shutil.copytree(models_with_metrics, md)
+    (md / "metrics.json").write_text("{not json")
+    html = make_app(md).test_client().get("/admin").get_data(as_text=True)
+    assert "could not be shown" in html
+
+
+def test_admin_stats_shape(app):
+    s = app.test_client().get("/admin/stats").get_json()
+    assert set(s) >= {"clients", "fps", "latency_ms", "frames", "errors", "uptime_s", "worker"}
+    assert set(s["latency_ms"]) >= {"p50", "p95"}
+
+
+# -- settings ----------------------------------------------------------------------------------------
+
+def test_config_defaults_and_env():
+    from webapp.config import WebConfig
+    d = WebConfig()
+    assert d.max_frame_bytes == 1_000_000 and d.admin_secret is None and d.max_fps == 30
+    assert d.transport_max_bytes > d.max_frame_bytes
+    c = WebConfig.from_env({"FER_MODELS": "/m", "FER_ADMIN_SECRET": "k", "FER_MAX_FRAME_BYTES": "2000",
+                            "FER_MAX_FPS": "12.5", "FER_ADMIN_LOCAL_OPEN": "no", "FER_TRUST_PROXY": "1"})
+    assert (c.models_dir, c.admin_secret, c.max_frame_bytes, c.max_fps, c.admin_local_open, c.trust_proxy) == \
+        ("/m", "k", 2000, 12.5, False, 1)
+    assert WebConfig.from_env({"FER_ADMIN_SECRET": ""}).admin_secret is None
+    with pytest.raises(ValueError, match="FER_MAX_FPS"):
+        WebConfig.from_env({"FER_MAX_FPS": "fast"})
+    with pytest.raises(ValueError):
+        WebConfig(max_fps=0)
+
+
+# -- plumbing units ----------------------------------------------------------------------------------
+
+def test_wire_round_trip_and_short_reads():
+    from webapp import wire
+
+    class Dribble(io.RawIOBase):  # a pipe that returns at most 3 bytes per read
+        def __init__(self, data):
+            self.buf = io.BytesIO(data)
+
+        def read(self, n=-1):
+            return self.buf.read(min(n, 3))
+
+    blobs = [b"\xff\xd8jpeg", b"", bytes(range(256)) * 10]
+    data = wire.encode({"type": "batch", "ids": [1, 2, 3]}, blobs) + wire.encode({"type": "x"})
+    f = Dribble(data)
+    h, b = wire.read_message(f)
+    assert h["ids"] == [1, 2, 3] and b == blobs
+    assert wire.read_message(f)[0]["type"] == "x"
+    with pytest.raises(wire.WireError):
+        wire.read_message(f)
+    with pytest.raises(wire.WireError):
+        wire.decode(b"\x00\x00\x00\x02{}extra")
+    with pytest.raises(wire.WireError):
+        wire.read_message(io.BytesIO(b"\xff\xff\xff\xff"))
+
+
+def test_client_gate_busy_and_rate():
+    from webapp.events import ClientGate
+    g = ClientGate()
+    assert g.begin(3, now=0.0) is None
+    assert g.begin(3, now=0.01) == "busy"
+    g.end()
+    assert g.begin(3, now=0.1) is None
+    g.end()
+    assert g.begin(3, now=0.2) is None
+    g.end()
+    assert g.begin(3, now=0.3) == "rate_limited"
+    assert g.begin(3, now=1.05) is None  # the first frame left the one-second window
+
+
+def test_latency_histogram():
+    from webapp.stats import LatencyHistogram, Stats
+    h = LatencyHistogram()
+    assert h.percentile(50) is None
+    for v in range(1, 101):
+        h.add(float(v))
+    assert 50 <= h.percentile(50) <= 50 * 1.06
+    assert 95 <= h.percentile(95) <= 95 * 1.06
+    assert h.percentile(100) == 100
+    s = Stats()
+    s.connected(); s.frame(12.0, 1); s.error("busy")
+    snap = s.snapshot()
+    assert snap["clients"] == 1 and snap["frames"] == 1 and snap["errors"] == {"busy": 1} and snap["fps"] > 0
+
+
+def test_web_process_never_imports_tensorflow(tiny_models, astronaut_jpeg, tmp_path):
+    """create_app + a real frame through the worker, in a fresh interpreter: TensorFlow and Keras are
+    loaded in the worker subprocess only."""
+    frame = tmp_path / "frame.jpg"
+    frame.write_bytes(astronaut_jpeg)
+    code = textwrap.dedent(f"""
+        import sys
+        from webapp import WebConfig, create_app, socketio
+        app = create_app(WebConfig(models_dir={str(tiny_models)!r}))
+        st = app.extensions["fer"]
+        assert st.inference.wait_ready(180), st.inference.last_error
+        c = socketio.test_client(app)
+        c.emit("frame", open({str(frame)!r}, "rb").read())
+        names = [e["name"] for e in c.get_received()]
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "cv2"))
+        print("RESULT", names, heavy)
+        st.inference.close()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
+    assert line, out.stdout[-2000:] + out.stderr[-3000:]
+    assert line == "RESULT ['hello', 'result'] []", line
+
+
+def test_worker_that_cannot_load_is_reported(tiny_models, tmp_path):
+    """Damaged weights: the worker reports why and exits; /healthz says 'failed', frames get
+    'unavailable', and the dispatcher keeps retrying (with back-off) rather than giving up."""
+    import time
+    from webapp.inference import InferenceError
+    md = tmp_path / "broken"
+    shutil.copytree(tiny_models, md)
+    member = json.loads((md / "ensemble.json").read_text())["members"][0]
+    (md / member / "weights.npz").write_bytes(b"not a zip file")
+    app = make_app(md, worker_start=True)
+    inf = app.extensions["fer"].inference
+    try:
+        end = time.monotonic() + 120
+        while inf.state != "failed" and time.monotonic() < end:
+            time.sleep(0.2)
+        assert inf.state == "failed"
+        assert "weights" in inf.last_error
+        r = app.test_client().get("/healthz")
+        assert r.status_code == 503 and r.get_json()["status"] == "failed"
+        with pytest.raises(InferenceError) as e:
+            inf.infer(b"\xff\xd8")
+        assert e.value.code == "unavailable"
+    finally:
+        inf.close()

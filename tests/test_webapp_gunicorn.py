@@ -1,0 +1,195 @@
+"""The deployment commands themselves, as subprocesses on a free localhost port:
+`gunicorn -k eventlet -w 1 'webapp:create_app()'` (the shared server) and `python -m webapp` (local),
+driven by python-socketio clients over a real WebSocket."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from webapp_testutil import Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_healthy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tiny_models, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
+    proc = start(gunicorn_cmd(port), server_env(tiny_models), log)
+    try:
+        health = wait_healthy(port, proc, log)
+        yield port, health, proc, log
+    finally:
+        stop(proc)
+
+
+def test_round_trip(gunicorn, astronaut_jpeg):
+    port, health, _, _ = gunicorn
+    c = Client(port)
+    try:
+        hello = c.events[0]
+        assert hello[0] == "hello" and hello[1]["labels"] == health["labels"]
+        name, res = c.send(astronaut_jpeg)
+        assert name == "result", res
+        (face,) = res["faces"]
+        assert face["label"] in health["labels"] and sorted(face["members"]) == sorted(health["members"])
+        assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
+        x, y, w, h = face["box"]
+        assert x >= 0 and y >= 0 and x + w <= res["width"] and y + h <= res["height"]
+        name, res = c.send(grey_jpeg())
+        assert name == "result" and res["faces"] == []
+    finally:
+        c.close()
+
+
+def test_busy_and_size_limits(gunicorn, astronaut_jpeg):
+    port = gunicorn[0]
+    c, other = Client(port), Client(port)
+    try:
+        # two frames back to back: the second arrives while the first is in flight
+        c.sio.emit("frame", astronaut_jpeg)
+        c.sio.emit("frame", astronaut_jpeg)
+        got = c.wait_answers(2)
+        assert sorted(n for n, _ in got) == ["error", "result"], got
+        assert next(d for n, d in got if n == "error")["code"] == "busy"
+        # over our limit but within the transport's: a polite error, the connection stays
+        name, err = c.send(astronaut_jpeg + b"\0" * 1_200_000)
+        assert name == "error" and err["code"] == "too_large"
+        assert c.send(astronaut_jpeg)[0] == "result"
+        # far over the transport's limit: engine.io drops that connection, and only that one
+        big = Client(port)
+        big.sio.emit("frame", b"\0" * 3_000_000)
+        end = time.monotonic() + 15
+        while big.sio.connected and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not big.sio.connected
+        assert other.send(astronaut_jpeg)[0] == "result"
+        assert c.send(astronaut_jpeg)[0] == "result"
+    finally:
+        c.close()
+        other.close()
+
+
+def test_concurrent_clients_all_answered(gunicorn, astronaut_jpeg):
+    """5 clients x 40 frames, each client one frame in flight (paced under the per-client cap):
+    every frame gets its result, and the worker batched frames of different clients together."""
+    port = gunicorn[0]
+    n_clients, n_frames = 5, 40
+    clients = [Client(port) for _ in range(n_clients)]
+    failures = []
+
+    def run(c):
+        try:
+            for _ in range(n_frames):
+                t0 = time.monotonic()
+                name, res = c.send(astronaut_jpeg, timeout=60)
+                if name != "result" or len(res["faces"]) != 1:
+                    failures.append(res)
+                time.sleep(max(0.0, 1 / 25 - (time.monotonic() - t0)))
+        except Exception as e:  # noqa: BLE001
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    elapsed = time.monotonic() - t0
+    try:
+        assert not failures, failures[:5]
+        assert all(len(c.answers()) == n_frames for c in clients)
+        stats = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=5).json()
+        assert stats["clients"] >= n_clients
+        assert stats["frames"] >= n_clients * n_frames
+        assert stats["worker"]["mean_batch"] > 1.0, stats["worker"]
+        print(f"\n{n_clients}x{n_frames} frames in {elapsed:.1f} s; latency {stats['latency_ms']}, "
+              f"mean batch {stats['worker']['mean_batch']}")
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_log_has_no_frame_data_and_shutdown_is_clean(gunicorn, astronaut_jpeg):
+    port, _, proc, log = gunicorn
+    worker_pid = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=5).json()["worker"]["pid"]
+    assert stop(proc) == 0
+    text = log.read_bytes()
+    assert astronaut_jpeg[1000:1064] not in text
+    assert b"Traceback" not in text, text.decode(errors="replace")[-3000:]
+    # the inference worker went with the server
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"inference worker {worker_pid} outlived the server")
+
+
+def test_dev_server(tiny_models, tmp_path, astronaut_jpeg):
+    """`python -m webapp` (eventlet, same stack as production): health, a round trip, the pages."""
+    port = free_port()
+    log = tmp_path / "dev.log"
+    proc = start(dev_cmd(port, tiny_models), server_env(tiny_models), log)
+    try:
+        wait_healthy(port, proc, log)
+        c = Client(port)
+        try:
+            name, res = c.send(astronaut_jpeg)
+            assert name == "result" and len(res["faces"]) == 1
+        finally:
+            c.close()
+        base = f"http://127.0.0.1:{port}"
+        assert "never stored" in requests.get(base + "/", timeout=5).text
+        assert requests.get(base + "/static/vendor/socket.io.min.js", timeout=5).status_code == 200
+        assert requests.get(base + "/admin", timeout=5).status_code == 200  # localhost
+    finally:
+        assert stop(proc) == 0
+    assert b"Traceback" not in log.read_bytes(), log.read_text()[-3000:]
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+def test_dev_server_https(tiny_models, tmp_path, astronaut_jpeg):
+    """The documented HTTPS option of `python -m webapp` (--certfile/--keyfile), self-signed."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    log = tmp_path / "tls.log"
+    proc = start(dev_cmd(port, tiny_models) + ["--certfile", str(cert), "--keyfile", str(key)],
+                 server_env(tiny_models), log)
+    try:
+        end = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(cert), timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < end, log.read_text()[-3000:]
+            time.sleep(0.3)
+        import socketio
+        got = []
+        sio = socketio.Client(ssl_verify=False, reconnection=False)
+        sio.on("result", got.append)
+        sio.connect(f"https://127.0.0.1:{port}", transports=["websocket"])
+        try:
+            sio.emit("frame", astronaut_jpeg)
+            end = time.monotonic() + 30
+            while not got and time.monotonic() < end:
+                time.sleep(0.05)
+            assert got and len(got[0]["faces"]) == 1
+        finally:
+            sio.disconnect()
+    finally:
+        assert stop(proc) == 0

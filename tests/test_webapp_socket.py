@@ -1,0 +1,371 @@
+"""Frames over Socket.IO (Flask-SocketIO's test client, threading mode) through the real inference
+worker subprocess on the tiny models folder: results, bad input, limits, batching, a worker crash.
+
+One app for the whole module: `socketio` is module-level, so a second create_app would take it over.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webapp_testutil import ROOT, grey_jpeg
+
+
+@pytest.fixture(scope="module")
+def app(tiny_models):
+    from webapp import WebConfig, create_app
+    app = create_app(WebConfig(models_dir=str(tiny_models)))
+    st = app.extensions["fer"]
+    assert st.inference.wait_ready(180), st.inference.last_error
+    yield app
+    st.inference.close()
+
+
+@pytest.fixture
+def state(app):
+    st = app.extensions["fer"]
+    cfg = st.config
+    yield st
+    st.config = cfg  # tests that lower a limit put it back
+
+
+def client(app):
+    from webapp import socketio
+    c = socketio.test_client(app)
+    assert c.is_connected()
+    hello = c.get_received()
+    assert [e["name"] for e in hello] == ["hello"]
+    return c
+
+
+def answers(c):
+    return [(e["name"], e["args"][0] if e["args"] else None) for e in c.get_received() if e["name"] in ("result", "error")]
+
+
+def send(c, *args):
+    c.emit("frame", *args)
+    got = answers(c)
+    assert len(got) == 1, got
+    return got[0]
+
+
+def check_face_result(res, labels, members):
+    assert res["width"] == 320 and res["height"] == 320
+    assert isinstance(res["ms"], float) and res["ms"] > 0
+    assert len(res["faces"]) == 1
+    f = res["faces"][0]
+    assert f["label"] in labels
+    assert list(f["probabilities"]) == labels
+    assert abs(sum(f["probabilities"].values()) - 1) < 1e-3
+    assert f["label"] == max(f["probabilities"], key=f["probabilities"].get)
+    assert sorted(f["members"]) == sorted(members)
+    for v in f["members"].values():
+        assert v["label"] in labels and 0 < v["confidence"] <= 1
+    x, y, w, h = f["box"]
+    assert 0 <= x and 0 <= y and w > 20 and h > 20 and x + w <= res["width"] and y + h <= res["height"]
+
+
+def test_hello_carries_limits_and_labels(app):
+    from webapp import socketio
+    c = socketio.test_client(app)
+    (hello,) = c.get_received()
+    info = hello["args"][0]
+    assert info["max_fps"] == 30 and info["max_frame_bytes"] == 1_000_000
+    assert info["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert info["members"] == ["vgg_q", "resnet_q"]
+    c.disconnect()
+
+
+def test_face_round_trip(app, astronaut_jpeg):
+    c = client(app)
+    name, res = send(c, astronaut_jpeg)
+    assert name == "result", res
+    info = app.extensions["fer"].inference.info
+    check_face_result(res, info["labels"], info["members"])
+    # the astronaut's face is in the upper middle of the photo
+    x, y, w, h = res["faces"][0]["box"]
+    assert 100 < x + w / 2 < 220 and 30 < y + h / 2 < 130
+    # same frame, same answer: the worker is deterministic
+    assert send(c, astronaut_jpeg)[1]["faces"] == res["faces"]
+    c.disconnect()
+
+
+def test_several_faces_one_entry_each(app, astronaut_bgr):
+    """Two faces side by side (the right one smaller): two entries, largest first, boxes apart."""
+    import cv2
+    a = cv2.resize(astronaut_bgr, (320, 320))
+    b = np.full_like(a, 120)
+    b[40:280, 40:280] = cv2.resize(astronaut_bgr, (240, 240))
+    frame = cv2.imencode(".jpg", np.hstack([a, b]))[1].tobytes()
+    c = client(app)
+    name, res = send(c, frame)
+    assert name == "result" and res["width"] == 640
+    assert len(res["faces"]) == 2, res["faces"]
+    (x0, _, w0, h0), (x1, _, w1, h1) = (f["box"] for f in res["faces"])
+    assert w0 * h0 > w1 * h1 and x0 < 320 <= x1
+    assert all(len(f["members"]) == 2 and f["label"] for f in res["faces"])
+    c.disconnect()
+
+
+def test_healthz_ready(app):
+    r = app.test_client().get("/healthz")
+    assert r.status_code == 200
+    assert r.get_json()["members"] == ["vgg_q", "resnet_q"]
+
+
+def test_no_face_is_an_empty_list(app):
+    c = client(app)
+    name, res = send(c, grey_jpeg())
+    assert name == "result"
+    assert res["faces"] == [] and res["width"] == 320 and res["height"] == 240
+    c.disconnect()
+
+
+def test_png_frames_work_too(app, astronaut_bgr):
+    import cv2
+    c = client(app)
+    png = cv2.imencode(".png", cv2.resize(astronaut_bgr, (320, 320)))[1].tobytes()
+    name, res = send(c, png)
+    assert name == "result" and len(res["faces"]) == 1
+    c.disconnect()
+
+
+def _huge_png() -> bytes:
+    """A real, tiny PNG file of 3000x3000 pixels: more than max_pixels once decoded."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("L", (3000, 3000), 128).save(buf, "PNG")
+    return buf.getvalue()
+
+
+BAD = {
+    "not_an_image": ((b"hello, this is not a picture",), "bad_image"),
+    "empty": ((b"",), "empty"),
+    "truncated_jpeg": (("TRUNCATED",), "bad_image"),
+    "jpeg_header_only": (("HEADER",), "bad_image"),
+    "too_many_pixels": (("HUGE",), "bad_image"),
+    "over_size_limit": (("BIG",), "too_large"),
+    "str": (("a string",), "bad_frame"),
+    "base64_str": (("B64",), "bad_frame"),
+    "dict": (({"frame": "x"},), "bad_frame"),
+    "nested_bytes": (({"frame": b"\xff\xd8"},), "bad_frame"),
+    "list": (([1, 2, 3],), "bad_frame"),
+    "list_of_bytes": (([b"\xff\xd8"],), "bad_frame"),
+    "none": ((None,), "bad_frame"),
+    "number": ((42,), "bad_frame"),
+    "no_args": ((), "bad_frame"),
+    "two_args": (("TWO",), "bad_frame"),
+    "deeply_nested": (({"a": [{"b": [{"c": [1, {"d": b"x"}]}]}]},), "bad_frame"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gets_an_error_and_the_connection_survives(app, astronaut_jpeg, case):
+    args, code = BAD[case]
+    subst = {"TRUNCATED": astronaut_jpeg[: len(astronaut_jpeg) // 2],
+             "HEADER": astronaut_jpeg[:600],
+             "HUGE": _huge_png(),
+             "BIG": astronaut_jpeg + b"\0" * (1_000_001 - len(astronaut_jpeg)),
+             "B64": base64.b64encode(astronaut_jpeg).decode()}
+    if args and args[0] == "TWO":
+        args = (astronaut_jpeg, astronaut_jpeg)
+    else:
+        args = tuple(subst.get(a, a) if isinstance(a, str) else a for a in args)
+    c, other = client(app), client(app)
+    name, err = send(c, *args)
+    assert name == "error", err
+    assert err["code"] == code, err
+    assert isinstance(err["reason"], str) and err["reason"]
+    assert c.is_connected()
+    # the same client then gets a correct result, and another client was never affected
+    info = app.extensions["fer"].inference.info
+    for cl in (c, other):
+        name, res = send(cl, astronaut_jpeg)
+        assert name == "result", res
+        check_face_result(res, info["labels"], info["members"])
+    c.disconnect()
+    other.disconnect()
+
+
+def test_unknown_event(app, astronaut_jpeg):
+    c = client(app)
+    c.emit("photo", astronaut_jpeg)
+    (e,) = c.get_received()
+    assert e["name"] == "error" and e["args"][0]["code"] == "unknown_event"
+    assert send(c, astronaut_jpeg)[0] == "result"
+    c.disconnect()
+
+
+def test_rate_limit_per_client(app, state, astronaut_jpeg):
+    state.config = dataclasses.replace(state.config, max_fps=2)
+    c, other = client(app), client(app)
+    # cheap frames (refused by the decoder in a millisecond) so all three fall in one second
+    got = [send(c, b"not an image")[1]["code"] for _ in range(3)]
+    assert got == ["bad_image", "bad_image", "rate_limited"]
+    assert send(other, astronaut_jpeg)[0] == "result"  # limits are per client
+    time.sleep(1.05)
+    assert send(c, astronaut_jpeg)[0] == "result"  # the window moved on
+    c.disconnect()
+    other.disconnect()
+
+
+def gate(app, c):
+    """The server-side gate of test client ``c``."""
+    from webapp import socketio
+    sid = socketio.server.manager.sid_from_eio_sid(c.eio_sid, "/")
+    return app.extensions["fer"].gates[sid]
+
+
+def _worker_pid(app) -> int:
+    pid = app.extensions["fer"].inference.pid
+    assert pid
+    return pid
+
+
+def _emit_in_thread(c, payload):
+    t = threading.Thread(target=c.emit, args=("frame", payload), daemon=True)
+    t.start()
+    return t
+
+
+def _wait_for(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_second_frame_in_flight_is_busy(app, state, astronaut_jpeg):
+    """The worker is paused (SIGSTOP) so the first frame stays in flight while the second arrives."""
+    c = client(app)
+    g = gate(app, c)
+    pid = _worker_pid(app)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = _emit_in_thread(c, astronaut_jpeg)
+        assert _wait_for(lambda: g.in_flight)
+        c.emit("frame", astronaut_jpeg)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t.join(30)
+    got = answers(c)
+    assert [n for n, _ in got] == ["error", "result"], got
+    assert got[0][1]["code"] == "busy"
+    assert send(c, astronaut_jpeg)[0] == "result"
+    c.disconnect()
+
+
+def test_queued_frames_go_as_one_batch_and_a_bad_frame_fails_alone(app, astronaut_jpeg):
+    """While the worker is busy, frames from several clients queue; they then go as ONE batch, in
+    which a broken frame gets its own error and the others their results."""
+    inf = app.extensions["fer"].inference
+    clients = [client(app) for _ in range(5)]
+    pid = _worker_pid(app)
+    batches0 = inf.batches
+    os.kill(pid, signal.SIGSTOP)
+    threads = []
+    try:
+        g0 = gate(app, clients[0])
+        threads.append(_emit_in_thread(clients[0], astronaut_jpeg))  # goes to the (paused) worker
+        assert _wait_for(lambda: g0.in_flight)
+        time.sleep(0.3)
+        assert inf._q.qsize() == 0 and inf.batches == batches0
+        payloads = [astronaut_jpeg, astronaut_jpeg[:700], grey_jpeg(), astronaut_jpeg]
+        for cl, p in zip(clients[1:], payloads):
+            threads.append(_emit_in_thread(cl, p))
+        assert _wait_for(lambda: inf._q.qsize() == 4)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for t in threads:
+        t.join(30)
+    got = [answers(cl) for cl in clients]
+    assert all(len(g) == 1 for g in got), got
+    (n0, r0), (n1, r1), (n2, r2), (n3, r3), (n4, r4) = [g[0] for g in got]
+    assert n0 == "result" and r0["batch"] == 1
+    assert n1 == "result" and len(r1["faces"]) == 1 and r1["batch"] == 4
+    assert n2 == "error" and r2["code"] == "bad_image"
+    assert n3 == "result" and r3["faces"] == [] and r3["batch"] == 4
+    assert n4 == "result" and r4["faces"] == r1["faces"]
+    assert inf.batches == batches0 + 2
+    for cl in clients:
+        cl.disconnect()
+
+
+def test_frames_never_reach_disk_or_logs(app, astronaut_jpeg, caplog, capfd):
+    """After frames good and bad: no log record and no output (ours or the worker's) holds frame
+    bytes, and no file under the repo or the temp folder was written with them."""
+    import logging
+    import tempfile
+    caplog.set_level(logging.DEBUG)
+    marker = astronaut_jpeg[1000:1064]
+    since = time.time() - 1
+    c = client(app)
+    for p in (astronaut_jpeg, astronaut_jpeg[:900], b"junk" * 100, "text"):
+        send(c, p)
+    c.disconnect()
+    out, err = capfd.readouterr()
+    texts = [r.getMessage() for r in caplog.records] + [out, err]
+    for t in texts:
+        assert repr(marker)[2:-1] not in t and base64.b64encode(marker).decode()[:40] not in t
+    assert all(len(r.getMessage()) < 500 for r in caplog.records)
+    skip = {".git", ".venv", "models", "runs", "node_modules", "__pycache__"}
+    for top in (ROOT, Path(tempfile.gettempdir())):
+        for dirpath, dirnames, files in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d not in skip]
+            for f in files:
+                p = Path(dirpath) / f
+                try:
+                    if p.is_file() and p.stat().st_mtime >= since and p.stat().st_size < 50_000_000:
+                        assert marker not in p.read_bytes(), p
+                except OSError:
+                    continue
+
+
+def test_admin_stats_count_frames(app, astronaut_jpeg):
+    c = client(app)
+    send(c, astronaut_jpeg)
+    s = app.test_client().get("/admin/stats").get_json()
+    assert s["clients"] >= 1 and s["frames"] >= 1 and s["latency_ms"]["p50"] > 0
+    assert s["worker"]["state"] == "ready" and s["worker"]["batches"] >= 1
+    c.disconnect()
+    assert app.test_client().get("/admin/stats").get_json()["clients"] == s["clients"] - 1
+
+
+def test_worker_crash_is_reported_and_recovered(app, astronaut_jpeg):
+    """Killing the worker mid-frame: that client gets an error, the next frames get 'starting' until
+    the dispatcher has started a new worker, then everything works again."""
+    inf = app.extensions["fer"].inference
+    c, other = client(app), client(app)
+    pid = _worker_pid(app)
+    restarts = inf.restarts
+    g = gate(app, c)
+    os.kill(pid, signal.SIGSTOP)
+    t = _emit_in_thread(c, astronaut_jpeg)
+    assert _wait_for(lambda: g.in_flight)
+    time.sleep(0.3)
+    assert inf._q.qsize() == 0  # the frame is with the (paused) worker
+    os.kill(pid, signal.SIGKILL)
+    t.join(30)
+    (name, err), = answers(c)
+    assert name == "error" and err["code"] == "worker_crashed", err
+    name, err = send(other, astronaut_jpeg)
+    assert name == "error" and err["code"] == "starting"
+    assert app.test_client().get("/healthz").status_code == 503
+    assert inf.wait_ready(180), inf.last_error
+    assert inf.restarts == restarts + 1 and inf.pid != pid
+    for cl in (c, other):
+        assert send(cl, astronaut_jpeg)[0] == "result"
+    assert app.test_client().get("/healthz").status_code == 200
+    c.disconnect()
+    other.disconnect()

@@ -1,0 +1,141 @@
+"""Helpers for the web app's tests: servers started the documented way, Socket.IO clients, images."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(models_dir, **extra) -> dict:
+    env = dict(os.environ, FER_MODELS=str(models_dir), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """A server in its own process group (so stopping it stops its inference worker too)."""
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log.close()
+
+
+def gunicorn_cmd(port: int) -> list[str]:
+    return [GUNICORN, "-k", "eventlet", "-w", "1", "--bind", f"127.0.0.1:{port}", "webapp:create_app()"]
+
+
+def dev_cmd(port: int, models_dir) -> list[str]:
+    return [PY, "-m", "webapp", "--port", str(port), "--models", str(models_dir)]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> dict:
+    import requests
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{Path(log_path).read_text()[-3000:]}")
+        try:
+            r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"/healthz not 200 within {timeout} s:\n{Path(log_path).read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM to the server's process group (gunicorn's arbiter, its worker, the inference worker)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
+class Client:
+    """A python-socketio client that records 'result', 'error' and 'hello' events in order."""
+
+    def __init__(self, port: int, transports=("websocket",)):
+        import socketio
+        self.sio = socketio.Client(reconnection=False)
+        self.events: list[tuple[str, object]] = []
+        self._cv = threading.Condition()
+        for name in ("result", "error", "hello"):
+            self.sio.on(name, self._recorder(name))
+        self.sio.connect(f"http://127.0.0.1:{port}", transports=list(transports), wait_timeout=10)
+
+    def _recorder(self, name):
+        def record(data=None):
+            with self._cv:
+                self.events.append((name, data))
+                self._cv.notify_all()
+        return record
+
+    def answers(self) -> list[tuple[str, object]]:
+        return [e for e in self.events if e[0] in ("result", "error")]
+
+    def wait_answers(self, n: int, timeout: float = 30.0) -> list[tuple[str, object]]:
+        with self._cv:
+            ok = self._cv.wait_for(lambda: len(self.answers()) >= n, timeout)
+        assert ok, f"{len(self.answers())} of {n} answers within {timeout} s"
+        return self.answers()
+
+    def send(self, payload, timeout: float = 30.0) -> tuple[str, object]:
+        n = len(self.answers())
+        self.sio.emit("frame", payload)
+        return self.wait_answers(n + 1, timeout)[n]
+
+    def close(self):
+        try:
+            self.sio.disconnect()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def grey_jpeg(w: int = 320, h: int = 240) -> bytes:
+    import cv2
+    ok, buf = cv2.imencode(".jpg", np.full((h, w, 3), 128, np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def write_y4m(path: Path, bgr: np.ndarray, w: int = 640, h: int = 480, frames: int = 30) -> Path:
+    """A YUV4MPEG2 (I420) clip of ``bgr`` centred on a grey canvas: Chromium's fake camera input."""
+    import cv2
+    side = min(w, h)
+    face = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_AREA)
+    canvas = np.full((h, w, 3), 90, np.uint8)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    canvas[y0:y0 + side, x0:x0 + side] = face
+    yuv = cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n")
+            f.write(yuv)
+    return path

@@ -1,0 +1,23 @@
+"""The facial-expression web app: a live camera page, an admin page, frames over Socket.IO.
+
+    python -m webapp [--host H] [--port P] [--models DIR] [--certfile F --keyfile K]
+    gunicorn -k eventlet -w 1 'webapp:create_app()'      # shared server; settings from FER_* env vars
+
+Exports ``create_app(config=None)`` (the factory), ``socketio`` (the module-level ``SocketIO()``,
+bound to the app by ``socketio.init_app`` in the factory) and ``WebConfig``. They live in
+``webapp.app`` and ``webapp.config`` and are loaded on first use (PEP 562), so that importing this
+package imports nothing else: ``python -m webapp`` can monkey-patch with eventlet before Flask is
+imported, and the inference worker (``python -m webapp.worker``) never loads Flask.
+"""
+
+__all__ = ["create_app", "socketio", "WebConfig"]
+
+
+def __getattr__(name):
+    if name in ("create_app", "socketio"):
+        from . import app
+        return getattr(app, name)
+    if name == "WebConfig":
+        from .config import WebConfig
+        return WebConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

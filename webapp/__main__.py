@@ -1,0 +1,65 @@
+"""python -m webapp [--host H] [--port P] [--models DIR] [--certfile F --keyfile K]
+
+The same stack as the shared server (eventlet), on one machine: 127.0.0.1:5000 by default. Browsers
+allow the camera only on https:// or on localhost; to open the page from another device, serve it
+over HTTPS (--certfile/--keyfile) or put it behind an HTTPS proxy (see docs/protocol.md).
+"""
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # pinned on purpose: docs/webapp.md
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # first: threading, queue, subprocess and sockets become green
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends the server like Ctrl-C: the inference worker is closed
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.add_argument("--models", help="models folder (default: $FER_MODELS, else models/)")
+    p.add_argument("--certfile", help="TLS certificate (PEM) to serve HTTPS")
+    p.add_argument("--keyfile", help="TLS private key (PEM)")
+    p.add_argument("--access-log", action="store_true", help="log each HTTP request (paths only)")
+    args = p.parse_args(argv)
+    if bool(args.certfile) != bool(args.keyfile):
+        p.error("--certfile and --keyfile go together")
+
+    from fer_core.store import ModelsError
+    from webapp import create_app, socketio
+    from webapp.config import WebConfig
+
+    try:
+        cfg = WebConfig.from_env(**({"models_dir": args.models} if args.models else {}))
+        app = create_app(cfg)
+    except (ModelsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    scheme = "https" if args.certfile else "http"
+    print(f"FER web app on {scheme}://{args.host}:{args.port}/ (admin: /admin); the model is loading, "
+          f"/healthz says when it is ready", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _stop)
+    tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
+    try:
+        socketio.run(app, host=args.host, port=args.port, log_output=args.access_log, **tls)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        st = app.extensions["fer"]
+        if st.inference is not None:
+            st.inference.close()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

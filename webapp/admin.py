@@ -1,0 +1,194 @@
+"""The admin page: accuracy tables from the models folder's metrics.json, pictures, live numbers.
+
+Access: from localhost (a loopback address and no proxy headers) it is open; from anywhere else it
+needs HTTP Basic auth whose password is the secret set at start (FER_ADMIN_SECRET; any user name).
+Without a configured secret, remote access is refused (403). A wrong or missing password gets 401.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import re
+from functools import wraps
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+SPLITS = ("PublicTest", "PrivateTest")
+PROTOCOLS = ("7", "6")
+TOP_FILES = {"confusion.png": "image/png", "report.md": "text/markdown; charset=utf-8",
+             "metrics.json": "application/json"}
+MEMBER_FILES = {"curve.png": "image/png", "log.csv": "text/csv; charset=utf-8",
+                "member.json": "application/json"}
+MISSING = "missing"  # the notice for a models folder without metrics.json (worded in the template)
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Host")
+
+
+def _state():
+    return current_app.extensions["fer"]
+
+
+def is_local() -> bool:
+    """A loopback peer that did not come through a proxy (a proxy on this host looks local otherwise)."""
+    if any(h in request.headers for h in _PROXY_HEADERS):
+        return False
+    try:
+        ip = ipaddress.ip_address((request.remote_addr or "").split("%")[0])
+    except ValueError:
+        return False
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _denied(status: int, message: str):
+    resp = jsonify(error=message) if request.path.endswith("/stats") else current_app.response_class(
+        message + "\n", mimetype="text/plain")
+    resp.status_code = status
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Basic realm="FER admin", charset="UTF-8"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def require_admin(view):
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        cfg = _state().config
+        if not (cfg.admin_local_open and is_local()):
+            secret = cfg.admin_secret
+            if not secret:
+                return _denied(403, "The admin page is only served on localhost: start the server with "
+                                    "FER_ADMIN_SECRET set to open it from elsewhere.")
+            auth = request.authorization
+            given = (auth.password or "") if auth is not None and auth.type == "basic" else ""
+            if not hmac.compare_digest(given.encode(), secret.encode()):
+                return _denied(401, "Admin secret required (HTTP Basic auth, any user name).")
+        resp = current_app.make_response(view(*args, **kwargs))
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+    return wrapped
+
+
+def load_metrics(models_dir):
+    """(metrics dict or None, notice or None)."""
+    path = models_dir / "metrics.json"
+    if not path.is_file():
+        return None, MISSING
+    try:
+        m = json.loads(path.read_text())
+        if not isinstance(m, dict) or not isinstance(m.get("members"), dict):
+            raise ValueError("no 'members' table")
+        return m, None
+    except (ValueError, OSError) as e:
+        return None, f"metrics.json could not be read ({type(e).__name__}: {e})."
+
+
+def _labels(classes: str):
+    from fer_core.labels import labels_for
+    return labels_for(int(classes))
+
+
+def build_tables(m: dict) -> list[dict]:
+    """The report's layout: per split and protocol, one row per model (members, each rule, the chosen
+    ensemble), one column per class recall, then overall accuracy."""
+    chosen = m.get("chosen") or {}
+    chosen_members = set(chosen.get("members") or [])
+    tables = []
+    for split in SPLITS:
+        for c in PROTOCOLS:
+            labels = _labels(c)
+            rows = []
+
+            def add(name, kind, s):
+                if not isinstance(s, dict) or "recall" not in s:
+                    return
+                rows.append({"name": name, "kind": kind, "accuracy": 100 * float(s.get("accuracy", 0.0)),
+                             "recall": [100 * float(s["recall"].get(l, 0.0)) for l in labels],
+                             "n": s.get("n")})
+
+            for name, per_split in (m.get("members") or {}).items():
+                add(name, "member" if name in chosen_members else "left_out", (per_split.get(split) or {}).get(c))
+            for rule, per_split in (m.get("rules") or {}).items():
+                add(f"ensemble: {rule}", "rule", (per_split.get(split) or {}).get(c))
+            add(f"ensemble (chosen: {chosen.get('rule', '?')})", "ensemble",
+                ((m.get("ensemble") or {}).get(split) or {}).get(c))
+            if rows:
+                best = max(r["accuracy"] for r in rows)
+                for r in rows:
+                    r["best"] = r["accuracy"] == best
+                tables.append({"split": split, "classes": int(c), "labels": list(labels), "rows": rows,
+                               "n": next((r["n"] for r in rows if r["n"]), None)})
+    return tables
+
+
+def _member_names(models_dir, metrics) -> list[str]:
+    from fer_core import store
+    names = list(((metrics or {}).get("member_info") or {}).keys())
+    for n in store.list_members(models_dir):
+        if n not in names:
+            names.append(n)
+    return [n for n in names if _NAME.match(n)]
+
+
+@bp.get("")
+@bp.get("/")
+@require_admin
+def page():
+    st = _state()
+    md = st.models_dir
+    metrics, notice = load_metrics(md)
+    tables, info, chosen = [], {}, None
+    if metrics is not None:
+        try:
+            tables = build_tables(metrics)
+            info = metrics.get("member_info") or {}
+            chosen = metrics.get("chosen")
+        except Exception as e:  # noqa: BLE001 - a damaged file gets a notice, not a 500
+            tables, notice = [], f"metrics.json has an unexpected shape ({type(e).__name__}: {e})."
+    if chosen is None and (md / "ensemble.json").is_file():
+        try:
+            chosen = json.loads((md / "ensemble.json").read_text())
+        except ValueError:
+            chosen = None
+    members = _member_names(md, metrics)
+    curves = [n for n in members if (md / n / "curve.png").is_file()]
+    return render_template("admin.html", tables=tables, notice=notice, info=info, chosen=chosen,
+                           members=members, curves=curves, has_confusion=(md / "confusion.png").is_file(),
+                           has_report=(md / "report.md").is_file(), metrics=metrics, models_name=md.name,
+                           worker=st.inference.status() if st.inference is not None else None)
+
+
+@bp.get("/stats")
+@require_admin
+def stats():
+    st = _state()
+    body = st.stats.snapshot()
+    body["worker"] = st.inference.status() if st.inference is not None else None
+    return jsonify(body)
+
+
+@bp.get("/files/<name>")
+@require_admin
+def top_file(name):
+    if name not in TOP_FILES:
+        abort(404)
+    path = _state().models_dir / name
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype=TOP_FILES[name], max_age=0)
+
+
+@bp.get("/members/<member>/<name>")
+@require_admin
+def member_file(member, name):
+    md = _state().models_dir
+    if name not in MEMBER_FILES or not _NAME.match(member) or member not in _member_names(md, load_metrics(md)[0]):
+        abort(404)
+    path = md / member / name
+    if not path.is_file() or path.resolve().parent != (md / member).resolve():
+        abort(404)
+    return send_file(path, mimetype=MEMBER_FILES[name], max_age=0)

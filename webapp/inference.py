@@ -1,0 +1,296 @@
+"""The web process's side of inference: one worker subprocess, fed by one dispatcher thread.
+
+TensorFlow never runs in the web process (under ``gunicorn -k eventlet`` a TF model called from green
+threads stopped answering after a few hundred frames). Instead::
+
+    socket handlers --infer()--> queue --dispatcher--> [worker stdin]  python -m webapp.worker
+                    <--event---  results  <----------- [worker stdout]  (TensorFlow lives here)
+
+* ``infer(jpeg)`` queues a request and waits on its event (a green wait under eventlet).
+* The dispatcher takes the first queued request, then everything else already queued (up to
+  ``max_batch``), sends it as one batch, reads the answer and wakes each waiter. While the worker is
+  busy, new requests pile up in the queue and go together next time: micro-batching without timers.
+* A watchdog thread kills a worker that takes longer than ``batch_timeout`` on a batch (or
+  ``start_timeout`` to start). A dead worker fails its batch's requests with an error; the dispatcher
+  starts a new worker (backing off when it keeps dying), and requests meanwhile get 'starting'.
+
+Only ``threading``, ``queue`` and ``subprocess`` are used, so the same code runs on real threads
+(tests, threading async mode) and on greenlets once eventlet has monkey-patched those modules
+(gunicorn -k eventlet, python -m webapp): pipe reads then yield to the hub instead of blocking it.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import wire
+
+log = logging.getLogger("webapp.inference")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class InferenceError(Exception):
+    """A frame that got no result; ``code`` is stable, ``reason`` is for people."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class _Request:
+    __slots__ = ("id", "data", "done", "result", "error", "cancelled")
+
+    def __init__(self, rid: int, data: bytes):
+        self.id, self.data = rid, data
+        self.done = threading.Event()
+        self.result = self.error = None
+        self.cancelled = False
+
+
+class InferenceClient:
+    def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
+                 warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
+                 python: str | None = None):
+        self.models_dir = str(models_dir)
+        self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
+        self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
+        self.python = python or sys.executable
+        self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
+        self.state = "stopped"               # stopped | starting | ready | failed | closed
+        self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
+        self.restarts = 0
+        self.batches = self.frames = 0
+        self._q: queue.Queue = queue.Queue()
+        self._ids = itertools.count(1)
+        self._proc: subprocess.Popen | None = None
+        self._deadline: float | None = None  # watchdog: kill the worker if still busy at this time
+        self._closed = False
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
+
+    # -- public --------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def pid(self) -> int | None:
+        p = self._proc
+        return p.pid if p is not None else None
+
+    def start(self) -> "InferenceClient":
+        """Start the dispatcher (which starts the worker); returns at once, see ``wait_ready``."""
+        if self._dispatcher is None:
+            self.state = "starting"
+            self._dispatcher = threading.Thread(target=self._run, name="fer-dispatcher", daemon=True)
+            self._watchdog = threading.Thread(target=self._watch, name="fer-watchdog", daemon=True)
+            self._dispatcher.start()
+            self._watchdog.start()
+            atexit.register(self.close)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def infer(self, data: bytes, timeout: float = 30.0) -> dict:
+        """{faces, width, height} for one encoded frame, or InferenceError."""
+        if self._closed:
+            raise InferenceError("unavailable", "the server is shutting down")
+        if self.state != "ready":
+            if self.state == "failed":
+                raise InferenceError("unavailable", "the model could not be loaded; see the server log")
+            raise InferenceError("starting", "the model is loading, try again in a moment")
+        req = _Request(next(self._ids), data)
+        self._q.put(req)
+        if not req.done.wait(timeout):
+            req.cancelled = True  # the dispatcher drops it if it has not sent it yet
+            raise InferenceError("timeout", f"no result within {timeout:g} s")
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the dispatcher and the worker (closing its stdin ends it; killed if it lingers)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.state = "closed"
+        self._q.put(None)
+        self._stop_worker(timeout)
+
+    # -- the worker process ----------------------------------------------------------------------
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
+               "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up)]
+        # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
+
+    def _stop_worker(self, timeout: float = 5.0) -> None:
+        p = self._proc
+        if p is None:
+            return
+        try:
+            p.stdin.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        try:
+            p.wait(timeout)
+        except Exception:  # noqa: BLE001 - lingering (or the hub is gone at exit): kill it
+            try:
+                p.kill()
+                p.wait(2)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            p.stdout.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _start_worker(self) -> bool:
+        self.state = "starting"
+        self._ready.clear()
+        self._spawn()
+        self._deadline = time.monotonic() + self.start_timeout
+        try:
+            header, _ = wire.read_message(self._proc.stdout)
+        except wire.WireError:
+            header = {"type": "fatal", "reason": "the worker exited while starting (see the server log)"}
+        finally:
+            self._deadline = None
+        if header.get("type") != "ready":
+            self.last_error = str(header.get("reason", header))
+            log.error("inference worker failed to start: %s", self.last_error)
+            self._stop_worker(2)
+            return False
+        self.info = header
+        self.state = "ready"
+        self._ready.set()
+        log.info("inference worker %s ready (%s members, %.1f s)", self._proc.pid,
+                 len(header.get("members", [])), header.get("load_s", 0))
+        return True
+
+    # -- the dispatcher ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while not self._closed:
+            if self._proc is None or self._proc.poll() is not None or self.state != "ready":
+                if self._proc is not None:
+                    self._stop_worker(2)
+                    self.restarts += 1
+                ok = not self._closed and self._start_worker()
+                if self._closed:
+                    break
+                if not ok:
+                    failures += 1
+                    self._ready.clear()
+                    self.state = "failed"
+                    self._fail_queued(InferenceError("unavailable", "the model could not be loaded"))
+                    self._sleep_unless_closed(min(60.0, 2.0 ** failures))
+                    continue
+                failures = 0
+            req = self._q.get()
+            if req is None:
+                break
+            batch = [req]
+            while len(batch) < self.max_batch:
+                try:
+                    r = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if r is None:
+                    self._closed = True
+                    break
+                batch.append(r)
+            batch = [r for r in batch if not r.cancelled]
+            if batch:
+                self._send(batch)
+        self.state = "closed"
+        self._fail_queued(InferenceError("unavailable", "the server is shutting down"))
+
+    def _send(self, batch: list[_Request]) -> None:
+        proc = self._proc
+        try:
+            self._deadline = time.monotonic() + self.batch_timeout
+            wire.write_message(proc.stdin, {"type": "batch", "ids": [r.id for r in batch]}, [r.data for r in batch])
+            header, _ = wire.read_message(proc.stdout)
+            if header.get("type") != "results":
+                raise wire.WireError(f"unexpected message {header.get('type')!r}")
+        except (wire.WireError, OSError, ValueError) as e:
+            # The worker died (or was killed by the watchdog): these frames are lost, the next loop restarts it.
+            self._deadline = None
+            code = proc.poll()
+            self.last_error = f"worker crashed ({type(e).__name__}; exit code {code})"
+            log.error("inference worker %s failed during a batch of %d: %s", proc.pid, len(batch), self.last_error)
+            self._ready.clear()
+            self.state = "starting"
+            err = (InferenceError("unavailable", "the server is shutting down") if self._closed else
+                   InferenceError("worker_crashed", "the inference worker stopped; it is being restarted"))
+            for r in batch:
+                r.error = err
+                r.done.set()
+            return
+        self._deadline = None
+        self.batches += 1
+        self.frames += len(batch)
+        by_id = {r.id: r for r in batch}
+        for res in header.get("results", []):
+            r = by_id.pop(res.get("id"), None)
+            if r is None:
+                continue
+            if "error" in res:
+                r.error = InferenceError(res.get("code", "bad_image"), str(res["error"]))
+            else:
+                r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
+                            "batch": len(batch)}
+            r.done.set()
+        for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
+            r.error = InferenceError("internal", "no result for this frame")
+            r.done.set()
+
+    def _fail_queued(self, err: InferenceError) -> None:
+        while True:
+            try:
+                r = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if r is None:
+                self._closed = True
+                continue
+            r.error = err
+            r.done.set()
+
+    def _sleep_unless_closed(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._closed and time.monotonic() < end:
+            time.sleep(min(0.5, end - time.monotonic()))
+
+    # -- the watchdog ------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        while not self._closed:
+            time.sleep(0.5)
+            d, p = self._deadline, self._proc
+            if d is not None and p is not None and time.monotonic() > d and p.poll() is None:
+                log.error("inference worker %s did not answer in time: killing it", p.pid)
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+
+    def status(self) -> dict:
+        return {"state": self.state, "pid": self.pid, "restarts": self.restarts, "batches": self.batches,
+                "frames": self.frames, "mean_batch": round(self.frames / self.batches, 2) if self.batches else None,
+                "last_error": self.last_error, "members": (self.info or {}).get("members"),
+                "labels": (self.info or {}).get("labels"), "rule": (self.info or {}).get("rule")}

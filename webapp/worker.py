@@ -1,0 +1,114 @@
+"""The inference worker: the only process of the web app that imports TensorFlow.
+
+    python -m webapp.worker --models DIR [--max-faces 8] [--max-pixels N] [--warm-up 32]
+
+It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
+read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
+faces of the batch go through ONE ensemble call. A frame that cannot be used gets its own error; the
+rest of its batch is answered as usual. Frames live in memory only: nothing is written to disk, and
+log lines (stderr) never carry image data. End of stdin ends the worker.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", required=True, help="models folder")
+    p.add_argument("--max-faces", type=int, default=8)
+    p.add_argument("--max-pixels", type=int, default=2_100_000)
+    p.add_argument("--warm-up", type=int, default=32, help="compile predict buckets up to this many faces")
+    return p.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    print(f"[fer-worker {os.getpid()}] {msg}", file=sys.stderr, flush=True)
+
+
+def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dict]:
+    """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}."""
+    import numpy as np
+    from fer_core.faces import ImageError, decode_image, find_faces
+
+    out, found = [], []  # found: (index in out, boxes, crops)
+    for fid, data in zip(ids, frames):
+        try:
+            img = decode_image(data, max_pixels=max_pixels)
+            boxes, crops = find_faces(img, pred.detector, max_faces=max_faces)
+        except ImageError as e:
+            out.append({"id": fid, "error": str(e), "code": "bad_image"})
+            continue
+        except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
+            log(f"frame failed: {type(e).__name__}")
+            out.append({"id": fid, "error": "the frame could not be processed", "code": "internal"})
+            continue
+        out.append({"id": fid, "faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])})
+        if len(boxes):
+            found.append((len(out) - 1, boxes, crops))
+    if found:
+        crops = np.concatenate([c for _, _, c in found])
+        try:
+            probs, member_probs = pred.predict_faces(crops)  # one call for every face of the batch
+        except Exception as e:  # noqa: BLE001
+            log(f"inference failed: {type(e).__name__}: {e}")
+            for i, _, _ in found:
+                out[i] = {"id": out[i]["id"], "error": "inference failed", "code": "internal"}
+            return out
+        start = 0
+        for i, boxes, c in found:
+            end = start + len(c)
+            out[i]["faces"] = pred.describe(probs[start:end], member_probs[start:end], boxes)
+            start = end
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # The protocol owns the real stdout; anything else printing to fd 1 (Python or C code) goes to stderr.
+    proto_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    proto_in = sys.stdin.buffer
+    # Ctrl-C in a terminal reaches the whole process group: the web process decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from webapp import wire
+
+    t0 = time.perf_counter()
+    try:
+        from fer_core.predict import Predictor
+        pred = Predictor(args.models)
+        pred.warm_up(args.warm_up)
+    except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
+        reason = f"{type(e).__name__}: {e}"
+        log(f"cannot load the models: {reason}")
+        wire.write_message(proto_out, {"type": "fatal", "reason": reason})
+        return 1
+    load_s = time.perf_counter() - t0
+    log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {load_s:.1f} s")
+    wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
+                                   "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
+                                   "rule": pred.spec.get("rule"), "tta": bool(pred.tta), "pid": os.getpid()})
+    while True:
+        try:
+            header, blobs = wire.read_message(proto_in)
+        except wire.WireError:
+            return 0  # the web process closed our stdin (or died): done
+        if header.get("type") != "batch":
+            log(f"unknown message type {header.get('type')!r}")
+            continue
+        ids = header.get("ids", [])
+        results = handle_batch(pred, ids, blobs, args.max_faces, args.max_pixels)
+        try:
+            wire.write_message(proto_out, {"type": "results", "results": results})
+        except (BrokenPipeError, OSError):
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
