@@ -197,7 +197,9 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                         metrics=["accuracy"])
     t0 = [time.time()]
-    stopped = progress.state["done"] or progress.state["epoch"] >= cfg.epochs or (
+    # Finished means: all epochs run, or early stopping fired. A config asking for more epochs than a
+    # finished run had continues from its checkpoint (with the optimizer state, schedule included).
+    stopped = progress.state["epoch"] >= cfg.epochs or (
         cfg.early_stopping and progress.state["wait"] >= cfg.early_stopping)
     if not stopped:
         wrapper.fit(x_tr, y_tr, batch_size=cfg.batch_size, epochs=cfg.epochs,

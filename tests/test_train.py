@@ -106,6 +106,9 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
     assert [int(r["epoch"]) for r in log] == [1, 2, 3]
     assert side["trained"]["epochs"] == 3
+    # asking a finished member for more epochs continues it; the sidecar says what really ran
+    side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=4)), data, tmp_path, verbose=0)
+    assert side["trained"]["epochs"] == 4 and side["train"]["epochs"] == 4
 
 
 def test_unknown_member_is_a_clear_error():
