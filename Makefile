@@ -10,7 +10,7 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/python -m pip install -q -r requirements.txt
 	touch $@
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench bench-load
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -22,3 +22,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_train.py
 	$(VENV)/bin/python bench/bench_webapp.py
+
+# N simulated webcams against gunicorn (docs/benchmarks.md); ARGS e.g. "--clients 30 --soak 600".
+bench-load: $(VENV)/.installed
+	$(VENV)/bin/python bench/bench_load.py $(ARGS)

@@ -3,8 +3,9 @@
     python bench/bench_webapp.py [--models DIR] [--frames 200] [--reps 50]
 
 1. In this process, through ``fer_core.predict.Predictor`` (the worker's code path, compiled and
-   bucketed): ms per face at batch 1 and batch 8, with the folder's TTA setting; plus decoding and
-   face detection of one 320 px frame (what the worker does before the ensemble).
+   bucketed): ms per face at batch 1, 8 and 16 with the folder's TTA setting (and at 16 with TTA the
+   other way); plus decoding and face detection of one 320 px frame (what the worker does before the
+   ensemble).
 2. The server started the documented way (``gunicorn -k eventlet -w 1 'webapp:create_app()'`` on a
    free localhost port), then ONE python-socketio client sending the astronaut photo as a 320 px JPEG
    (what the page sends), one frame in flight: round trip p50/p95 and the server's own ``ms``.
@@ -53,15 +54,23 @@ def bench_predictor(models_dir: Path, reps: int, jpeg: bytes) -> dict:
     out = {"load_s": time.perf_counter() - t, "members": pred.member_names, "tta": pred.tta,
            "rule": pred.spec.get("rule")}
     rng = np.random.default_rng(0)
-    for b in (1, 8):
+
+    def per_face(p, b):
         faces = rng.integers(0, 256, (b, 48, 48), dtype=np.uint8)
-        pred.predict_faces(faces)
+        p.predict_faces(faces)
         times = []
         for _ in range(reps):
             t = time.perf_counter()
-            pred.predict_faces(faces)
+            p.predict_faces(faces)
             times.append((time.perf_counter() - t) * 1000)
-        out[f"batch{b}"] = (statistics.median(times), statistics.median(times) / b)
+        return statistics.median(times), statistics.median(times) / b
+
+    for b in (1, 8, 16):
+        out[f"batch{b}"] = per_face(pred, b)
+    other = Predictor(models_dir, tta=not pred.tta)  # the same ensemble with flip TTA the other way
+    other.warm_up(16)
+    out["other_tta_batch16"] = per_face(other, 16)
+    out["params"] = int(pred.model.count_params())
     times = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -84,8 +93,9 @@ def bench_server(models_dir: Path, frames: int, jpeg: bytes) -> dict:
             ready_s = time.perf_counter() - t
             c = Client(port)
             try:
-                for _ in range(10):  # warm-up
+                for _ in range(10):  # warm-up, at the same pace
                     c.send(jpeg)
+                    time.sleep(1 / 25)
                 rtt, server = [], []
                 for _ in range(frames):
                     t = time.perf_counter()
@@ -129,6 +139,10 @@ def main(argv=None) -> int:
     print("|---|---|")
     print(f"| ensemble, batch 1: ms per face (per call) | {p['batch1'][1]:.2f} ({p['batch1'][0]:.2f}) |")
     print(f"| ensemble, batch 8: ms per face (per call) | {p['batch8'][1]:.2f} ({p['batch8'][0]:.2f}) |")
+    print(f"| ensemble, batch 16: ms per face (per call) | {p['batch16'][1]:.2f} ({p['batch16'][0]:.2f}) |")
+    print(f"| the same, batch 16, flip TTA {'off' if p['tta'] else 'on'}: ms per face (per call) | "
+          f"{p['other_tta_batch16'][1]:.2f} ({p['other_tta_batch16'][0]:.2f}) |")
+    print(f"| ensemble parameters | {p['params']:,} |")
     print(f"| decode + face detection, 320x320 JPEG, ms | {p['detect_ms']:.1f} |")
     print(f"| Predictor load + warm-up, s | {p['load_s']:.1f} |")
     print(f"| gunicorn start to /healthz 200, s | {s['ready_s']:.1f} |")

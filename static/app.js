@@ -25,7 +25,7 @@
   var st = {
     maxFps: parseFloat(document.body.dataset.maxFps) || 15,
     running: true, camera: false, inFlight: false, sentAt: 0, lastSend: 0,
-    timer: null, watchdog: null, labels: null, bars: {}, history: [], answers: [], last: null
+    timer: null, watchdog: null, labels: null, fps: null, bars: {}, history: [], answers: [], last: null
   };
 
   function emojiSpan(label) {
@@ -130,7 +130,12 @@
   }
 
   socket.on('connect', function () { pill('connected', 'ok'); status(''); schedule(0); });
-  socket.on('disconnect', function () { settle(); pill('reconnecting…', 'wait'); });
+  socket.on('disconnect', function (reason) {
+    settle();
+    pill('reconnecting…', 'wait');
+    // the server closed this connection (after 'abuse'): socket.io does not reconnect by itself then
+    if (reason === 'io server disconnect') setTimeout(function () { socket.connect(); }, 5000);
+  });
   socket.on('connect_error', function () { pill('offline', 'bad'); });
   socket.on('hello', function (h) {
     if (h && h.max_fps) st.maxFps = h.max_fps;
@@ -142,9 +147,15 @@
     st.answers.push(now);
     if (st.running) pill('live', 'ok');
     render(r, now - st.sentAt);
-    status('');
+    status(busyNote(r));
     schedule(0);
   });
+  // A saturated shared server answers every client in turn, each at a lower rate: say so, with the rate.
+  function busyNote(r) {
+    if (st.fps === null || !(r.batch > 1) || st.fps >= 0.5 * 0.9 * st.maxFps) return '';
+    return 'Shared server busy: ' + st.fps.toFixed(1) + ' frames/s for you (' + r.batch +
+      ' frames per batch); results keep coming at this rate.';
+  }
   socket.on('error', function (e) {
     settle();
     var code = (e && e.code) || 'error';
@@ -241,7 +252,8 @@
     drawOverlay(r, main);
     // numbers
     st.answers = st.answers.filter(function (t) { return now - t < 2000; });
-    if (st.answers.length > 1) $('fps').textContent = (1000 * (st.answers.length - 1) / (st.answers[st.answers.length - 1] - st.answers[0])).toFixed(1);
+    st.fps = st.answers.length > 1 ? 1000 * (st.answers.length - 1) / (st.answers[st.answers.length - 1] - st.answers[0]) : null;
+    if (st.fps !== null) $('fps').textContent = st.fps.toFixed(1);
     if (rtt !== null) $('rtt').textContent = Math.round(rtt);
     if (typeof r.ms === 'number') $('srv').textContent = Math.round(r.ms);
     $('nfaces').textContent = faces.length;

@@ -18,6 +18,26 @@ def test_detector_finds_the_astronauts_face(astronaut_bgr):
     assert crops.shape == (1, 48, 48) and crops.dtype == np.uint8
 
 
+@pytest.mark.parametrize("width", [240, 320, 640, 1280])
+def test_the_astronauts_face_at_the_sizes_frames_come_in(astronaut_bgr, width):
+    """The fast detector settings still find her face, once, at the page's 320 px and larger; a
+    large frame is searched downscaled and its box mapped back to the frame's pixels."""
+    import cv2
+    img = cv2.resize(astronaut_bgr, (width, width), interpolation=cv2.INTER_AREA)
+    jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    for frame in (img, decode_image(jpeg, grey=True)):
+        boxes, crops = find_faces(frame, FaceDetector())
+        assert len(boxes) == 1, boxes
+        x, y, w, h = (v / width for v in boxes[0])  # as fractions of the frame
+        assert 0.3 < x + w / 2 < 0.5 and 0.15 < y + h / 2 < 0.35 and 0.1 < w < 0.3, boxes
+        assert crops.shape == (1, 48, 48)
+
+
+def test_decode_grey_is_one_channel(astronaut_jpeg):
+    g = decode_image(astronaut_jpeg, grey=True)
+    assert g.shape == (320, 320) and g.dtype == np.uint8
+
+
 def test_no_face_in_a_flat_image():
     boxes, crops = find_faces(np.full((240, 320, 3), 128, np.uint8), FaceDetector())
     assert boxes == [] and crops.shape == (0, 48, 48)
@@ -139,3 +159,17 @@ def test_cli_predict_bad_file_is_one_line_error(tiny_models, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {bad}: empty image"]
     assert cli(["predict", "--models", str(tmp_path / "nowhere"), str(bad)]) == 2
+
+
+
+def test_worker_batch_answers_each_frame(tiny_models, astronaut_jpeg):
+    """The inference worker's batch step: answers in order, one ensemble call for every face, and a
+    broken frame gets its own error while the others are answered."""
+    from webapp.worker import handle_batch
+    p = Predictor(tiny_models)
+    frames = [astronaut_jpeg, b"junk", astronaut_jpeg[:700], astronaut_jpeg]
+    out = handle_batch(p, [7, 8, 9, 10], frames, 8, 2_100_000)
+    assert [r["id"] for r in out] == [7, 8, 9, 10]
+    assert [r.get("code") for r in out] == [None, "bad_image", "bad_image", None]
+    assert len(out[0]["faces"]) == 1 and out[0]["faces"] == out[3]["faces"]
+    assert out[0]["width"] == out[0]["height"] == 320

@@ -366,3 +366,117 @@ def test_worker_that_cannot_load_is_reported(tiny_models, tmp_path):
         assert e.value.code == "unavailable"
     finally:
         inf.close()
+
+
+# -- abuse: admin password guessing, CORS, protocol violations ----------------------------------------
+
+def test_failure_limiter_window_and_bounds():
+    from webapp.admin import FailureLimiter
+    lim = FailureLimiter(max_failures=3, window=60, max_addresses=2)
+    for t in (0, 1, 2):
+        assert lim.retry_after("a", now=t) == 0
+        lim.fail("a", now=t)
+    assert lim.retry_after("a", now=3) == 57  # until the first of the three is 60 s old
+    assert lim.retry_after("a", now=60.5) == 0
+    lim.fail("b", now=61)
+    lim.fail("c", now=62)  # a third address: the least recently failing one ('a') is forgotten
+    assert "a" not in lim._fails and set(lim._fails) == {"b", "c"}
+    lim.succeed("b")
+    assert "b" not in lim._fails
+    assert FailureLimiter(max_failures=0).retry_after("x") == 0  # 0 turns it off
+
+
+def test_admin_password_guessing_is_rate_limited(tiny_models):
+    """Wrong passwords from one address: 401 each, then 429 with Retry-After for that address only,
+    even with the right password; other addresses and localhost are unaffected."""
+    app = make_app(tiny_models, admin_secret="right", admin_max_failures=5, admin_failure_window=120)
+    c = app.test_client()
+    guesser = {"REMOTE_ADDR": "198.51.100.7"}
+    assert c.get("/admin", environ_base=guesser).status_code == 401  # no password yet: not a failure
+    for i in range(5):
+        assert c.get("/admin", environ_base=guesser, headers=basic(f"guess{i}")).status_code == 401
+    for headers in (basic("guess5"), basic("right")):
+        r = c.get("/admin/stats", environ_base=guesser, headers=headers)
+        assert r.status_code == 429
+        assert 1 <= int(r.headers["Retry-After"]) <= 120
+        assert "error" in r.get_json()
+    assert c.get("/admin", environ_base=REMOTE, headers=basic("right")).status_code == 200
+    assert c.get("/admin").status_code == 200  # localhost needs no password
+    # a success clears an address's count
+    other = {"REMOTE_ADDR": "198.51.100.8"}
+    for i in range(4):
+        c.get("/admin", environ_base=other, headers=basic("no"))
+    assert c.get("/admin", environ_base=other, headers=basic("right")).status_code == 200
+    assert c.get("/admin", environ_base=other, headers=basic("no")).status_code == 401
+
+
+def _handshake(app, origin=None):
+    """An Engine.IO polling handshake as a browser on ``origin`` would make it."""
+    headers = {"Origin": origin} if origin else {}
+    return app.test_client().get("/socket.io/?EIO=4&transport=polling", headers=headers)
+
+
+def test_cors_same_origin_by_default(tiny_models):
+    app = make_app(tiny_models)
+    assert _handshake(app).status_code == 200  # no Origin: not a browser page elsewhere
+    assert _handshake(app, "http://localhost").status_code == 200  # the page of this very server
+    r = _handshake(app, "https://evil.example")
+    assert r.status_code == 400 and "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_cors_origins_are_configurable(tiny_models):
+    app = make_app(tiny_models, cors_origins="https://school.example, http://10.0.0.5:8000")
+    ok = _handshake(app, "https://school.example")
+    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "https://school.example"
+    assert _handshake(app, "http://10.0.0.5:8000").status_code == 200
+    assert _handshake(app, "https://evil.example").status_code == 400
+    assert _handshake(make_app(tiny_models, cors_origins="*"), "https://evil.example").status_code == 200
+    with pytest.raises(ValueError, match="origin"):
+        make_app(tiny_models, cors_origins="school.example/path")
+
+
+def test_new_settings_from_env():
+    from webapp.config import WebConfig
+    c = WebConfig.from_env({"FER_TTA": "off", "FER_TF_THREADS": "2", "FER_MESSAGE_QUEUE": "redis://127.0.0.1:6379/0",
+                            "FER_CORS_ORIGINS": "*", "FER_MAX_VIOLATIONS": "5", "FER_ADMIN_MAX_FAILURES": "3"})
+    assert (c.tta, c.tf_threads, c.message_queue, c.cors_allowed_origins, c.max_violations,
+            c.admin_max_failures) == (False, 2, "redis://127.0.0.1:6379/0", "*", 5, 3)
+    d = WebConfig()
+    assert d.tta is None and d.message_queue is None and d.cors_allowed_origins is None
+    assert d.max_violations > 0 and d.admin_max_failures > 0
+    assert WebConfig.from_env({"FER_MESSAGE_QUEUE": ""}).message_queue is None
+
+
+def test_client_gate_counts_violations():
+    from webapp.events import ClientGate
+    g = ClientGate()
+    assert not any(g.violation(3, 10.0, now=t) for t in (0, 1, 2))
+    assert g.violation(3, 10.0, now=3)          # the 4th within 10 s
+    assert not g.violation(3, 10.0, now=3.5)    # reported once
+    h = ClientGate()
+    assert not any(h.violation(3, 10.0, now=t) for t in (0, 5, 11, 16, 22, 27))  # spread out: never
+    assert not any(ClientGate().violation(0, 10.0, now=t) for t in range(100))   # 0: off
+
+
+def test_fast_websocket_unmasking_matches_eventlets():
+    """webapp.wsmask.apply_mask (installed under eventlet) returns exactly what eventlet's own
+    per-byte unmasking returns, for any length, key and offset (frames arrive in pieces)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from eventlet.websocket import RFC6455WebSocket
+    from webapp.wsmask import apply_mask
+    original = RFC6455WebSocket.__dict__["_apply_mask"]
+    original = original.__func__ if isinstance(original, staticmethod) else original
+    if original is apply_mask:  # installed already by a server in this process: compare with a copy
+        def original(data, mask, length=None, offset=0):
+            length = len(data) if length is None else length
+            return b"".join(bytes((data[i] ^ mask[(offset + i) % 4],)) for i in range(length))
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 3, 4, 5, 7, 8, 100, 4097, 20_000):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        mask = tuple(int(v) for v in rng.integers(0, 256, 4))
+        for offset in (0, 1, 2, 3, 5, 1000):
+            for length in {None, n, max(0, n - 3)}:
+                assert apply_mask(data, mask, length, offset) == original(data, mask, length, offset)
+        assert apply_mask(bytearray(data), list(mask)) == original(data, mask)

@@ -116,6 +116,107 @@ def test_concurrent_clients_all_answered(gunicorn, astronaut_jpeg):
             c.close()
 
 
+def test_flooding_client_is_disconnected_others_are_not(gunicorn, astronaut_jpeg):
+    """A client that ignores 'one frame in flight' and floods: 'busy' errors, then 'abuse' and a
+    disconnect; a well-behaved client is served before, during and after."""
+    port = gunicorn[0]
+    good, flood = Client(port), Client(port)
+    try:
+        assert good.send(astronaut_jpeg)[0] == "result"
+        for _ in range(200):
+            if not flood.sio.connected:
+                break
+            try:
+                flood.sio.emit("frame", astronaut_jpeg)
+            except Exception:  # noqa: BLE001 - the server closed it mid-flood
+                break
+        end = time.monotonic() + 20
+        while flood.sio.connected and time.monotonic() < end:
+            time.sleep(0.05)
+        assert not flood.sio.connected
+        codes = [d["code"] for n, d in flood.answers() if n == "error"]
+        assert "busy" in codes and codes[-1] == "abuse", codes[-5:]
+        assert good.send(astronaut_jpeg)[0] == "result"
+        stats = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=5).json()
+        assert stats["errors"].get("abuse", 0) >= 1
+    finally:
+        good.close()
+        flood.close()
+
+
+def test_foreign_origin_is_refused(gunicorn, astronaut_jpeg):
+    """CORS: same origin only by default, for the WebSocket transport too."""
+    import websocket
+    port = gunicorn[0]
+    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, origin=f"http://127.0.0.1:{port}", timeout=10)  # the page's own origin
+    assert ws.recv().startswith("0")
+    ws.close()
+    for origin in ("https://evil.example", f"http://127.0.0.1:{port + 1}", f"https://127.0.0.1:{port}"):
+        with pytest.raises(websocket.WebSocketBadStatusException) as e:
+            websocket.create_connection(url, origin=origin, timeout=10)
+        assert e.value.status_code == 400
+    ok = Client(port)
+    try:
+        assert ok.send(astronaut_jpeg)[0] == "result"
+    finally:
+        ok.close()
+
+
+HOSTILE_PACKETS = {  # raw Socket.IO packets over a raw WebSocket, after the namespace connect ("40")
+    "placeholder_out_of_range": ['451-["frame",{"_placeholder":true,"num":7}]', b"\xff\xd8abc"],
+    "placeholder_not_int": ['451-["frame",{"_placeholder":true,"num":"x"}]', b"\xff\xd8abc"],
+    "huge_attachment_count": ['459999999-["frame",{"_placeholder":true,"num":0}]', b"abc", b"def"],
+    "bad_json": ['42["frame"'],
+    "deep_json": ["42" + "[" * 100_000 + "]" * 100_000],
+    "deep_json_arg": ['42["frame",' + "[" * 5000 + "]" * 5000 + "]"],
+    "binary_without_header": [b"\x00\x01\x02"],
+    "unknown_namespace": ['42/nonexistent,["frame"]'],
+    "connect_other_namespace": ["40/admin,"],
+    "ack_junk": ['43["x"]', '431["x"]'],
+    "disconnect_then_frame": ["41", '42["frame"]'],
+    "garbage_text": ["4zzz", "9", "42", "42[]", "42[1]", "42[null]", '42{"a":1}', '42"frame"'],
+    "empty_text": [""],
+    "binary_event_then_text": ['451-["frame",{"_placeholder":true,"num":0}]', '42["frame"]'],
+    "engineio_noise": ["2", "3", "5", "6", "1"],
+    "over_the_transport_limit": ["42" + "x" * 2_100_000],
+}
+
+
+def test_hostile_packets_end_only_their_connection(gunicorn, astronaut_jpeg):
+    """Malformed Socket.IO/Engine.IO packets, each on its own raw WebSocket: at worst that connection
+    is closed; a well-behaved client keeps getting the same answer, and the log carries no traceback."""
+    import websocket
+    port, _, _, log = gunicorn
+    good = Client(port)
+    try:
+        ref = good.send(astronaut_jpeg)[1]["faces"]
+        url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        for name, msgs in HOSTILE_PACKETS.items():
+            ws = websocket.create_connection(url, timeout=10)
+            try:
+                assert ws.recv().startswith("0")  # Engine.IO open
+                ws.send("40")
+                assert ws.recv().startswith("40")
+                for m in msgs:
+                    (ws.send_binary if isinstance(m, bytes) else ws.send)(m)
+                ws.settimeout(0.5)
+                while ws.recv():
+                    pass
+            except Exception:  # noqa: BLE001 - closed by the server, or nothing more to read
+                pass
+            finally:
+                ws.close()
+            name_, res = good.send(astronaut_jpeg)
+            assert name_ == "result" and res["faces"] == ref, (name, res)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        good.close()
+    text = log.read_bytes()
+    assert b"Traceback" not in text
+    assert b"abc" not in text and b"x" * 100 not in text
+
+
 def test_log_has_no_frame_data_and_shutdown_is_clean(gunicorn, astronaut_jpeg):
     port, _, proc, log = gunicorn
     worker_pid = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=5).json()["worker"]["pid"]
@@ -157,12 +258,59 @@ def test_dev_server(tiny_models, tmp_path, astronaut_jpeg):
     assert b"Traceback" not in log.read_bytes(), log.read_text()[-3000:]
 
 
+def _self_signed(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+def test_gunicorn_https(tiny_models, tmp_path, astronaut_jpeg):
+    """The shared-server command with --certfile/--keyfile (docs/classroom.md), self-signed: the
+    health check, the page and a frame over wss://."""
+    import socketio
+    key, cert = _self_signed(tmp_path)
+    port = free_port()
+    log = tmp_path / "gunicorn-tls.log"
+    proc = start(gunicorn_cmd(port) + ["--certfile", str(cert), "--keyfile", str(key)], server_env(tiny_models), log)
+    try:
+        end = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(cert), timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < end, log.read_text()[-3000:]
+            time.sleep(0.3)
+        assert "never stored" in requests.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=5).text
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"https://127.0.0.1:{port}/healthz", timeout=5)  # not trusted without the cert
+        got = []
+        sio = socketio.Client(ssl_verify=False, reconnection=False)
+        sio.on("result", lambda r: got.append(("result", r)))
+        sio.on("error", lambda e: got.append(("error", e)))
+        sio.connect(f"https://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
+        try:
+            sio.emit("frame", astronaut_jpeg)
+            end = time.monotonic() + 60
+            while not got and time.monotonic() < end:
+                time.sleep(0.05)
+            assert got and got[0][0] == "result" and len(got[0][1]["faces"]) == 1, (got, log.read_text()[-2000:])
+        finally:
+            sio.disconnect()
+    finally:
+        assert stop(proc) == 0
+    assert b"Traceback" not in log.read_bytes()
+
+
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 def test_dev_server_https(tiny_models, tmp_path, astronaut_jpeg):
     """The documented HTTPS option of `python -m webapp` (--certfile/--keyfile), self-signed."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key, cert = _self_signed(tmp_path)
     port = free_port()
     log = tmp_path / "tls.log"
     proc = start(dev_cmd(port, tiny_models) + ["--certfile", str(cert), "--keyfile", str(key)],

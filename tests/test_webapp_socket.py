@@ -369,3 +369,71 @@ def test_worker_crash_is_reported_and_recovered(app, astronaut_jpeg):
     assert app.test_client().get("/healthz").status_code == 200
     c.disconnect()
     other.disconnect()
+
+
+def test_repeated_violations_disconnect_that_client_only(app, state, astronaut_jpeg):
+    """Oversize frames: an error each; past max_violations within the window, a last 'abuse' error and
+    a disconnect. Another client is served throughout, and the offender may connect again."""
+    state.config = dataclasses.replace(state.config, max_violations=3)
+    c, other = client(app), client(app)
+    g = gate(app, c)
+    sid = next(s for s, v in app.extensions["fer"].gates.items() if v is g)
+    big = astronaut_jpeg + b"\0" * (1_000_001 - len(astronaut_jpeg))
+    for _ in range(3):
+        assert send(c, big)[1]["code"] == "too_large"
+        assert c.is_connected()
+    c.emit("frame", big)
+    assert not c.is_connected()
+    got = [(e["name"], e["args"][0]["code"]) for e in c.queue]  # get_received() refuses once disconnected
+    assert got == [("error", "too_large"), ("error", "abuse")], got
+    assert sid not in app.extensions["fer"].gates
+    assert send(other, astronaut_jpeg)[0] == "result"
+    s = app.test_client().get("/admin/stats").get_json()
+    assert s["errors"].get("abuse", 0) >= 1
+    again = client(app)
+    assert send(again, astronaut_jpeg)[0] == "result"
+    again.disconnect()
+    other.disconnect()
+
+
+def test_violations_spread_out_are_tolerated(app, state, astronaut_jpeg):
+    state.config = dataclasses.replace(state.config, max_violations=2, violation_window=0.5)
+    c = client(app)
+    for _ in range(5):
+        assert send(c, "not binary")[1]["code"] == "bad_frame"
+        time.sleep(0.3)
+    assert c.is_connected() and send(c, astronaut_jpeg)[0] == "result"
+    c.disconnect()
+
+
+def test_fairness_under_load(app, state, astronaut_jpeg):
+    """Clients sending as fast as their answers come, all at once: the queue is FIFO and each client
+    has one frame in it at most, so each gets about the same share; none is starved. One of them
+    sends costly 1280 px frames: it slows every batch it is in, yet gets its share too."""
+    import cv2
+    from skimage import data
+    state.config = dataclasses.replace(state.config, max_fps=10_000)
+    big = cv2.imencode(".jpg", cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (1280, 1280)))[1].tobytes()
+    clients = [client(app) for _ in range(6)]
+    counts = [0] * len(clients)
+    failures = []
+    end = time.monotonic() + 4.0
+
+    def run(i, c):
+        frame = big if i == 0 else astronaut_jpeg
+        while time.monotonic() < end:
+            name, res = send(c, frame)
+            if name != "result" or len(res["faces"]) != 1:
+                failures.append(res)
+                return
+            counts[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures[:3]
+    assert min(counts) >= 0.6 * max(counts) and min(counts) >= 5, counts
+    for c in clients:
+        c.disconnect()

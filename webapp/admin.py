@@ -2,19 +2,27 @@
 
 Access: from localhost (a loopback address and no proxy headers) it is open; from anywhere else it
 needs HTTP Basic auth whose password is the secret set at start (FER_ADMIN_SECRET; any user name).
-Without a configured secret, remote access is refused (403). A wrong or missing password gets 401.
+Without a configured secret, remote access is refused (403). A wrong or missing password gets 401;
+an address with ``admin_max_failures`` wrong passwords within ``admin_failure_window`` seconds gets
+429 with Retry-After (right password or not) until the oldest of them ages out.
 """
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import json
+import logging
+import math
 import re
+import threading
+import time
+from collections import OrderedDict, deque
 from functools import wraps
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+log = logging.getLogger("webapp.admin")
 
 SPLITS = ("PublicTest", "PrivateTest")
 PROTOCOLS = ("7", "6")
@@ -29,6 +37,54 @@ _PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Host
 
 def _state():
     return current_app.extensions["fer"]
+
+
+class FailureLimiter:
+    """Failed password attempts per client address in a sliding window. Memory is bounded: at most
+    ``max_addresses`` addresses are tracked (the least recently failing one is forgotten first)."""
+
+    def __init__(self, max_failures: int = 10, window: float = 300.0, max_addresses: int = 10_000):
+        self.max_failures, self.window, self.max_addresses = max_failures, window, max_addresses
+        self._fails: OrderedDict[str, deque] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque | None:
+        q = self._fails.get(key)
+        if q is not None:
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            if not q:
+                del self._fails[key]
+                return None
+        return q
+
+    def retry_after(self, key: str, now: float | None = None) -> int:
+        """Seconds until ``key`` may try again; 0: it may now."""
+        if not self.max_failures:
+            return 0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._recent(key, now)
+            if q is None or len(q) < self.max_failures:
+                return 0
+            return max(1, math.ceil(q[-self.max_failures] + self.window - now))
+
+    def fail(self, key: str, now: float | None = None) -> None:
+        if not self.max_failures:
+            return
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._recent(key, now)
+            if q is None:
+                q = self._fails[key] = deque(maxlen=self.max_failures)
+            q.append(now)
+            self._fails.move_to_end(key)
+            while len(self._fails) > self.max_addresses:
+                self._fails.popitem(last=False)
+
+    def succeed(self, key: str) -> None:
+        with self._lock:
+            self._fails.pop(key, None)
 
 
 def is_local() -> bool:
@@ -63,10 +119,21 @@ def require_admin(view):
             if not secret:
                 return _denied(403, "The admin page is only served on localhost: start the server with "
                                     "FER_ADMIN_SECRET set to open it from elsewhere.")
+            limiter = _state().admin_limiter
+            peer = str(request.remote_addr or "?")
+            wait = limiter.retry_after(peer)
+            if wait:
+                resp = _denied(429, f"Too many wrong admin passwords from this address: try again in {wait} s.")
+                resp.headers["Retry-After"] = str(wait)
+                return resp
             auth = request.authorization
             given = (auth.password or "") if auth is not None and auth.type == "basic" else ""
             if not hmac.compare_digest(given.encode(), secret.encode()):
+                if auth is not None:  # a browser's first request carries no password: not a failure
+                    limiter.fail(peer)
+                    log.warning("wrong admin password from %s", peer[:64])
                 return _denied(401, "Admin secret required (HTTP Basic auth, any user name).")
+            limiter.succeed(peer)
         resp = current_app.make_response(view(*args, **kwargs))
         resp.headers["Cache-Control"] = "no-store"
         return resp

@@ -30,6 +30,20 @@ class WebConfig:
     worker_batch_timeout: float = 60.0   # a batch slower than this means a hung worker: killed, restarted
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
     async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
+    # -- capacity (docs/benchmarks.md) --
+    tta: bool | None = None              # flip test-time augmentation; None: what the models folder says
+    #                                      (ensemble.json 'tta'); it costs ~15 % of a face's time, see benchmarks
+    tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
+    # -- scale-out (docs/classroom.md) --
+    message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
+    #                                      sticky proxy share it (Flask-SocketIO's message queue); None: one process
+    # -- abuse --
+    cors_origins: str | None = None      # Socket.IO origins allowed besides this server's own: None (same
+    #                                      origin only), '*' (any), or a comma-separated list of origins
+    max_violations: int = 20             # a client that breaks the protocol (oversize, flooding, bad payloads)
+    violation_window: float = 10.0       # this many times within this many seconds is disconnected; 0: never
+    admin_max_failures: int = 10         # wrong admin passwords from one address within the window ...
+    admin_failure_window: float = 300.0  # ... lock that address out (429 + Retry-After) until they age out
 
     def __post_init__(self):
         if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch < 1 or self.max_faces < 1:
@@ -40,6 +54,27 @@ class WebConfig:
             raise ValueError(f"async_mode must be None, 'eventlet' or 'threading', got {self.async_mode!r}")
         if self.admin_secret == "":
             self.admin_secret = None
+        if self.message_queue == "":
+            self.message_queue = None
+        if self.tf_threads < 0 or self.max_violations < 0 or self.admin_max_failures < 0:
+            raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
+        if self.violation_window <= 0 or self.admin_failure_window <= 0:
+            raise ValueError("violation_window and admin_failure_window must be positive")
+        self.cors_allowed_origins  # raises ValueError on a malformed list
+
+    @property
+    def cors_allowed_origins(self):
+        """Socket.IO's cors_allowed_origins: None (same origin), '*' or a list of origins."""
+        raw = (self.cors_origins or "").strip()
+        if not raw:
+            return None
+        if raw == "*":
+            return "*"
+        origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+        for o in origins:
+            if not o.startswith(("http://", "https://")) or "/" in o.split("://", 1)[1]:
+                raise ValueError(f"cors_origins: {o!r} is not an origin like https://example.org[:port]")
+        return origins
 
     @property
     def transport_max_bytes(self) -> int:
@@ -75,6 +110,14 @@ ENV = {
     "worker_start_timeout": "FER_WORKER_START_TIMEOUT",
     "worker_batch_timeout": "FER_WORKER_BATCH_TIMEOUT",
     "async_mode": "FER_ASYNC_MODE",
+    "tta": "FER_TTA",
+    "tf_threads": "FER_TF_THREADS",
+    "message_queue": "FER_MESSAGE_QUEUE",
+    "cors_origins": "FER_CORS_ORIGINS",
+    "max_violations": "FER_MAX_VIOLATIONS",
+    "violation_window": "FER_VIOLATION_WINDOW",
+    "admin_max_failures": "FER_ADMIN_MAX_FAILURES",
+    "admin_failure_window": "FER_ADMIN_FAILURE_WINDOW",
 }
 
 

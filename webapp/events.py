@@ -7,7 +7,12 @@ server -> client  ``result`` {faces: [{box, label, probabilities, members}], wid
 
 Each client may have one frame in flight and at most ``max_fps`` frames per second; a frame breaking
 either rule, or any payload that is not one binary image, gets an ``error`` for that client only.
-Frame bytes are held in memory for the request and never written anywhere; logs carry no image data.
+A client that keeps breaking them (``max_violations`` within ``violation_window`` seconds) gets a
+last error, ``abuse``, and is disconnected. Frame bytes are held in memory for the request and never
+written anywhere; logs carry no image data.
+
+Answers go to the asking client only and bypass the message queue (``ignore_queue``): with several
+server processes behind a sticky proxy, that client is always connected to this very process.
 """
 from __future__ import annotations
 
@@ -25,13 +30,35 @@ from .inference import InferenceError
 log = logging.getLogger("webapp.events")
 
 
+# Errors that only a client breaking the protocol gets (a page following docs/protocol.md never does).
+VIOLATIONS = frozenset({"bad_frame", "empty", "too_large", "bad_image", "busy", "rate_limited", "unknown_event"})
+
+
 class ClientGate:
-    """One frame in flight, and at most ``max_fps`` accepted frames in any one-second window."""
+    """One frame in flight, and at most ``max_fps`` accepted frames in any one-second window; counts
+    the client's protocol violations to tell when it should be disconnected."""
 
     def __init__(self):
         self.in_flight = False
         self.accepted: deque = deque()
+        self.violations: deque = deque()
+        self.closing = False
         self._lock = threading.Lock()
+
+    def violation(self, limit: int, window: float, now: float | None = None) -> bool:
+        """Record one violation; True when there were more than ``limit`` in the last ``window``
+        seconds (the client is then to be disconnected; once only). ``limit`` 0: never."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if not limit or self.closing:
+                return False
+            self.violations.append(now)
+            while self.violations and self.violations[0] <= now - window:
+                self.violations.popleft()
+            if len(self.violations) > limit:
+                self.closing = True
+                return True
+            return False
 
     def begin(self, max_fps: float, now: float | None = None) -> str | None:
         """None when the frame may go ahead (then call ``end``), else the error code."""
@@ -60,6 +87,7 @@ REASONS = {
     "too_large": "frame over the size limit",
     "internal": "the frame could not be processed",
     "unknown_event": "unknown event",
+    "abuse": "too many frames breaking the protocol: disconnected",
 }
 
 
@@ -68,8 +96,37 @@ def _state():
 
 
 def _error(code: str, reason: str | None = None) -> None:
-    _state().stats.error(code)
-    emit("error", {"code": code, "reason": reason or REASONS.get(code, code)})
+    st = _state()
+    st.stats.error(code)
+    emit("error", {"code": code, "reason": reason or REASONS.get(code, code)}, ignore_queue=True)
+    if code in VIOLATIONS:
+        gate = st.gates.get(request.sid)
+        cfg = st.config
+        if gate is not None and gate.violation(cfg.max_violations, cfg.violation_window):
+            st.stats.error("abuse")
+            log.warning("client %s disconnected after %d protocol violations in %g s (last: %s)",
+                        _peer(), cfg.max_violations + 1, cfg.violation_window, code)
+            emit("error", {"code": "abuse", "reason": REASONS["abuse"]}, ignore_queue=True)
+            _close_client()
+
+
+def _peer() -> str:
+    """The client's address, for the log (the proxy's unless FER_TRUST_PROXY is set)."""
+    return str(request.remote_addr or "?")[:64]
+
+
+def _close_client() -> None:
+    """Disconnect the current client: its Socket.IO session, then its Engine.IO connection (which
+    sends what is queued, the last error included, before closing), so that it cannot carry on."""
+    server = socketio.server
+    sid, ns = request.sid, request.namespace or "/"
+    try:
+        eio_sid = server.manager.eio_sid_from_sid(sid, ns)
+        server.disconnect(sid, namespace=ns, ignore_queue=True)
+        if eio_sid is not None:
+            server.eio.disconnect(eio_sid)
+    except Exception as e:  # noqa: BLE001 - already gone, or a test client without a transport
+        log.debug("disconnect: %s", type(e).__name__)
 
 
 @socketio.on("connect")
@@ -79,7 +136,8 @@ def on_connect(auth=None):
     st.stats.connected()
     info = st.inference.info if st.inference is not None else None
     emit("hello", {"max_fps": st.config.max_fps, "max_frame_bytes": st.config.max_frame_bytes,
-                   "labels": (info or {}).get("labels"), "members": (info or {}).get("members")})
+                   "labels": (info or {}).get("labels"), "members": (info or {}).get("members")},
+         ignore_queue=True)
 
 
 @socketio.on("disconnect")
@@ -123,7 +181,7 @@ def on_frame(*args):
     ms = (time.perf_counter() - t0) * 1000
     out["ms"] = round(ms, 1)
     st.stats.frame(ms, len(out["faces"]))
-    emit("result", out)
+    emit("result", out, ignore_queue=True)
 
 
 @socketio.on("*")

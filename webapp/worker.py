@@ -1,6 +1,7 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
     python -m webapp.worker --models DIR [--max-faces 8] [--max-pixels N] [--warm-up 32]
+                            [--tta auto|on|off] [--tf-threads N]
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
 read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
@@ -23,6 +24,9 @@ def parse_args(argv=None):
     p.add_argument("--max-faces", type=int, default=8)
     p.add_argument("--max-pixels", type=int, default=2_100_000)
     p.add_argument("--warm-up", type=int, default=32, help="compile predict buckets up to this many faces")
+    p.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
+                   help="flip test-time augmentation (auto: the models folder's ensemble.json)")
+    p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
     return p.parse_args(argv)
 
 
@@ -30,25 +34,33 @@ def log(msg: str) -> None:
     print(f"[fer-worker {os.getpid()}] {msg}", file=sys.stderr, flush=True)
 
 
-def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dict]:
-    """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}."""
-    import numpy as np
+def prepare(data: bytes, detector, max_faces: int, max_pixels: int):
+    """(result without faces, boxes, crops) for one frame, or (error result, None, None)."""
     from fer_core.faces import ImageError, decode_image, find_faces
+    try:
+        img = decode_image(data, max_pixels=max_pixels, grey=True)  # detection and crops need grey only
+        boxes, crops = find_faces(img, detector, max_faces=max_faces)
+    except ImageError as e:
+        return {"error": str(e), "code": "bad_image"}, None, None
+    except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
+        log(f"frame failed: {type(e).__name__}")
+        return {"error": "the frame could not be processed", "code": "internal"}, None, None
+    return {"faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])}, boxes, crops
 
+
+def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dict]:
+    """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}.
+
+    Every frame is decoded and searched for faces (one after the other: OpenCV already spreads one
+    search over the cores, and a CascadeClassifier must not be shared between threads), then all
+    faces of the batch go through one ensemble call."""
+    import numpy as np
+
+    prepared = [prepare(d, pred.detector, max_faces, max_pixels) for d in frames]
     out, found = [], []  # found: (index in out, boxes, crops)
-    for fid, data in zip(ids, frames):
-        try:
-            img = decode_image(data, max_pixels=max_pixels)
-            boxes, crops = find_faces(img, pred.detector, max_faces=max_faces)
-        except ImageError as e:
-            out.append({"id": fid, "error": str(e), "code": "bad_image"})
-            continue
-        except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
-            log(f"frame failed: {type(e).__name__}")
-            out.append({"id": fid, "error": "the frame could not be processed", "code": "internal"})
-            continue
-        out.append({"id": fid, "faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])})
-        if len(boxes):
+    for fid, (res, boxes, crops) in zip(ids, prepared):
+        out.append(dict(res, id=fid))
+        if boxes:
             found.append((len(out) - 1, boxes, crops))
     if found:
         crops = np.concatenate([c for _, _, c in found])
@@ -76,13 +88,20 @@ def main(argv=None) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the web process decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+    # Pillow warns about images over 89 M pixels; decode_image refuses anything over --max-pixels anyway.
+    warnings.filterwarnings("ignore", message=r"Image size .* could be decompression bomb")
 
     from webapp import wire
 
     t0 = time.perf_counter()
     try:
+        if args.tf_threads > 0:  # before TensorFlow's runtime starts, i.e. before any model is built
+            import tensorflow as tf
+            tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
         from fer_core.predict import Predictor
-        pred = Predictor(args.models)
+        pred = Predictor(args.models, tta={"auto": None, "on": True, "off": False}[args.tta])
         pred.warm_up(args.warm_up)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
