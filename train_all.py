@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     import numpy as np
     from fer_core.labels import labels_for
     cands, probs = [], []
+    # one TTA setting for choosing and for serving: what every member was scored with
+    tta = all(store.read_json(out / n / "member.json")["train"].get("tta", True) for n in store.list_members(out))
     val = to_protocol(data["PublicTest"], classes)
     y_val = val.y
     for n in store.list_members(out):
@@ -102,12 +104,12 @@ def main(argv=None) -> int:
         if side["labels"] != list(labels_for(classes)):
             continue
         cands.append(n)
-        probs.append(predict_probs(m, val.x, tta=side["train"].get("tta", True)))
+        probs.append(predict_probs(m, val.x, tta=tta))
     if not cands:
         print(f"no trained members in {out}", file=sys.stderr)
         return 1
     spec = choose(np.stack(probs), y_val, cands, min_size=args.min_size, max_size=args.max_size)
-    spec.update(labels=list(labels_for(classes)), tta=True, chosen_on="PublicTest")
+    spec.update(labels=list(labels_for(classes)), tta=tta, chosen_on="PublicTest")
     store.atomic_write_json(out / "ensemble.json", spec)
     print(f"ensemble: {spec['rule']} over {', '.join(spec['members'])} "
           f"(PublicTest {100 * spec['val_accuracy']:.2f}%)", flush=True)

@@ -14,6 +14,8 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate, tables, write_metrics
 
     data = load_fer2013(args.data)
+    if args.split and args.split not in data.splits:
+        raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
     metrics = evaluate(args.models, data)
     if args.write:
         write_metrics(args.models or __import__("fer_core.store", fromlist=["x"]).resolve_models_dir(), metrics)
@@ -25,7 +27,11 @@ def _evaluate(args) -> int:
                    for k in metrics}
         print(json.dumps(sel, indent=2))
     else:
-        print(tables(metrics, args.split, str(args.classes) if args.classes else None))
+        text = tables(metrics, args.split, str(args.classes) if args.classes else None)
+        if not text:
+            raise ValueError(f"no {args.classes}-class table: the models in this folder are scored on "
+                             f"{', '.join(next(iter(metrics['ensemble'].values())))} classes")
+        print(text)
     return 0
 
 

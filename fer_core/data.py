@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def _load_csv(p: Path) -> FerData:
                     raise DataError(f"{p}: row {row_no}: pixel values outside 0..255")
                 xs[usage].append(arr.astype(np.uint8).reshape(SIDE, SIDE))
                 ys[usage].append(label)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as e:
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error, zlib.error) as e:
         raise DataError(f"{p}: not a readable FER2013 CSV ({e})") from None
     data = FerData(source=str(p))
     for s in SPLITS:
@@ -181,9 +182,11 @@ def _load_folder(root: Path) -> FerData:
     if not found_any:
         raise DataError(f"{root}: no images found under train/<class>/ or test/<class>/")
     data = FerData(source=str(root))
+    rng = np.random.default_rng(0)  # folders come class by class: shuffle once so --limit keeps every class
     for s in SPLITS:
         if ys[s]:
-            data.splits[s] = Split(np.stack(xs[s]), np.array(ys[s], dtype=np.int64))
+            order = rng.permutation(len(ys[s]))
+            data.splits[s] = Split(np.stack(xs[s])[order], np.array(ys[s], dtype=np.int64)[order])
     return data
 
 

@@ -28,6 +28,8 @@ def rule_weights(rule: str, val_probs: np.ndarray, y_val: np.ndarray) -> np.ndar
         return np.full((m, c), 1.0 / m)
     if rule == "accuracy":
         acc = (pred == y_val).mean(1)
+        if acc.sum() == 0:  # no member gets anything right: equal weights rather than 0/0
+            return np.full((m, c), 1.0 / m)
         return np.repeat((acc / acc.sum())[:, None], c, axis=1)
     if rule == "class_recall":
         recall = np.zeros((m, c))
@@ -55,6 +57,7 @@ def select_subset(val_probs: np.ndarray, y_val: np.ndarray, rule: str, min_size:
     """Score every subset of ``min_size``..``max_size`` members (clipped to what exists) on the
     validation split; return the best (indices, accuracy). Ties go to the smaller subset: it is
     cheaper per frame."""
+    val_probs = np.asarray(val_probs)
     m = len(val_probs)
     if m == 0:
         raise ValueError("no members to choose from")

@@ -9,6 +9,7 @@ import numpy as np
 from . import store
 from .data import FerData
 from .ensemble import RULES, combine, rule_weights
+from .labels import to_6_labels
 from .metrics import both_protocols, markdown_table
 from .predict import Predictor
 
@@ -50,8 +51,10 @@ def evaluate(models_dir, data: FerData, all_members: bool = True) -> dict:
     for s in probs:
         out["ensemble"][s] = both_protocols(y[s], combine(probs[s][:k], chosen.weights))
     if "PublicTest" in probs:
+        # rule weights compare labels with predictions: both in the models' own protocol
+        y_val = to_6_labels(y["PublicTest"]) if probs["PublicTest"].shape[-1] == 6 else y["PublicTest"]
         for rule in RULES:
-            w = rule_weights(rule, probs["PublicTest"][:k], y["PublicTest"])
+            w = rule_weights(rule, probs["PublicTest"][:k], y_val)
             out["rules"][rule] = {s: both_protocols(y[s], combine(probs[s][:k], w)) for s in probs}
     out["generated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     out["data"] = data.source

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def predict_probs(model, x: np.ndarray, tta: bool = True, batch_size: int = 256)
     x = np.asarray(x, dtype=np.float32)[..., None]
     p = model.predict(x, batch_size=batch_size, verbose=0)
     if tta:
-        p = (p + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+        p = (p + model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size, verbose=0)) / 2
     return np.asarray(p, dtype=np.float64)
 
 
@@ -102,6 +103,13 @@ class _Progress:
                       "done": False, "seconds": 0.0, "history": []}
         if self.path.is_file():
             self.state.update(json.loads(self.path.read_text()))
+            if not _same_run(self.state.get("config"), cfg):
+                # A checkpoint of another recipe (classes, target, optimizer...) must not be resumed.
+                print(f"[{out.name}] checkpoint was made with another config; starting afresh", flush=True)
+                shutil.rmtree(out / "ckpt", ignore_errors=True)
+                self.state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "wait": 0, "plateau_wait": 0,
+                              "done": False, "seconds": 0.0, "history": []}
+        self.state["config"] = cfg.to_dict()
 
     def save(self):
         store.atomic_write_json(self.path, self.state)
@@ -115,6 +123,15 @@ class _Progress:
         w.writeheader()
         w.writerows(hist)
         store.atomic_write_bytes(self.out / "log.csv", buf.getvalue().encode())
+
+
+def _same_run(saved: dict | None, cfg: TrainConfig) -> bool:
+    """Whether a checkpoint made with config ``saved`` may continue as ``cfg`` (only epochs may differ)."""
+    if saved is None:
+        return True  # a state file from before configs were recorded
+    a = {k: v for k, v in saved.items() if k != "epochs"}
+    b = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
+    return a == b
 
 
 def _make_callback(progress: _Progress, net, wrapper, cfg: TrainConfig, t0_holder: list):
@@ -186,6 +203,12 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
     if last.is_file() and progress.state["epoch"] > 0:
         wrapper = keras.saving.load_model(last)
         net = wrapper.get_layer(name)
+        # The checkpoint is written before state.json: after a crash between the two, the
+        # optimizer's step count says how many epochs the weights really have.
+        done = int(np.asarray(wrapper.optimizer.iterations)) // steps
+        if done != progress.state["epoch"]:
+            progress.state["epoch"] = done
+            progress.state["history"] = progress.state["history"][:done]
         print(f"[{name}] resuming after epoch {progress.state['epoch']}", flush=True)
     else:
         from .models import build

@@ -137,3 +137,23 @@ def test_pack_round_trip(tmp_path, name):
     (tmp_path / "bad.npz.xz").write_bytes(b"nope")
     with pytest.raises(DataError, match="not a packed FER2013 file"):
         load_fer2013(tmp_path / "bad.npz.xz")
+
+
+def test_damaged_gzip_stream_is_a_clear_error(tmp_path):
+    good = write_csv(tmp_path / "g.csv.gz", [_row(3, "Training")] * 50, gz=True).read_bytes()
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(good[:20] + bytes(b ^ 0xFF for b in good[20:200]) + good[200:])
+    with pytest.raises(DataError, match="not a readable FER2013 CSV"):
+        load_fer2013(bad)
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+    from fer_core.store import atomic_write_json
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644

@@ -59,3 +59,10 @@ def test_unknown_rule(rule):
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="do not fit"):
         combine(P, np.ones((3, 3)))
+
+
+def test_accuracy_rule_when_no_member_is_ever_right():
+    p = np.array([[[.9, .1]], [[.8, .2]]])
+    np.testing.assert_allclose(rule_weights("accuracy", p, np.array([1])), np.full((2, 2), .5))
+    subset, _ = select_subset([p[0], p[1]], np.array([1]), "accuracy", 1, 2)  # a list of arrays works too
+    assert subset == (0,)

@@ -102,13 +102,31 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
         store.atomic_save = real
     state = json.loads((tmp_path / "vgg_q" / "ckpt" / "state.json").read_text())
     assert state["epoch"] == 1  # the state of epoch 2 was not written: the crash came first
-    side = train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
+    # ...but its checkpoint was: resuming trusts the checkpoint's step count, so epoch 2 is not run twice
+    seen = []
+    import keras
+    real_fit = keras.Model.fit
+
+    def spy_fit(self, *a, **kw):
+        seen.append(kw.get("initial_epoch"))
+        return real_fit(self, *a, **kw)
+
+    keras.Model.fit = spy_fit
+    try:
+        side = train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
+    finally:
+        keras.Model.fit = real_fit
+    assert seen == [2]
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
-    assert [int(r["epoch"]) for r in log] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in log] == [1, 3]  # epoch 2's row died with the crash; its weights did not
     assert side["trained"]["epochs"] == 3
     # asking a finished member for more epochs continues it; the sidecar says what really ran
     side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=4)), data, tmp_path, verbose=0)
     assert side["trained"]["epochs"] == 4 and side["train"]["epochs"] == 4
+    # another recipe does not resume this checkpoint (here: the 6-class protocol)
+    side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=1, classes=6)), data, tmp_path,
+                        verbose=0)
+    assert side["trained"]["epochs"] == 1 and len(side["labels"]) == 6
 
 
 def test_unknown_member_is_a_clear_error():

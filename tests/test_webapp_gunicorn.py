@@ -266,6 +266,20 @@ def _self_signed(tmp_path):
     return key, cert
 
 
+def _wait_https_healthy(proc, port, cert, log, timeout):
+    """Until /healthz over HTTPS (trusting ``cert``) answers 200; fails with the server's log."""
+    end = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(cert), timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < end, log.read_text()[-3000:]
+        time.sleep(0.3)
+
+
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 def test_gunicorn_https(tiny_models, tmp_path, astronaut_jpeg):
     """The shared-server command with --certfile/--keyfile (docs/classroom.md), self-signed: the
@@ -276,16 +290,7 @@ def test_gunicorn_https(tiny_models, tmp_path, astronaut_jpeg):
     log = tmp_path / "gunicorn-tls.log"
     proc = start(gunicorn_cmd(port) + ["--certfile", str(cert), "--keyfile", str(key)], server_env(tiny_models), log)
     try:
-        end = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(cert), timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < end, log.read_text()[-3000:]
-            time.sleep(0.3)
+        _wait_https_healthy(proc, port, cert, log, 120)
         assert "never stored" in requests.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=5).text
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"https://127.0.0.1:{port}/healthz", timeout=5)  # not trusted without the cert
@@ -316,16 +321,7 @@ def test_dev_server_https(tiny_models, tmp_path, astronaut_jpeg):
     proc = start(dev_cmd(port, tiny_models) + ["--certfile", str(cert), "--keyfile", str(key)],
                  server_env(tiny_models), log)
     try:
-        end = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(cert), timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < end, log.read_text()[-3000:]
-            time.sleep(0.3)
+        _wait_https_healthy(proc, port, cert, log, 60)
         import socketio
         got = []
         sio = socketio.Client(ssl_verify=False, reconnection=False)
