@@ -145,6 +145,11 @@ def test_through_the_sample_nginx_config(two_servers, tmp_path, astronaut_jpeg):
                    check=True, capture_output=True)
     http_port, https_port = free_port(), free_port()
     (a, _, _), (b, _, _) = two_servers
+    logs = [tmp_path / "error.log", tmp_path / "access.log"] + [log for _, _, log in two_servers]
+
+    def diagnose() -> str:  # what the proxy and both servers said, for a failure's message
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs if p.exists())
+
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     for old, new in (("listen 80;", f"listen 127.0.0.1:{http_port};"),
                      ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
@@ -181,11 +186,12 @@ def test_through_the_sample_nginx_config(two_servers, tmp_path, astronaut_jpeg):
         sio.connect(url, transports=["websocket"], wait_timeout=10)
         try:
             for i in range(3):
+                assert "/" in sio.namespaces, f"disconnected before frame {i}\n{diagnose()}"
                 sio.emit("frame", astronaut_jpeg)
                 end = time.monotonic() + 30
                 while len(got) <= i and time.monotonic() < end:
                     time.sleep(0.05)
-            assert len(got) == 3 and all(len(r["faces"]) == 1 for r in got)
+            assert len(got) == 3 and all(len(r["faces"]) == 1 for r in got), (got, diagnose())
         finally:
             sio.disconnect()
         _ws_origin_check(f"wss://127.0.0.1:{https_port}/socket.io/?EIO=4&transport=websocket", url)
