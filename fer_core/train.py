@@ -92,6 +92,11 @@ def _targets(split: Split, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[split.y]
 
 
+def _fresh_state() -> dict:
+    return {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "wait": 0, "plateau_wait": 0,
+            "done": False, "seconds": 0.0, "history": []}
+
+
 class _Progress:
     """Per-epoch bookkeeping that survives interruption: best PublicTest accuracy, early stopping
     and plateau counters, the CSV log. Saved to ckpt/state.json after every epoch."""
@@ -99,16 +104,14 @@ class _Progress:
     def __init__(self, out: Path, cfg: TrainConfig):
         self.out, self.cfg = out, cfg
         self.path = out / "ckpt" / "state.json"
-        self.state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "wait": 0, "plateau_wait": 0,
-                      "done": False, "seconds": 0.0, "history": []}
+        self.state = _fresh_state()
         if self.path.is_file():
             self.state.update(json.loads(self.path.read_text()))
             if not _same_run(self.state.get("config"), cfg):
                 # A checkpoint of another recipe (classes, target, optimizer...) must not be resumed.
                 print(f"[{out.name}] checkpoint was made with another config; starting afresh", flush=True)
                 shutil.rmtree(out / "ckpt", ignore_errors=True)
-                self.state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "wait": 0, "plateau_wait": 0,
-                              "done": False, "seconds": 0.0, "history": []}
+                self.state = _fresh_state()
         self.state["config"] = cfg.to_dict()
 
     def save(self):
