@@ -390,7 +390,7 @@ def main(argv=None) -> int:
     print(f"\n**Load benchmark** · {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {platform.machine()}, "
           f"{os.cpu_count()} cores (server, inference worker and load clients share them) · models "
           f"`{models_dir.name}/` ({len(members)} member{'s' if len(members) != 1 else ''}: {', '.join(members)}; "
-          f"flip TTA {'on' if worker.get('tta') else 'off'}) · reference label `{ref}` · server settings "
+          f"test-time views {worker.get('tta')}) · reference label `{ref}` · server settings "
           f"{' '.join(f'{k}={v}' for k, v in env_extra.items())} · `python bench/bench_load.py "
           f"{' '.join(sys.argv[1:])}`\n")
     if idle_rss:

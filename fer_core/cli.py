@@ -38,7 +38,7 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from .predict import Predictor
 
-    pred = Predictor(args.models, tta=False if args.no_tta else None)
+    pred = Predictor(args.models, tta="none" if args.no_tta else None)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     r.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
     r.add_argument("--json", action="store_true", help='print [{"path", "faces": [...]}]')
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
-    r.add_argument("--no-tta", action="store_true", help="skip the mirrored second pass")
+    r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
     r.set_defaults(fn=_predict)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
     k.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import store, tta
 from .data import FerData
 from .ensemble import RULES, combine, rule_weights
 from .labels import to_6_labels
@@ -93,7 +93,7 @@ def report_markdown(metrics: dict) -> str:
              f"Generated {metrics['generated']} from the weights in this folder, data `{metrics['data']}`.",
              f"Recompute with `python -m fer_core evaluate --models <this folder> --data <fer2013.csv.gz>`.", "",
              f"Chosen ensemble (on PublicTest): rule **{ch['rule']}**, members {', '.join(ch['members'])}, "
-             f"flip TTA {'on' if ch['tta'] else 'off'}.", "", "## Members", "",
+             f"test-time views `{tta.resolve(ch['tta'])}` (fer_core/tta.py).", "", "## Members", "",
              "| member | architecture | parameters | epochs | minutes | recipe |", "|---|---|---|---|---|---|"]
     for n, info in metrics["member_info"].items():
         t = info.get("trained") or {}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import store, tta as tta_views
 from .ensemble import combine
 from .faces import FaceDetector, decode_image, find_faces, to_gray
 
@@ -23,7 +23,7 @@ class Predictor:
     backend, never an eager per-layer call).
     """
 
-    def __init__(self, models_dir=None, tta: bool | None = None, detector: FaceDetector | None = None):
+    def __init__(self, models_dir=None, tta: str | bool | None = None, detector: FaceDetector | None = None):
         import keras
 
         self.models_dir = store.resolve_models_dir(models_dir)
@@ -39,7 +39,7 @@ class Predictor:
             if not names:
                 raise store.ModelsError(f"{self.models_dir}: no trained members (member.json + weights.npz) "
                                         "and no ensemble.json")
-            self.spec = {"members": names, "rule": "average", "weights": None, "tta": True}
+            self.spec = {"members": names, "rule": "average", "weights": None, "tta": "flip"}
         self.member_names = list(names)
         members, sides = [], []
         for n in self.member_names:
@@ -56,7 +56,8 @@ class Predictor:
         self.weights = np.full((len(members), c), 1 / len(members)) if w is None else np.asarray(w, dtype=np.float64)
         if self.weights.shape != (len(members), c):
             raise store.ModelsError(f"{ens_path}: weights shape {self.weights.shape} != ({len(members)}, {c})")
-        self.tta = self.spec.get("tta", True) if tta is None else tta
+        # test-time views (fer_core.tta): the ensemble's own, chosen with it on PublicTest, unless overridden
+        self.tta = tta_views.resolve(self.spec.get("tta", "flip") if tta is None else tta)
         inp = keras.Input(shape=(48, 48, 1), name="image")
         outs = [m(inp) for m in members]
         stacked = keras.layers.Concatenate(axis=1, name="members")(
@@ -67,7 +68,7 @@ class Predictor:
     def warm_up(self, max_batch: int = 16) -> None:
         """Compile the predict function for every bucket up to ``max_batch`` faces."""
         for b in BUCKETS:
-            if b <= max_batch * (2 if self.tta else 1):
+            if b <= max_batch * tta_views.n_views(self.tta):
                 self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
 
     def member_probs(self, faces: np.ndarray) -> np.ndarray:
@@ -78,9 +79,8 @@ class Predictor:
         n = len(faces)
         if n == 0:
             return np.zeros((0, len(self.member_names), len(self.labels)))
-        x = faces.astype(np.float32)[..., None]
-        if self.tta:
-            x = np.concatenate([x, x[:, :, ::-1]])
+        views = tta_views.views(faces, self.tta)
+        x = np.concatenate(views)[..., None]
         out = []
         for i in range(0, len(x), BUCKETS[-1]):
             chunk = x[i:i + BUCKETS[-1]]
@@ -88,9 +88,7 @@ class Predictor:
             padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
             out.append(np.asarray(self.model.predict_on_batch(padded))[:len(chunk)])
         p = np.concatenate(out).astype(np.float64)
-        if self.tta:
-            p = (p[:n] + p[n:]) / 2
-        return p
+        return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
 
     def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ensemble probabilities (N, C), members' probabilities (N, M, C))."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import store, tta as tta_views
 from .config import MemberSpec, TrainConfig
 from .data import FerData, Split, to_protocol, oversample
 from .labels import labels_for
@@ -77,12 +77,10 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
                                 weight_decay=cfg.weight_decay or None)
 
 
-def predict_probs(model, x: np.ndarray, tta: bool = True, batch_size: int = 256) -> np.ndarray:
-    """Softmax outputs for uint8 images (N, 48, 48); with ``tta`` the mean over the mirror too."""
-    x = np.asarray(x, dtype=np.float32)[..., None]
-    p = model.predict(x, batch_size=batch_size, verbose=0)
-    if tta:
-        p = (p + model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size, verbose=0)) / 2
+def predict_probs(model, x: np.ndarray, tta: str | bool = "flip", batch_size: int = 256) -> np.ndarray:
+    """Softmax outputs for uint8 images (N, 48, 48), averaged over the views of ``tta`` (fer_core.tta)."""
+    views = tta_views.views(x, tta)
+    p = sum(model.predict(v[..., None], batch_size=batch_size, verbose=0) for v in views) / len(views)
     return np.asarray(p, dtype=np.float64)
 
 

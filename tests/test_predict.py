@@ -100,10 +100,34 @@ def test_compiled_batched_path_matches_eager_members(tiny_models):
 
 def test_tta_averages_the_mirror(tiny_models):
     x = np.random.default_rng(2).integers(0, 256, (3, 48, 48)).astype(np.uint8)
-    plain = Predictor(tiny_models, tta=False)
-    tta = Predictor(tiny_models, tta=True)
-    np.testing.assert_allclose(tta.member_probs(x), (plain.member_probs(x) + plain.member_probs(x[:, :, ::-1])) / 2,
+    plain = Predictor(tiny_models, tta="none")
+    flip = Predictor(tiny_models, tta=True)  # legacy boolean: 'flip'
+    assert (plain.tta, flip.tta) == ("none", "flip")
+    np.testing.assert_allclose(flip.member_probs(x), (plain.member_probs(x) + plain.member_probs(x[:, :, ::-1])) / 2,
                                atol=1e-5)
+
+
+def test_zoom_flip_averages_the_zoomed_face_and_its_mirror(tiny_models):
+    from fer_core.tta import zoom
+    x = np.random.default_rng(3).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    plain = Predictor(tiny_models, tta="none")
+    zf = Predictor(tiny_models, tta="zoom-flip")
+    z = zoom(x)
+    want = (plain.member_probs(z) + plain.member_probs(z[:, :, ::-1])) / 2
+    np.testing.assert_allclose(zf.member_probs(x), want, atol=1e-5)
+    assert not np.allclose(zf.member_probs(x), Predictor(tiny_models, tta="flip").member_probs(x), atol=1e-5)
+
+
+def test_tta_mode_comes_from_the_ensemble_and_bad_modes_are_refused(tiny_models, tmp_path):
+    import shutil
+    d = tmp_path / "m"
+    shutil.copytree(tiny_models, d)
+    spec = json.loads((d / "ensemble.json").read_text())
+    (d / "ensemble.json").write_text(json.dumps(dict(spec, tta="zoom-flip")))
+    assert Predictor(d).tta == "zoom-flip"
+    assert Predictor(d, tta="none").tta == "none"
+    with pytest.raises(ValueError, match="'sideways'"):
+        Predictor(d, tta="sideways")
 
 
 def test_missing_models_folder_is_a_clear_error(tmp_path):

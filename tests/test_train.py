@@ -41,6 +41,13 @@ def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_b
                            "--epochs", "6", "--min-size", "1"]) == 0
     spec = json.loads((out / "ensemble.json").read_text())
     assert spec["chosen_on"] == "PublicTest" and set(spec["members"]) <= {"vgg_q", "resnet_q"}
+    # both test-time view modes were scored on PublicTest; the stored one is the better (flip on ties)
+    printed = capsys.readouterr().out
+    scored = {line.split(":")[0].split()[-1]: float(line.rsplit("PublicTest ", 1)[1].rstrip("%"))
+              for line in printed.splitlines() if line.startswith("test-time views ")}
+    assert set(scored) == {"flip", "zoom-flip"}
+    assert spec["tta"] == ("zoom-flip" if scored["zoom-flip"] > scored["flip"] else "flip")
+    assert 100 * spec["val_accuracy"] == pytest.approx(scored[spec["tta"]], abs=0.006)
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["members"]) == {"vgg_q", "resnet_q"}
     for f in ("report.md", "confusion.png", "vgg_q/weights.npz", "vgg_q/member.json", "vgg_q/log.csv", "vgg_q/curve.png"):

@@ -440,7 +440,7 @@ def test_new_settings_from_env():
     c = WebConfig.from_env({"FER_TTA": "off", "FER_TF_THREADS": "2", "FER_MESSAGE_QUEUE": "redis://127.0.0.1:6379/0",
                             "FER_CORS_ORIGINS": "*", "FER_MAX_VIOLATIONS": "5", "FER_ADMIN_MAX_FAILURES": "3"})
     assert (c.tta, c.tf_threads, c.message_queue, c.cors_allowed_origins, c.max_violations,
-            c.admin_max_failures) == (False, 2, "redis://127.0.0.1:6379/0", "*", 5, 3)
+            c.admin_max_failures) == ("none", 2, "redis://127.0.0.1:6379/0", "*", 5, 3)
     d = WebConfig()
     assert d.tta is None and d.message_queue is None and d.cors_allowed_origins is None
     assert d.max_violations > 0 and d.admin_max_failures > 0

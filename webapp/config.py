@@ -9,6 +9,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from fer_core.tta import resolve as _tta_mode
+
 
 @dataclass
 class WebConfig:
@@ -31,8 +33,9 @@ class WebConfig:
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
     async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
     # -- capacity (docs/benchmarks.md) --
-    tta: bool | None = None              # flip test-time augmentation; None: what the models folder says
-    #                                      (ensemble.json 'tta'); it costs ~15 % of a face's time, see benchmarks
+    tta: str | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
+    #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
+    #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
     # -- scale-out (docs/classroom.md) --
     message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
@@ -60,6 +63,10 @@ class WebConfig:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
+        if self.tta is not None:  # the mode names of fer_core/tta.py, or a boolean as FER_TTA=1/0 used to be
+            legacy = {"1": "flip", "true": "flip", "on": "flip", "0": "none", "false": "none", "off": "none"}
+            tta = legacy.get(str(self.tta).strip().lower(), self.tta) if not isinstance(self.tta, bool) else self.tta
+            self.tta = _tta_mode(tta)
         self.cors_allowed_origins  # raises ValueError on a malformed list
 
     @property

@@ -58,7 +58,7 @@ class _Request:
 class InferenceClient:
     def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
                  warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
-                 python: str | None = None, tta: bool | None = None, tf_threads: int = 0):
+                 python: str | None = None, tta: str | None = None, tf_threads: int = 0):
         self.models_dir = str(models_dir)
         self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
         self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
@@ -136,7 +136,7 @@ class InferenceClient:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
                "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
-               "--tta", {None: "auto", True: "on", False: "off"}[self.tta], "--tf-threads", str(self.tf_threads)]
+               "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads)]
         # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
 

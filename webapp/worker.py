@@ -1,7 +1,7 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
     python -m webapp.worker --models DIR [--max-faces 8] [--max-pixels N] [--warm-up 32]
-                            [--tta auto|on|off] [--tf-threads N]
+                            [--tta auto|none|flip|zoom-flip] [--tf-threads N]
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
 read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
@@ -17,6 +17,8 @@ import signal
 import sys
 import time
 
+from fer_core.tta import MODES as TTA_MODES
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,8 +26,8 @@ def parse_args(argv=None):
     p.add_argument("--max-faces", type=int, default=8)
     p.add_argument("--max-pixels", type=int, default=2_100_000)
     p.add_argument("--warm-up", type=int, default=32, help="compile predict buckets up to this many faces")
-    p.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
-                   help="flip test-time augmentation (auto: the models folder's ensemble.json)")
+    p.add_argument("--tta", choices=("auto",) + TTA_MODES, default="auto",
+                   help="test-time views (auto: the models folder's ensemble.json; fer_core/tta.py)")
     p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
     return p.parse_args(argv)
 
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
             tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
         from fer_core.predict import Predictor
-        pred = Predictor(args.models, tta={"auto": None, "on": True, "off": False}[args.tta])
+        pred = Predictor(args.models, tta=None if args.tta == "auto" else args.tta)
         pred.warm_up(args.warm_up)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
@@ -112,7 +114,7 @@ def main(argv=None) -> int:
     log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {load_s:.1f} s")
     wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
-                                   "rule": pred.spec.get("rule"), "tta": bool(pred.tta), "pid": os.getpid()})
+                                   "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid()})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)

@@ -1,0 +1,69 @@
+"""Test-time augmentation: the views of a face whose predictions are averaged.
+
+Modes:
+  ``none``       the face as it is (1 view);
+  ``flip``       the face and its mirror (2 views);
+  ``zoom-flip``  the face zoomed by 1 px a side (its 46 px centre resized back to 48 px, bilinear)
+                 and the mirror of that (2 views, the same cost as ``flip``).
+
+Why ``zoom-flip``: the augmentation layers resample every training image (shift, rotation and zoom
+all interpolate bilinearly), so the members learn on slightly smoothed faces and score better on a
+resampled view than on the raw pixels. Which mode serves is chosen on PublicTest by ``train_all.py``
+and stored in ``ensemble.json`` (see docs/training.md for the measurement).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("none", "flip", "zoom-flip")
+_SIZE, _CROP = 48, 46
+
+
+def resolve(mode) -> str:
+    """A mode name from a mode or a legacy boolean (``True``: 'flip', ``False``: 'none')."""
+    if mode is True:
+        return "flip"
+    if mode is False:
+        return "none"
+    if isinstance(mode, str) and mode in MODES:
+        return mode
+    raise ValueError(f"tta must be one of {MODES} (or a boolean), got {mode!r}")
+
+
+def n_views(mode) -> int:
+    return 1 if resolve(mode) == "none" else 2
+
+
+def _bilinear(src: int, dst: int) -> np.ndarray:
+    """(dst, src) matrix of 1-D bilinear resizing with pixel centres at +0.5, as OpenCV's INTER_LINEAR."""
+    pos = np.clip((np.arange(dst) + 0.5) * src / dst - 0.5, 0, src - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, src - 1)
+    frac = pos - lo
+    m = np.zeros((dst, src))
+    np.add.at(m, (np.arange(dst), lo), 1 - frac)
+    np.add.at(m, (np.arange(dst), hi), frac)
+    return m.astype(np.float32)
+
+
+_ZOOM = _bilinear(_CROP, _SIZE)
+
+
+def zoom(x: np.ndarray) -> np.ndarray:
+    """Faces (N, 48, 48) zoomed by 1 px a side: rows and columns resized separately (separable bilinear)."""
+    b = (_SIZE - _CROP) // 2
+    centre = np.asarray(x, dtype=np.float32)[:, b:b + _CROP, b:b + _CROP]
+    return np.einsum("ij,njk,lk->nil", _ZOOM, centre, _ZOOM, optimize=True)
+
+
+def views(x: np.ndarray, mode) -> list[np.ndarray]:
+    """The views of faces (N, 48, 48) that ``mode`` averages over, as float32 arrays of the same shape."""
+    mode = resolve(mode)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1:] != (_SIZE, _SIZE):
+        raise ValueError(f"faces must have shape (N, {_SIZE}, {_SIZE}), got {x.shape}")
+    if mode == "none":
+        return [x]
+    if mode == "zoom-flip":
+        x = zoom(x)
+    return [x, np.ascontiguousarray(x[:, :, ::-1])]
