@@ -6,13 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import pytest
 import requests
 
-from webapp_testutil import Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_healthy
+from webapp_testutil import ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -337,3 +339,33 @@ def test_dev_server_https(tiny_models, tmp_path, astronaut_jpeg):
             sio.disconnect()
     finally:
         assert stop(proc) == 0
+
+
+def test_sigterm_stops_the_dev_server_from_any_greenlet(tmp_path):
+    """The SIGTERM handler of `python -m webapp` must end the main loop even when the signal lands
+    while another greenlet runs (seen in this suite: a Socket.IO disconnect handler caught it and the
+    server went on serving)."""
+    script = tmp_path / "sig.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, sys
+        sys.path.insert(0, sys.argv[1])
+        import webapp.__main__ as m   # monkey-patches, as the real entry point does
+        import eventlet, greenlet
+        m._MAIN = greenlet.getcurrent()
+        signal.signal(signal.SIGTERM, m._stop)
+        def request():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in this greenlet
+                sum(range(1000))
+                eventlet.sleep(0)
+            except KeyboardInterrupt:
+                print("caught by the request greenlet", flush=True)
+        eventlet.spawn(request)
+        try:
+            eventlet.sleep(10)
+            print("still serving", flush=True)
+        except KeyboardInterrupt:
+            print("main loop stopped", flush=True)
+    """))
+    out = subprocess.run([sys.executable, str(script), str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "main loop stopped", (out.stdout, out.stderr[-2000:])

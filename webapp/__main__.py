@@ -17,8 +17,17 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 
 
+_MAIN = None  # the main greenlet, where socketio.run() serves
+
+
 def _stop(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM ends the server like Ctrl-C: the inference worker is closed
+    """SIGTERM ends the server like Ctrl-C, and the inference worker is closed.
+
+    The handler runs in whichever greenlet was active when the signal came: raising there could end
+    a request's greenlet (seen: a Socket.IO disconnect handler logged the KeyboardInterrupt and the
+    server went on). So the hub throws it into the main greenlet instead."""
+    from eventlet import hubs
+    hubs.get_hub().schedule_call_global(0, _MAIN.throw, KeyboardInterrupt)
 
 
 def main(argv=None) -> int:
@@ -47,6 +56,9 @@ def main(argv=None) -> int:
     scheme = "https" if args.certfile else "http"
     print(f"FER web app on {scheme}://{args.host}:{args.port}/ (admin: /admin); the model is loading, "
           f"/healthz says when it is ready", file=sys.stderr, flush=True)
+    global _MAIN
+    import greenlet
+    _MAIN = greenlet.getcurrent()
     signal.signal(signal.SIGTERM, _stop)
     tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     try:
