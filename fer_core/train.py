@@ -60,15 +60,19 @@ def augmenter(seed: int = 0):
     ], name="augment")
 
 
+def cosine_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to 1 % of ``cfg.lr`` at the end of ``cfg.epochs``."""
+    keras = _keras()
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = cfg.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr * (0.1 if warm else 1.0), decay_steps=max(1, total - warm),
+        alpha=0.01, warmup_target=cfg.lr if warm else None, warmup_steps=warm)
+
+
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     keras = _keras()
-    lr = cfg.lr
-    if cfg.schedule == "cosine":
-        total = max(1, cfg.epochs * steps_per_epoch)
-        warm = cfg.warmup_epochs * steps_per_epoch
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=cfg.lr * (0.1 if warm else 1.0), decay_steps=max(1, total - warm),
-            alpha=0.01, warmup_target=cfg.lr if warm else None, warmup_steps=warm)
+    lr = cosine_schedule(cfg, steps_per_epoch) if cfg.schedule == "cosine" else cfg.lr
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(lr)
     if cfg.optimizer == "adamw":
@@ -210,6 +214,11 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
         if done != progress.state["epoch"]:
             progress.state["epoch"] = done
             progress.state["history"] = progress.state["history"][:done]
+        if cfg.schedule == "cosine":
+            # The checkpoint's optimizer carries the schedule it was made with; a run resumed with
+            # other epochs must decay over the epochs asked for now (else a 40-epoch cosine cut to 30
+            # never anneals), so the schedule is rebuilt from this config.
+            wrapper.optimizer.learning_rate = cosine_schedule(cfg, steps)
         print(f"[{name}] resuming after epoch {progress.state['epoch']}", flush=True)
     else:
         from .models import build
@@ -222,7 +231,7 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
                         metrics=["accuracy"])
     t0 = [time.time()]
     # Finished means: all epochs run, or early stopping fired. A config asking for more epochs than a
-    # finished run had continues from its checkpoint (with the optimizer state, schedule included).
+    # finished run had continues from its checkpoint (optimizer state kept, cosine over the new total).
     stopped = progress.state["epoch"] >= cfg.epochs or (
         cfg.early_stopping and progress.state["wait"] >= cfg.early_stopping)
     if not stopped:

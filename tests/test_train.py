@@ -141,3 +141,39 @@ def test_unknown_member_is_a_clear_error():
         train_all.member_names("vgg_s,nope", quick=False)
     assert train_all.member_names(None, quick=True) == list(QUICK_MEMBERS)
     assert train_all.member_names("report", quick=False)[0] == "vgg0"
+
+
+@pytest.mark.slow
+def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
+    """A cosine run cut short and resumed with fewer epochs must still anneal by its new last epoch
+    (the checkpoint's optimizer carried the old 4-epoch schedule: the LR stayed half-way up)."""
+    data = load_fer2013(synth)
+    spec = member_spec("vgg_q")
+    cfg = TrainConfig(**dict(spec.train, epochs=4, warmup_epochs=0))
+    assert cfg.schedule == "cosine"
+
+    class Interrupt(Exception):
+        pass
+
+    real = store.atomic_save
+    saves = {"n": 0}
+
+    def crash_at_second_checkpoint(path, fn):
+        real(path, fn)
+        if path.name == "last.keras":
+            saves["n"] += 1
+            if saves["n"] == 2:
+                raise Interrupt()
+
+    store.atomic_save = crash_at_second_checkpoint
+    try:
+        with pytest.raises(Interrupt):
+            train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
+    finally:
+        store.atomic_save = real
+    side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=3)), data, tmp_path, verbose=0)
+    assert side["trained"]["epochs"] == 3
+    log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
+    assert int(log[-1]["epoch"]) == 3
+    # the floor of a 3-epoch cosine, not the 4-epoch schedule's 15 % left at step 3
+    assert float(log[-1]["lr"]) == pytest.approx(0.01 * cfg.lr, rel=1e-3)
