@@ -29,6 +29,29 @@ def synthetic_csv(path, per_class=(48, 8, 8), seed=0):
     return path
 
 
+def crash_at_second_checkpoint(run):
+    """Run ``run()`` and stop it after epoch 2 by failing inside the checkpoint writer, right after
+    the 2nd "last.keras" is in place and before that epoch's state.json is written."""
+    class Interrupt(Exception):
+        pass
+
+    real, saves = store.atomic_save, {"n": 0}
+
+    def flaky(path, fn):
+        real(path, fn)
+        if path.name == "last.keras":
+            saves["n"] += 1
+            if saves["n"] == 2:
+                raise Interrupt()
+
+    store.atomic_save = flaky
+    try:
+        with pytest.raises(Interrupt):
+            run()
+    finally:
+        store.atomic_save = real
+
+
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return synthetic_csv(tmp_path_factory.mktemp("data") / "synth.csv")
@@ -87,26 +110,7 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
     spec = member_spec("vgg_q")
     cfg = TrainConfig(**dict(spec.train, epochs=3, schedule="plateau", early_stopping=0))
 
-    class Interrupt(Exception):
-        pass
-
-    # Stop after epoch 2 by failing inside the checkpoint writer's rename of the 2nd "last.keras".
-    calls = {"n": 0}
-    real = store.atomic_save
-
-    def flaky(path, fn):
-        real(path, fn)
-        if path.name == "last.keras":
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise Interrupt()
-
-    store.atomic_save = flaky
-    try:
-        with pytest.raises(Interrupt):
-            train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
-    finally:
-        store.atomic_save = real
+    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0))
     state = json.loads((tmp_path / "vgg_q" / "ckpt" / "state.json").read_text())
     assert state["epoch"] == 1  # the state of epoch 2 was not written: the crash came first
     # ...but its checkpoint was: resuming trusts the checkpoint's step count, so epoch 2 is not run twice
@@ -152,25 +156,7 @@ def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
     cfg = TrainConfig(**dict(spec.train, epochs=4, warmup_epochs=0))
     assert cfg.schedule == "cosine"
 
-    class Interrupt(Exception):
-        pass
-
-    real = store.atomic_save
-    saves = {"n": 0}
-
-    def crash_at_second_checkpoint(path, fn):
-        real(path, fn)
-        if path.name == "last.keras":
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise Interrupt()
-
-    store.atomic_save = crash_at_second_checkpoint
-    try:
-        with pytest.raises(Interrupt):
-            train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
-    finally:
-        store.atomic_save = real
+    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0))
     side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=3)), data, tmp_path, verbose=0)
     assert side["trained"]["epochs"] == 3
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
