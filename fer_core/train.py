@@ -94,6 +94,19 @@ def _targets(split: Split, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[split.y]
 
 
+def _rng_states(model) -> list:
+    """The augmentation layers' random states, in layer order (a .keras checkpoint does not restore
+    them: a resumed run would replay epoch 1's flips, shifts and erasures)."""
+    return [np.asarray(v).tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _restore_rng(model, states: list | None) -> None:
+    gens = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    if states and len(states) == len(gens):
+        for v, s in zip(gens, states):
+            v.assign(np.asarray(s, dtype=v.dtype))
+
+
 def _fresh_state() -> dict:
     return {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "wait": 0, "plateau_wait": 0,
             "done": False, "seconds": 0.0, "history": []}
@@ -170,6 +183,7 @@ def _make_callback(progress: _Progress, net, wrapper, cfg: TrainConfig, t0_holde
                 if cfg.early_stopping and st["wait"] >= cfg.early_stopping:
                     self.model.stop_training = True
             st["epoch"] = epoch + 1
+            st["augment_rng"] = _rng_states(wrapper)
             store.atomic_save(progress.out / "ckpt" / "last.keras", wrapper.save)
             progress.save()
             progress.write_log()
@@ -219,6 +233,10 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
             # other epochs must decay over the epochs asked for now (else a 40-epoch cosine cut to 30
             # never anneals), so the schedule is rebuilt from this config.
             wrapper.optimizer.learning_rate = cosine_schedule(cfg, steps)
+        # Continue the augmentation stream where the last state.json left it (one epoch behind after
+        # a crash between the two writes), and shuffle with a seed of its own rather than epoch 1's.
+        _restore_rng(wrapper, progress.state.get("augment_rng"))
+        keras.utils.set_random_seed(cfg.seed + done)
         print(f"[{name}] resuming after epoch {progress.state['epoch']}", flush=True)
     else:
         from .models import build

@@ -163,3 +163,21 @@ def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
     assert int(log[-1]["epoch"]) == 3
     # the floor of a 3-epoch cosine, not the 4-epoch schedule's 15 % left at step 3
     assert float(log[-1]["lr"]) == pytest.approx(0.01 * cfg.lr, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_the_augmentation_stream(synth, tmp_path):
+    """Stopping after epoch 1 and resuming must leave the augmentation layers where an uninterrupted
+    run leaves them (a .keras checkpoint restarts them: epoch 2 would replay epoch 1's augmentations)."""
+    data = load_fer2013(synth)
+    spec = member_spec("vgg_q")
+    cfg = TrainConfig(**dict(spec.train, epochs=2))
+    assert cfg.augment
+    train_member("vgg_q", spec, cfg, data, tmp_path / "straight", verbose=0)
+    train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=1)), data, tmp_path / "resumed", verbose=0)
+    train_member("vgg_q", spec, cfg, data, tmp_path / "resumed", verbose=0)
+
+    def rng(run):
+        return json.loads((tmp_path / run / "vgg_q" / "ckpt" / "state.json").read_text())["augment_rng"]
+
+    assert len(rng("straight")) >= 5 and rng("straight") == rng("resumed")  # augmentation + dropout
