@@ -90,8 +90,9 @@ MEMBERS: dict[str, MemberSpec] = {
                           "ResNet34-like 3-4-6-3"),
     # Small members trained with the modern recipe: what the app runs on a CPU for every frame.
     "vgg_s": MemberSpec("vgg", _VGG_S, MODERN, "1.2M VGG, modern recipe"),
-    # The same VGG from another seed: on 2 CPU cores the cheapest accurate member to add (83 min for 40
-    # epochs); seeds alone give an ensemble some of its diversity.
+    # The same VGG from another seed: on 2 CPU cores the cheapest accurate member to add (vgg_s took 83
+    # min for 40 epochs there; the recipe's default 60 take half as long again); seeds alone give an
+    # ensemble some of its diversity.
     "vgg_s2": MemberSpec("vgg", _VGG_S, dict(MODERN, seed=1), "1.2M VGG, modern recipe, seed 1"),
     "resnet_s": MemberSpec("resnet", dict(depths=(1, 2, 2, 1), filters=(32, 64, 128, 256), dropout=0.3,
                                           l2=0.0), MODERN, "small ResNet, modern recipe"),

@@ -95,16 +95,21 @@ def _targets(split: Split, classes: int) -> np.ndarray:
 
 
 def _rng_states(model) -> list:
-    """The augmentation layers' random states, in layer order (a .keras checkpoint does not restore
-    them: a resumed run would replay epoch 1's flips, shifts and erasures)."""
+    """The random states of the augmentation and dropout layers, in layer order (a .keras checkpoint
+    does not restore them: a resumed run would replay epoch 1's flips, shifts, erasures and dropout)."""
     return [np.asarray(v).tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 def _restore_rng(model, states: list | None) -> None:
     gens = [v for v in model.variables if v.path.endswith("seed_generator_state")]
-    if states and len(states) == len(gens):
-        for v, s in zip(gens, states):
-            v.assign(np.asarray(s, dtype=v.dtype))
+    if not states:
+        return  # a checkpoint from before the states were saved
+    if len(states) != len(gens):
+        print(f"[{model.name}] {len(states)} saved random states for {len(gens)} layers: not restored",
+              file=sys.stderr, flush=True)
+        return
+    for v, s in zip(gens, states):
+        v.assign(np.asarray(s, dtype=v.dtype))
 
 
 def _fresh_state() -> dict:
@@ -233,10 +238,11 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
             # other epochs must decay over the epochs asked for now (else a 40-epoch cosine cut to 30
             # never anneals), so the schedule is rebuilt from this config.
             wrapper.optimizer.learning_rate = cosine_schedule(cfg, steps)
-        # Continue the augmentation stream where the last state.json left it (one epoch behind after
-        # a crash between the two writes), and shuffle with a seed of its own rather than epoch 1's.
+        # Continue the augmentation and dropout streams where the last state.json left them (one epoch
+        # behind after a crash between the two writes), and shuffle with a seed of its own rather than
+        # epoch 1's (spaced so that another seed's member resumed elsewhere does not share it).
         _restore_rng(wrapper, progress.state.get("augment_rng"))
-        keras.utils.set_random_seed(cfg.seed + done)
+        keras.utils.set_random_seed(cfg.seed * 100_003 + done)
         print(f"[{name}] resuming after epoch {progress.state['epoch']}", flush=True)
     else:
         from .models import build

@@ -180,4 +180,4 @@ def test_a_resumed_run_continues_the_augmentation_stream(synth, tmp_path):
     def rng(run):
         return json.loads((tmp_path / run / "vgg_q" / "ckpt" / "state.json").read_text())["augment_rng"]
 
-    assert len(rng("straight")) >= 5 and rng("straight") == rng("resumed")  # augmentation + dropout
+    assert len(rng("straight")) > 5 and rng("straight") == rng("resumed")  # 5 augmentation layers + dropout
