@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from webapp_testutil import ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_healthy
+from webapp_testutil import ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_healthy, wss_frames
 
 pytestmark = pytest.mark.slow
 
@@ -286,7 +286,6 @@ def _wait_https_healthy(proc, port, cert, log, timeout):
 def test_gunicorn_https(tiny_models, tmp_path, astronaut_jpeg):
     """The shared-server command with --certfile/--keyfile (docs/classroom.md), self-signed: the
     health check, the page and a frame over wss://."""
-    import socketio
     key, cert = _self_signed(tmp_path)
     port = free_port()
     log = tmp_path / "gunicorn-tls.log"
@@ -296,19 +295,8 @@ def test_gunicorn_https(tiny_models, tmp_path, astronaut_jpeg):
         assert "never stored" in requests.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=5).text
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"https://127.0.0.1:{port}/healthz", timeout=5)  # not trusted without the cert
-        got = []
-        sio = socketio.Client(ssl_verify=False, reconnection=False)
-        sio.on("result", lambda r: got.append(("result", r)))
-        sio.on("error", lambda e: got.append(("error", e)))
-        sio.connect(f"https://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
-        try:
-            sio.emit("frame", astronaut_jpeg)
-            end = time.monotonic() + 60
-            while not got and time.monotonic() < end:
-                time.sleep(0.05)
-            assert got and got[0][0] == "result" and len(got[0][1]["faces"]) == 1, (got, log.read_text()[-2000:])
-        finally:
-            sio.disconnect()
+        got = wss_frames(f"https://127.0.0.1:{port}", astronaut_jpeg)
+        assert got[0][0] == "result" and len(got[0][1]["faces"]) == 1, (got, log.read_text()[-2000:])
     finally:
         assert stop(proc) == 0
     assert b"Traceback" not in log.read_bytes()
@@ -324,19 +312,8 @@ def test_dev_server_https(tiny_models, tmp_path, astronaut_jpeg):
                  server_env(tiny_models), log)
     try:
         _wait_https_healthy(proc, port, cert, log, 60)
-        import socketio
-        got = []
-        sio = socketio.Client(ssl_verify=False, reconnection=False)
-        sio.on("result", got.append)
-        sio.connect(f"https://127.0.0.1:{port}", transports=["websocket"])
-        try:
-            sio.emit("frame", astronaut_jpeg)
-            end = time.monotonic() + 30
-            while not got and time.monotonic() < end:
-                time.sleep(0.05)
-            assert got and len(got[0]["faces"]) == 1
-        finally:
-            sio.disconnect()
+        got = wss_frames(f"https://127.0.0.1:{port}", astronaut_jpeg)
+        assert got[0][0] == "result" and len(got[0][1]["faces"]) == 1, got
     finally:
         assert stop(proc) == 0
 

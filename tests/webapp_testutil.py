@@ -139,3 +139,46 @@ def write_y4m(path: Path, bgr: np.ndarray, w: int = 640, h: int = 480, frames: i
             f.write(b"FRAME\n")
             f.write(yuv)
     return path
+
+
+def wss_frames(base_url: str, jpeg: bytes, n: int = 1, timeout: float = 60.0) -> list[tuple[str, object]]:
+    """Send ``n`` frames over wss:// and return the answers [(event, data)], speaking Socket.IO on one
+    thread. Why not socketio.Client: its read and write threads use the one ssl.SSLSocket at once,
+    which TLS does not allow; under load that loses messages or the connection (python-engineio #461,
+    python-socketio #1568), a flake of the test client, not of the server. Browsers are not affected."""
+    import json
+    import ssl
+
+    import websocket
+    ws_url = base_url.replace("https://", "wss://", 1) + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(ws_url, origin=base_url, timeout=timeout, sslopt={"cert_reqs": ssl.CERT_NONE})
+
+    def packet() -> str | bytes:
+        while True:
+            msg = ws.recv()
+            if msg == "2":  # Engine.IO ping
+                ws.send("3")
+                continue
+            return msg
+
+    try:
+        assert str(packet()).startswith("0"), "no Engine.IO open packet"
+        ws.send("40")
+        while not str(msg := packet()).startswith("40"):  # the server may greet ("hello") first
+            if not str(msg).startswith("42"):
+                raise AssertionError(f"namespace not connected: {msg!r:.200}")
+        answers = []
+        for _ in range(n):
+            ws.send('451-["frame",{"_placeholder":true,"num":0}]')  # an event with one binary attachment
+            ws.send_binary(jpeg)
+            while True:
+                msg = packet()
+                if not (isinstance(msg, str) and msg.startswith("42")):
+                    raise AssertionError(f"expected an event, got {msg!r:.200}")
+                name, data = json.loads(msg[2:])
+                if name in ("result", "error"):  # the answer to this frame; other events are notices
+                    answers.append((name, data))
+                    break
+        return answers
+    finally:
+        ws.close()
