@@ -94,14 +94,19 @@ def _targets(split: Split, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[split.y]
 
 
+def _seed_generators(model) -> list:
+    """The random-state variables of the augmentation and dropout layers, in layer order (a .keras
+    checkpoint does not restore them: a resumed run would replay epoch 1's flips, shifts, erasures
+    and dropout)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
 def _rng_states(model) -> list:
-    """The random states of the augmentation and dropout layers, in layer order (a .keras checkpoint
-    does not restore them: a resumed run would replay epoch 1's flips, shifts, erasures and dropout)."""
-    return [np.asarray(v).tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
+    return [np.asarray(v).tolist() for v in _seed_generators(model)]
 
 
 def _restore_rng(model, states: list | None) -> None:
-    gens = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    gens = _seed_generators(model)
     if not states:
         return  # a checkpoint from before the states were saved
     if len(states) != len(gens):
