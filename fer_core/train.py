@@ -252,6 +252,10 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
     else:
         from .models import build
         net = build(spec.arch, **kwargs)
+        if cfg.init_from:
+            parent = Path(out_dir) / cfg.init_from / "weights.npz"
+            store.load_member_weights(net, parent)  # raises ModelsError naming the file or the mismatch
+            print(f"[{name}] starting from {parent}", flush=True)
         inputs = keras.Input(shape=(48, 48, 1), name="image")
         x = augmenter(cfg.seed)(inputs) if cfg.augment else inputs
         wrapper = keras.Model(inputs, net(x), name=f"{name}_train")
@@ -291,6 +295,9 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
                         "best_val_accuracy_no_tta": state.get("best_val"),
                         "minutes": round(state.get("seconds", 0) / 60, 1),
                         "backend": keras.backend.backend(), "data": data.source},
+            # A warm restart names the exact weights it started from.
+            **({"init": {"member": cfg.init_from,
+                         "sha256": _sha256(out.parent / cfg.init_from / "weights.npz")}} if cfg.init_from else {}),
             "metrics": metrics}
     store.atomic_write_json(out / "member.json", side)
     try:
@@ -298,6 +305,11 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
     except Exception as e:  # a picture must never lose a trained member
         print(f"[{name}] could not draw curves: {e}", file=sys.stderr)
     return side
+
+
+def _sha256(path: Path) -> str | None:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def plot_curves(log_csv: Path, png: Path, title: str = "") -> None:
