@@ -181,3 +181,33 @@ def test_a_resumed_run_continues_the_augmentation_stream(synth, tmp_path):
         return json.loads((tmp_path / run / "vgg_q" / "ckpt" / "state.json").read_text())["augment_rng"]
 
     assert len(rng("straight")) > 5 and rng("straight") == rng("resumed")  # 5 augmentation layers + dropout
+
+
+@pytest.mark.slow
+def test_a_warm_restart_starts_from_the_parents_shipped_weights(synth, tmp_path):
+    """init_from: a new cosine cycle begins at the parent's float16 weights (fresh optimizer), and the
+    sidecar names exactly which weights those were."""
+    import hashlib
+
+    data = load_fer2013(synth)
+    spec = member_spec("vgg_q")
+    train_member("vgg_q", spec, TrainConfig(**dict(spec.train, epochs=2)), data, tmp_path, verbose=0)
+    parent = tmp_path / "vgg_q" / "weights.npz"
+    # a learning rate of ~0 keeps the kernels where they start (batch-norm statistics still move)
+    child = TrainConfig(**dict(spec.train, epochs=1, lr=1e-9, init_from="vgg_q", seed=5))
+    side = train_member("vgg_q_c2", spec, child, data, tmp_path, verbose=0)
+    assert side["train"]["init_from"] == "vgg_q"
+    assert side["init"] == {"member": "vgg_q", "sha256": hashlib.sha256(parent.read_bytes()).hexdigest()}
+    with np.load(parent) as p, np.load(tmp_path / "vgg_q_c2" / "weights.npz") as c:
+        kernels = [k for k in p.files if k.endswith("kernel")]
+        assert kernels and set(p.files) == set(c.files)
+        for k in kernels:
+            np.testing.assert_allclose(c[k], p[k], atol=2e-3)
+    # without init_from the same member starts from a fresh initialisation
+    fresh = train_member("vgg_q_f", spec, TrainConfig(**dict(child.to_dict(), init_from=None)), data, tmp_path, verbose=0)
+    assert "init" not in fresh
+    with np.load(parent) as p, np.load(tmp_path / "vgg_q_f" / "weights.npz") as f:
+        assert not np.allclose(f[kernels[0]], p[kernels[0]], atol=2e-3)
+    # a parent that is not there is an error that names the file, before any training
+    with pytest.raises(store.ModelsError, match="nope/weights.npz"):
+        train_member("vgg_q_c3", spec, TrainConfig(**dict(child.to_dict(), init_from="nope")), data, tmp_path, verbose=0)
