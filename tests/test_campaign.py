@@ -1,0 +1,39 @@
+"""The campaign log (models/campaign.csv) and its plot: the shipped log parses, and a bad log is a clear error."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("plot_campaign", ROOT / "scripts" / "plot_campaign.py")
+campaign = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(campaign)
+
+
+def test_the_shipped_log_is_cumulative_and_ends_at_the_shipped_ensemble():
+    import json
+
+    rows = campaign.read_campaign(ROOT / "models" / "campaign.csv")
+    hours = [r["training_hours"] for r in rows]
+    assert hours == sorted(hours) and hours[0] > 0
+    # the last row is the ensemble that ships: same members, same PublicTest accuracy as ensemble.json
+    spec = json.loads((ROOT / "models" / "ensemble.json").read_text())
+    assert set(rows[-1]["ensemble"].split("+")) == set(spec["members"])
+    assert rows[-1]["views"] == spec["tta"]
+    assert rows[-1]["publictest_7"] == pytest.approx(100 * spec["val_accuracy"], abs=0.006)
+
+
+def test_plot_writes_a_png(tmp_path):
+    rows = campaign.read_campaign(ROOT / "models" / "campaign.csv")
+    campaign.plot(rows, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bad_log_names_the_row(tmp_path):
+    bad = tmp_path / "c.csv"
+    bad.write_text("date,training_hours,publictest_7,privatetest_7,privatetest_6\nx,1.5,68,69,seventy\n")
+    with pytest.raises(ValueError, match=r"c.csv:2: privatetest_6 is not a number: 'seventy'"):
+        campaign.read_campaign(bad)
+    bad.write_text("date,hours\nx,1\n")
+    with pytest.raises(ValueError, match="missing"):
+        campaign.read_campaign(bad)
