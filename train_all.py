@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         spec = member_spec(n)
         cfg = spec.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
         side_path = out / n / "member.json"
-        if side_path.is_file() and store.read_json(side_path).get("train") == cfg.to_dict():
+        if side_path.is_file() and cfg.matches(store.read_json(side_path).get("train")):
             print(f"[{n}] done already ({side_path}); skipping", flush=True)
             continue
         print(f"[{n}] training {spec.arch} {spec.note}".rstrip(), flush=True)

@@ -3,6 +3,7 @@
 The data is a synthetic CSV in the Kaggle layout (so these run without the dataset); the classes
 are made learnable (each class a different brightness) so that training has something to find."""
 import csv
+from pathlib import Path
 import json
 
 import numpy as np
@@ -211,3 +212,19 @@ def test_a_warm_restart_starts_from_the_parents_shipped_weights(synth, tmp_path)
     # a parent that is not there is an error that names the file, before any training
     with pytest.raises(store.ModelsError, match="nope/weights.npz"):
         train_member("vgg_q_c3", spec, TrainConfig(**dict(child.to_dict(), init_from="nope")), data, tmp_path, verbose=0)
+
+
+def test_a_config_saved_before_a_field_was_added_still_matches():
+    """Sidecars and checkpoints written before a TrainConfig field existed (here init_from) are the
+    same recipe when the new field has its default: train_all skips them as done, resume continues."""
+    cfg = member_spec("vgg_s").train_config()
+    saved = {k: v for k, v in cfg.to_dict().items() if k != "init_from"}
+    assert cfg.matches(saved)
+    assert not cfg.matches(dict(saved, lr=0.1))
+    assert not cfg.matches(dict(saved, epochs=60)) and cfg.matches(dict(saved, epochs=60), ignore=("epochs",))
+    assert not TrainConfig(**dict(saved, init_from="vgg_s2")).matches(saved)
+    assert not cfg.matches(None) and not cfg.matches(dict(saved, optimizer="nope"))
+    # the shipped members are the registry's recipes: a plain `python train_all.py` skips them
+    for name in ("vgg_s", "vgg_s2", "resnet_s"):
+        side = json.loads((Path(__file__).resolve().parent.parent / "models" / name / "member.json").read_text())
+        assert member_spec(name).train_config().matches(side["train"]), name
