@@ -120,18 +120,18 @@ MEMBERS: dict[str, MemberSpec] = {
                                           dropout=0.3), MODERN, "small Inception, modern recipe"),
 }
 REPORT_MEMBERS = ("vgg0", "vgg1", "vgg2", "vgg3", "vgg4", "inc0", "resnet2", "resnet3", "resnet4")
-# Second cosine cycles (SGDR-style warm restarts) of the small members: 15 epochs (what 2 shared CPU
-# cores finish within a session, ~1.5 h for a VGG) from a lower peak
+# Second cosine cycles (SGDR-style warm restarts) of the small members: 8 epochs (what 2 shared CPU
+# cores finish within a session beside other work: 1.5-20 min an epoch for a VGG) from a lower peak
 # (0.02, not 0.05) so that the restart keeps most of what the first cycle learned; a new seed so the
 # augmentation and dropout streams do not replay the parent's.
-_CYCLE2 = dict(MODERN, epochs=15, lr=0.02, warmup_epochs=1)
+_CYCLE2 = dict(MODERN, epochs=8, lr=0.02, warmup_epochs=1)
 MEMBERS.update({
     "vgg_s_c2": MemberSpec("vgg", _VGG_S, dict(_CYCLE2, seed=10, init_from="vgg_s"),
-                           "vgg_s continued: a second 15-epoch cosine cycle"),
+                           "vgg_s continued: a second 8-epoch cosine cycle"),
     "vgg_s2_c2": MemberSpec("vgg", _VGG_S, dict(_CYCLE2, seed=11, init_from="vgg_s2"),
-                            "vgg_s2 continued: a second 15-epoch cosine cycle"),
+                            "vgg_s2 continued: a second 8-epoch cosine cycle"),
     "resnet_s_c2": MemberSpec("resnet", MEMBERS["resnet_s"].kwargs, dict(_CYCLE2, seed=12, init_from="resnet_s"),
-                              "resnet_s continued: a second 15-epoch cosine cycle"),
+                              "resnet_s continued: a second 8-epoch cosine cycle"),
 })
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
 SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2", "inc_s")
