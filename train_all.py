@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     from fer_core.evaluate import evaluate, tables, write_metrics
     from fer_core.predict import Predictor
     from fer_core.train import predict_probs, train_member
+    from fer_core.tta import TTA, of as tta_of
 
     out = Path(args.out or ("runs/quick" if args.quick else store.resolve_models_dir()))
     names = member_names(args.members, args.quick)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         spec = member_spec(n)
         cfg = spec.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
         side_path = out / n / "member.json"
-        if side_path.is_file() and store.read_json(side_path).get("train") == cfg.to_dict():
+        if side_path.is_file() and cfg.same_as(store.read_json(side_path).get("train")):
             print(f"[{n}] done already ({side_path}); skipping", flush=True)
             continue
         print(f"[{n}] training {spec.arch} {spec.note}".rstrip(), flush=True)
@@ -97,8 +98,8 @@ def main(argv=None) -> int:
     # Test-time views are chosen with the members and the rule, on PublicTest, and stored with them:
     # the app serves exactly what was chosen. Members trained without TTA are scored without it.
     names = store.list_members(out)
-    tta_ok = all(store.read_json(out / n / "member.json")["train"].get("tta", True) for n in names)
-    modes = ("flip", "zoom-flip") if tta_ok else ("none",)
+    tta_ok = all(tta_of(store.read_json(out / n / "member.json")["train"]) is not TTA.NONE for n in names)
+    modes = (TTA.FLIP, TTA.ZOOM_FLIP) if tta_ok else (TTA.NONE,)
     val = to_protocol(data["PublicTest"], classes)
     cands, probs = [], {mode: [] for mode in modes}
     for n in names:

@@ -37,8 +37,9 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from .predict import Predictor
+    from .tta import TTA
 
-    pred = Predictor(args.models, tta="none" if args.no_tta else None)
+    pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
     results, failed = [], 0
     for path in args.images:
         try:

@@ -93,7 +93,7 @@ def report_markdown(metrics: dict) -> str:
              f"Generated {metrics['generated']} from the weights in this folder, data `{metrics['data']}`.",
              f"Recompute with `python -m fer_core evaluate --models <this folder> --data <fer2013.csv.gz>`.", "",
              f"Chosen ensemble (on PublicTest): rule **{ch['rule']}**, members {', '.join(ch['members'])}, "
-             f"test-time views `{tta.resolve(ch['tta'])}` (fer_core/tta.py).", "", "## Members", "",
+             f"test-time views `{tta.of(ch)}` (fer_core/tta.py).", "", "## Members", "",
              "| member | architecture | parameters | epochs | minutes | recipe |", "|---|---|---|---|---|---|"]
     for n, info in metrics["member_info"].items():
         t = info.get("trained") or {}

@@ -23,7 +23,8 @@ class Predictor:
     backend, never an eager per-layer call).
     """
 
-    def __init__(self, models_dir=None, tta: str | bool | None = None, detector: FaceDetector | None = None):
+    def __init__(self, models_dir=None, tta: tta_views.TTA | str | bool | None = None,
+                 detector: FaceDetector | None = None):
         import keras
 
         self.models_dir = store.resolve_models_dir(models_dir)
@@ -39,7 +40,7 @@ class Predictor:
             if not names:
                 raise store.ModelsError(f"{self.models_dir}: no trained members (member.json + weights.npz) "
                                         "and no ensemble.json")
-            self.spec = {"members": names, "rule": "average", "weights": None, "tta": "flip"}
+            self.spec = {"members": names, "rule": "average", "weights": None}
         self.member_names = list(names)
         members, sides = [], []
         for n in self.member_names:
@@ -57,7 +58,7 @@ class Predictor:
         if self.weights.shape != (len(members), c):
             raise store.ModelsError(f"{ens_path}: weights shape {self.weights.shape} != ({len(members)}, {c})")
         # test-time views (fer_core.tta): the ensemble's own, chosen with it on PublicTest, unless overridden
-        self.tta = tta_views.resolve(self.spec.get("tta", "flip") if tta is None else tta)
+        self.tta = tta_views.of(self.spec) if tta is None else tta_views.resolve(tta)
         inp = keras.Input(shape=(48, 48, 1), name="image")
         outs = [m(inp) for m in members]
         stacked = keras.layers.Concatenate(axis=1, name="members")(

@@ -157,9 +157,7 @@ def _same_run(saved: dict | None, cfg: TrainConfig) -> bool:
     """Whether a checkpoint made with config ``saved`` may continue as ``cfg`` (only epochs may differ)."""
     if saved is None:
         return True  # a state file from before configs were recorded
-    a = {k: v for k, v in saved.items() if k != "epochs"}
-    b = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
-    return a == b
+    return cfg.same_as(saved, ignore=("epochs",))
 
 
 def _make_callback(progress: _Progress, net, wrapper, cfg: TrainConfig, t0_holder: list):

@@ -181,3 +181,20 @@ def test_a_resumed_run_continues_the_augmentation_stream(synth, tmp_path):
         return json.loads((tmp_path / run / "vgg_q" / "ckpt" / "state.json").read_text())["augment_rng"]
 
     assert len(rng("straight")) > 5 and rng("straight") == rng("resumed")  # 5 augmentation layers + dropout
+
+
+def test_configs_stored_by_older_versions_are_the_same_recipe():
+    """A sidecar or checkpoint config written before the views were a mode ("tta": true) or before a
+    field existed (init_from) is the same recipe: the shipped members count as done, a run in progress
+    resumes. Another value of any field but the ignored ones is another recipe."""
+    from fer_core.config import TrainConfig
+    shipped = json.loads((store.DEFAULT_MODELS / "vgg_s" / "member.json").read_text())["train"]
+    assert shipped["tta"] is True and "init_from" not in shipped
+    cfg = member_spec("vgg_s").train_config(epochs=40)
+    assert cfg.same_as(shipped)
+    assert not member_spec("vgg_s").train_config().same_as(shipped)  # 60 epochs asked, 40 done
+    assert member_spec("vgg_s").train_config().same_as(shipped, ignore=("epochs",))
+    assert not cfg.same_as(dict(shipped, tta="zoom-flip"))
+    assert not cfg.same_as(dict(shipped, lr=0.02)) and not cfg.same_as(None)
+    assert not cfg.same_as(dict(shipped, optimizer="rmsprop"))  # unreadable: not this recipe
+    assert TrainConfig.from_dict(dict(shipped, unknown=1)) == cfg

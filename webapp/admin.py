@@ -21,6 +21,8 @@ from functools import wraps
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 
+from fer_core.tta import of as tta_of
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger("webapp.admin")
 
@@ -221,6 +223,11 @@ def page():
             chosen = json.loads((md / "ensemble.json").read_text())
         except ValueError:
             chosen = None
+    if isinstance(chosen, dict):
+        try:  # the views as one mode name, whichever way the file spells them
+            chosen = dict(chosen, tta=tta_of(chosen))
+        except ValueError:
+            pass  # a damaged value is shown as it stands
     members = _member_names(md, metrics)
     curves = [n for n in members if (md / n / "curve.png").is_file()]
     return render_template("admin.html", tables=tables, notice=notice, info=info, chosen=chosen,

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from fer_core.tta import resolve as _tta_mode
+from fer_core.tta import TTA, resolve as resolve_tta
 
 
 @dataclass
@@ -33,7 +33,7 @@ class WebConfig:
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
     async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
     # -- capacity (docs/benchmarks.md) --
-    tta: str | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
+    tta: TTA | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
@@ -63,10 +63,9 @@ class WebConfig:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
-        if self.tta is not None:  # the mode names of fer_core/tta.py, or a boolean as FER_TTA=1/0 used to be
-            legacy = {"1": "flip", "true": "flip", "on": "flip", "0": "none", "false": "none", "off": "none"}
-            tta = legacy.get(str(self.tta).strip().lower(), self.tta) if not isinstance(self.tta, bool) else self.tta
-            self.tta = _tta_mode(tta)
+        if self.tta is not None:  # FER_TTA was a boolean switch before it named a mode: 1/0 still work
+            word = str(self.tta).strip().lower()
+            self.tta = resolve_tta(_BOOLEAN.get(word, self.tta) if isinstance(self.tta, str) else self.tta)
         self.cors_allowed_origins  # raises ValueError on a malformed list
 
     @property
@@ -128,14 +127,18 @@ ENV = {
 }
 
 
+# How an environment variable says yes or no.
+_BOOLEAN = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _parse(field: dataclasses.Field, raw: str, name: str):
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
     try:
         if kind.startswith("bool"):
             low = raw.strip().lower()
-            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            if low not in _BOOLEAN:
                 raise ValueError(raw)
-            return low in ("1", "true", "yes", "on")
+            return _BOOLEAN[low]
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):
