@@ -58,9 +58,10 @@ def main(argv=None) -> int:
     from fer_core.config import member_spec
     from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path, to_protocol
     from fer_core.ensemble import choose
-    from fer_core.evaluate import evaluate, tables, write_metrics
-    from fer_core.predict import Predictor
-    from fer_core.train import predict_probs, train_member
+    from fer_core.evaluate import evaluate, write_metrics
+    from fer_core.metrics import markdown_tables
+    from fer_core.predict import Predictor, probabilities
+    from fer_core.train import train_member
     from fer_core.tta import TTA, of as tta_of
 
     out = Path(args.out or ("runs/quick" if args.quick else store.resolve_models_dir()))
@@ -80,13 +81,13 @@ def main(argv=None) -> int:
         spec = member_spec(n)
         cfg = spec.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
         side_path = out / n / "member.json"
-        if side_path.is_file() and cfg.same_as(store.read_json(side_path).get("train")):
+        if side_path.is_file() and cfg.same_as(store.read_sidecar(out / n).get("train")):
             print(f"[{n}] done already ({side_path}); skipping", flush=True)
             continue
         print(f"[{n}] training {spec.arch} {spec.note}".rstrip(), flush=True)
         side = train_member(n, spec, cfg, data, out)
         pt = side["metrics"].get("PublicTest", {}).get(str(cfg.classes), {})
-        print(f"[{n}] PublicTest accuracy {100 * pt.get('accuracy', 0):.2f}% "
+        print(f"[{n}] PublicTest accuracy {100 * pt.get('accuracy', 0):.2f}% with views {side['metrics_tta']} "
               f"({side['trained']['epochs']} epochs, {side['trained']['minutes']} min)", flush=True)
 
     if args.no_ensemble:
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     # Test-time views are chosen with the members and the rule, on PublicTest, and stored with them:
     # the app serves exactly what was chosen. Members trained without TTA are scored without it.
     names = store.list_members(out)
-    tta_ok = all(tta_of(store.read_json(out / n / "member.json")["train"]) is not TTA.NONE for n in names)
+    tta_ok = all(tta_of(store.read_sidecar(out / n)["train"]) is not TTA.NONE for n in names)
     modes = (TTA.FLIP, TTA.ZOOM_FLIP) if tta_ok else (TTA.NONE,)
     val = to_protocol(data["PublicTest"], classes)
     cands, probs = [], {mode: [] for mode in modes}
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
             continue
         cands.append(n)
         for mode in modes:
-            probs[mode].append(predict_probs(m, val.x, tta=mode))
+            probs[mode].append(probabilities(m, val.x, mode))
     if not cands:
         print(f"no trained members in {out}", file=sys.stderr)
         return 1
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     Predictor(out)  # fails loudly now rather than in the app
     metrics = evaluate(out, data)
     write_metrics(out, metrics)
-    print(tables(metrics, "PrivateTest", str(classes)))
+    print(markdown_tables(metrics, "PrivateTest", str(classes)))
     print(f"wrote {out}/ensemble.json, metrics.json, report.md in {(time.time() - t0) / 60:.1f} min", flush=True)
     return 0
 

@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _evaluate(args) -> int:
     from .data import load_fer2013
-    from .evaluate import evaluate, tables, write_metrics
+    from .evaluate import evaluate, write_metrics
+    from .metrics import markdown_tables
 
     data = load_fer2013(args.data)
     if args.split and args.split not in data.splits:
@@ -27,7 +28,7 @@ def _evaluate(args) -> int:
                    for k in metrics}
         print(json.dumps(sel, indent=2))
     else:
-        text = tables(metrics, args.split, str(args.classes) if args.classes else None)
+        text = markdown_tables(metrics, args.split, str(args.classes) if args.classes else None)
         if not text:
             raise ValueError(f"no {args.classes}-class table: the models in this folder are scored on "
                              f"{', '.join(next(iter(metrics['ensemble'].values())))} classes")

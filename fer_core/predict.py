@@ -1,4 +1,6 @@
-"""The Predictor: one ensemble, loaded once, used by the CLI and the web server alike."""
+"""Inference: ``probabilities``, the one way any model's outputs are computed (training's sidecar
+metrics, the ensemble's choice, evaluation, serving), and the Predictor, one ensemble loaded once for
+the CLI and the web server."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +14,27 @@ from .faces import FaceDetector, decode_image, find_faces, to_gray
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes
 # (compiled once each at warm-up) instead of retracing for every new batch size.
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
+    """A Keras model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
+    (fer_core.tta): float64 (N, C) for a member, (N, M, C) for the Predictor's stacked members.
+
+    Every view of every face goes through ``predict_on_batch`` in chunks of at most the largest
+    bucket, each padded up to a bucket size."""
+    views = tta_views.views(faces, tta)  # checks the shape
+    n = len(views[0])
+    if n == 0:
+        return np.zeros((0, *model.output_shape[1:]))
+    x = np.concatenate(views)[..., None]
+    out = []
+    for i in range(0, len(x), BUCKETS[-1]):
+        chunk = x[i:i + BUCKETS[-1]]
+        b = next(s for s in BUCKETS if s >= len(chunk))
+        padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
+        out.append(np.asarray(model.predict_on_batch(padded))[:len(chunk)])
+    p = np.concatenate(out).astype(np.float64)
+    return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
 
 
 class Predictor:
@@ -73,23 +96,8 @@ class Predictor:
                 self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
 
     def member_probs(self, faces: np.ndarray) -> np.ndarray:
-        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48)."""
-        faces = np.asarray(faces)
-        if faces.ndim != 3 or faces.shape[1:] != (48, 48):
-            raise ValueError(f"faces must have shape (N, 48, 48), got {faces.shape}")
-        n = len(faces)
-        if n == 0:
-            return np.zeros((0, len(self.member_names), len(self.labels)))
-        views = tta_views.views(faces, self.tta)
-        x = np.concatenate(views)[..., None]
-        out = []
-        for i in range(0, len(x), BUCKETS[-1]):
-            chunk = x[i:i + BUCKETS[-1]]
-            b = next(s for s in BUCKETS if s >= len(chunk))
-            padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
-            out.append(np.asarray(self.model.predict_on_batch(padded))[:len(chunk)])
-        p = np.concatenate(out).astype(np.float64)
-        return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
+        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48): all members in one call."""
+        return probabilities(self.model, faces, self.tta)
 
     def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ensemble probabilities (N, C), members' probabilities (N, M, C))."""

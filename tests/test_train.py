@@ -77,6 +77,8 @@ def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_b
         assert (out / f).is_file(), f
     side = json.loads((out / "vgg_q" / "member.json").read_text())
     assert side["train"]["epochs"] == 6 and side["labels"][1] == "disgust"
+    assert side["metrics_tta"] == side["train"]["tta"] == "flip"  # each stored score names its views
+    assert metrics["tta"] == metrics["chosen"]["tta"] == spec["tta"]
     assert set(side["metrics"]) == {"PublicTest", "PrivateTest"} and set(side["metrics"]["PrivateTest"]) == {"7", "6"}
     capsys.readouterr()
 
@@ -198,3 +200,20 @@ def test_configs_stored_by_older_versions_are_the_same_recipe():
     assert not cfg.same_as(dict(shipped, lr=0.02)) and not cfg.same_as(None)
     assert not cfg.same_as(dict(shipped, optimizer="rmsprop"))  # unreadable: not this recipe
     assert TrainConfig.from_dict(dict(shipped, unknown=1)) == cfg
+
+
+def test_sidecars_name_the_views_of_their_metrics(tmp_path):
+    """A sidecar from before ``metrics_tta`` is read with the views its config scored with, placed
+    where a sidecar written now has it; the shipped ones carry it."""
+    old = {"name": "m", "train": {"epochs": 3, "tta": True}, "metrics": {"PublicTest": {}}}
+    store.atomic_write_json(tmp_path / "m" / "member.json", old)
+    side = store.read_sidecar(tmp_path / "m")
+    assert side["metrics_tta"] == "flip" and list(side) == ["name", "train", "metrics_tta", "metrics"]
+    store.atomic_write_json(tmp_path / "m" / "member.json", dict(old, train={"tta": "none"}))
+    assert store.read_sidecar(tmp_path / "m")["metrics_tta"] == "none"
+    from fer_core.tta import of
+    shipped = store.DEFAULT_MODELS
+    for n in store.list_members(shipped):
+        side = json.loads((shipped / n / "member.json").read_text())
+        assert side["metrics_tta"] == of(side["train"])
+    assert json.loads((shipped / "metrics.json").read_text())["tta"] == of(store.read_json(shipped / "ensemble.json"))
