@@ -1,4 +1,5 @@
-"""Every table, recomputed from the weights in a models folder (never from stored numbers)."""
+"""Scores from the weights in a models folder (never from stored numbers): the choice of the ensemble
+on PublicTest, and every table of metrics.json and report.md."""
 from __future__ import annotations
 
 import datetime
@@ -7,11 +8,39 @@ from pathlib import Path
 import numpy as np
 
 from . import plots, store, tta
-from .data import FerData
-from .ensemble import RULES, combine, rule_weights
+from .data import FerData, to_protocol
+from .ensemble import RULES, choose, combine, rule_weights
 from .labels import labels_for, to_6_labels
 from .metrics import SCORED_SPLITS, both_protocols, markdown_tables
 from .predict import Predictor, probabilities
+
+
+def choose_ensemble(models_dir, data: FerData, classes: int = 7, min_size: int = 6, max_size: int = 11,
+                    log=None) -> dict:
+    """Members, combination rule and test-time views chosen together on PublicTest, among the members
+    of ``models_dir`` with the ``classes`` protocol's labels: the spec that ensemble.json stores and
+    the app serves. ``log``, if given, gets one line per views mode scored."""
+    models_dir = Path(models_dir)
+    labels = list(labels_for(classes))
+    names = [n for n in store.list_members(models_dir) if store.read_sidecar(models_dir / n)["labels"] == labels]
+    if not names:
+        raise store.ModelsError(f"no trained members in {models_dir}")
+    members = [store.load_member(models_dir / n) for n in names]
+    # Members trained without views are scored without them; 'flip' comes first so that it wins a
+    # tie: the zoomed view serves only where it is really better.
+    trained_with_views = all(tta.of(side["train"]) is not tta.TTA.NONE for _, side in members)
+    modes = (tta.TTA.FLIP, tta.TTA.ZOOM_FLIP) if trained_with_views else (tta.TTA.NONE,)
+    val = to_protocol(data["PublicTest"], classes)
+    best = None
+    for mode in modes:
+        probs = np.stack([probabilities(model, val.x, mode) for model, _ in members])
+        spec = dict(choose(probs, val.y, names, min_size=min_size, max_size=max_size), tta=mode)
+        if log is not None:
+            log(f"test-time views {mode}: {spec['rule']} over {', '.join(spec['members'])}, "
+                f"PublicTest {100 * spec['val_accuracy']:.2f}%")
+        if best is None or spec["val_accuracy"] > best["val_accuracy"]:
+            best = spec
+    return dict(best, labels=labels, chosen_on="PublicTest")
 
 
 def member_probabilities(pred: Predictor, data: FerData, splits=SCORED_SPLITS) -> dict[str, np.ndarray]:
