@@ -112,6 +112,25 @@ def test_healthz_without_worker(app):
     assert r.get_json()["status"] == "no_worker"
 
 
+def test_two_apps_in_one_process_serve_their_own_clients(tiny_models):
+    """Each app has its own SocketIO: its clients get its limits, and a client breaking the protocol is
+    disconnected by its own app's server, though another app was created after it."""
+    a = make_app(tiny_models, max_fps=5, max_frame_bytes=1000, max_violations=1)
+    b = make_app(tiny_models, max_fps=7)
+    assert a.extensions["socketio"] is not b.extensions["socketio"]
+    ca, cb = a.extensions["socketio"].test_client(a), b.extensions["socketio"].test_client(b)
+    assert [e["args"][0]["max_fps"] for e in ca.get_received() + cb.get_received()] == [5, 7]
+    for _ in range(2):
+        ca.emit("frame", b"\xff" * 1001)
+    assert not ca.is_connected() and cb.is_connected()
+    assert [(e["name"], e["args"][0]["code"]) for e in ca.queue] == [("error", "too_large")] * 2 + [("error", "abuse")]
+    assert a.extensions["fer"].stats.snapshot()["errors"] == {"too_large": 2, "abuse": 1}
+    assert b.extensions["fer"].stats.snapshot()["errors"] == {}
+    cb.emit("frame", b"\xff" * 1001)  # within b's limit: answered (b runs without a worker)
+    assert [(e["name"], e["args"][0]["code"]) for e in cb.get_received()] == [("error", "unavailable")]
+    cb.disconnect()
+
+
 def test_missing_models_folder_is_refused(tmp_path):
     from fer_core.store import ModelsError
     with pytest.raises(ModelsError, match="not found"):
@@ -325,11 +344,11 @@ def test_web_process_never_imports_tensorflow(tiny_models, astronaut_jpeg, tmp_p
     frame.write_bytes(astronaut_jpeg)
     code = textwrap.dedent(f"""
         import sys
-        from webapp import WebConfig, create_app, socketio
+        from webapp import WebConfig, create_app
         app = create_app(WebConfig(models_dir={str(tiny_models)!r}))
         st = app.extensions["fer"]
         assert st.inference.wait_ready(180), st.inference.last_error
-        c = socketio.test_client(app)
+        c = app.extensions["socketio"].test_client(app)
         c.emit("frame", open({str(frame)!r}, "rb").read())
         names = [e["name"] for e in c.get_received()]
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "cv2"))
