@@ -89,10 +89,10 @@ class Predictor:
         self.model = keras.Model(inp, stacked, name="ensemble")
         self.detector = detector or FaceDetector()
 
-    def warm_up(self, max_batch: int = 16) -> None:
-        """Compile the predict function for every bucket up to ``max_batch`` faces."""
+    def warm_up(self, faces: int) -> None:
+        """Compile the predict function for every bucket up to ``faces`` faces (their views, that is)."""
         for b in BUCKETS:
-            if b <= max_batch * tta_views.n_views(self.tta):
+            if b <= faces * tta_views.n_views(self.tta):
                 self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
 
     def member_probs(self, faces: np.ndarray) -> np.ndarray:

@@ -282,6 +282,52 @@ def test_config_defaults_and_env():
         WebConfig(max_fps=0)
 
 
+def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsys):
+    import dataclasses
+    from webapp.config import WebConfig, WorkerConfig
+    from webapp.worker import parse_args
+    web = WebConfig.from_env({"FER_MAX_BATCH": "8", "FER_TTA": "zoom-flip", "FER_WARM_UP_FACES": "4",
+                              "FER_MAX_FACES": "2", "FER_WORKER_BATCH_TIMEOUT": "9.5"})
+    w = web.worker("/m")
+    assert (w.models_dir, w.max_batch_frames, w.tta, w.warm_up_faces, w.max_faces, w.worker_batch_timeout) == \
+        ("/m", 8, "zoom-flip", 4, 2, 9.5)
+    assert all(getattr(w, f.name) == getattr(web, f.name) for f in dataclasses.fields(w) if f.name != "models_dir")
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkerConfig))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        w.max_faces = 3
+    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == w
+    assert WorkerConfig.from_json(WebConfig().worker("/m").to_json()).tta is None  # the folder's own views
+    for bad in ('{"models_dir": "/m"}', "[1]", "--models /m", dict(json.loads(w.to_json()), tta="sideways")):
+        with pytest.raises(ValueError, match="not a worker config"):
+            WorkerConfig.from_json(bad if isinstance(bad, str) else json.dumps(bad))
+    with pytest.raises(SystemExit):
+        parse_args(['{"models_dir": "/m"}'])
+    assert "not a worker config" in capsys.readouterr().err
+
+
+def test_the_worker_runs_on_the_config_it_is_handed(tiny_models, astronaut_bgr):
+    """`python -m webapp.worker CONFIG_JSON` as InferenceClient starts it: ready with the views it was
+    given, and a frame of two faces answered with max_faces of them."""
+    import cv2
+    from webapp import wire
+    from webapp.config import WebConfig
+    cfg = WebConfig(models_dir=str(tiny_models), max_faces=1, tta="none", warm_up_faces=1).worker(tiny_models)
+    face = cv2.resize(astronaut_bgr, (320, 320))
+    frame = cv2.imencode(".jpg", np.hstack([face, face]))[1].tobytes()
+    proc = subprocess.Popen([sys.executable, "-m", "webapp.worker", cfg.to_json()], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        ready, _ = wire.read_message(proc.stdout)
+        assert ready["type"] == "ready" and ready["tta"] == "none", ready
+        wire.write_message(proc.stdin, {"type": "batch", "ids": [5]}, [frame])
+        answer, _ = wire.read_message(proc.stdout)
+        (res,) = answer["results"]
+        assert res["id"] == 5 and res["width"] == 640 and len(res["faces"]) == 1
+    finally:
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+
+
 # -- plumbing units ----------------------------------------------------------------------------------
 
 def test_wire_round_trip_and_short_reads():

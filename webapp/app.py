@@ -60,13 +60,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     security.init_logging()
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    inference = None
-    if cfg.worker_start:
-        inference = InferenceClient(models_dir, max_batch=cfg.max_batch, max_faces=cfg.max_faces,
-                                    max_pixels=cfg.max_pixels, warm_up=cfg.warm_up_faces,
-                                    start_timeout=cfg.worker_start_timeout,
-                                    batch_timeout=cfg.worker_batch_timeout, tta=cfg.tta,
-                                    tf_threads=cfg.tf_threads)
+    inference = InferenceClient(cfg.worker(models_dir)) if cfg.worker_start else None
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=admin.FailureLimiter(cfg.admin_max_failures,
                                                                         cfg.admin_failure_window))

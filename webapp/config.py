@@ -1,11 +1,13 @@
 """The web app's settings: one dataclass, every default visible with its reason.
 
 ``WebConfig.from_env()`` reads the same settings from environment variables (the names are in
-``ENV`` below), which is how ``gunicorn 'webapp:create_app()'`` is configured.
+``ENV`` below), which is how ``gunicorn 'webapp:create_app()'`` is configured. ``WebConfig.worker()``
+is the inference worker's part of them, a frozen ``WorkerConfig`` without defaults of its own.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 
@@ -25,7 +27,7 @@ class WebConfig:
     max_pixels: int = 2_100_000          # decoded frame size cap (1080p fits): bounds a batch's memory
     max_faces: int = 8                   # faces per frame: a webcam shows one or a few people
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
-    max_batch: int = 16                  # frames per inference call: the queue drained at once when busy
+    max_batch_frames: int = 16           # frames per inference call: the queue drained at once when busy
     warm_up_faces: int = 32              # compile every predict bucket up to this many faces (x2 with TTA)
     request_timeout: float = 30.0        # a frame not answered by then gets error 'timeout'
     worker_start_timeout: float = 300.0  # importing TensorFlow + loading + warming a big ensemble on a CPU
@@ -49,8 +51,9 @@ class WebConfig:
     admin_failure_window: float = 300.0  # ... lock that address out (429 + Retry-After) until they age out
 
     def __post_init__(self):
-        if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch < 1 or self.max_faces < 1:
-            raise ValueError("max_frame_bytes, max_fps, max_batch and max_faces must be positive")
+        if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch_frames < 1 or self.max_faces < 1:
+            raise ValueError("max_frame_bytes, max_fps, max_batch_frames and max_faces must be positive, got "
+                             f"{self.max_frame_bytes!r}, {self.max_fps!r}, {self.max_batch_frames!r}, {self.max_faces!r}")
         if self.transport_slack < 1:
             raise ValueError(f"transport_slack must be >= 1, got {self.transport_slack!r}")
         if self.async_mode not in (None, "eventlet", "threading"):
@@ -87,6 +90,11 @@ class WebConfig:
         """Socket.IO's max_http_buffer_size: the frame limit with slack for packet framing and politeness."""
         return int(self.max_frame_bytes * self.transport_slack) + 4096
 
+    def worker(self, models_dir) -> "WorkerConfig":
+        """The inference worker's settings (the fields of ``WorkerConfig``), for ``models_dir``."""
+        mine = {f.name: getattr(self, f.name) for f in dataclasses.fields(WorkerConfig) if f.name != "models_dir"}
+        return WorkerConfig(models_dir=str(models_dir), **mine)
+
     @classmethod
     def from_env(cls, env=None, **overrides) -> "WebConfig":
         """Defaults, then environment variables (``ENV``), then ``overrides``."""
@@ -100,6 +108,33 @@ class WebConfig:
         return cls(**kw)
 
 
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The inference worker's settings, taken from a WebConfig once (``WebConfig.worker``): the web
+    process's dispatcher reads the batch size and the timeouts, the worker process gets all of it
+    once, as JSON on its command line. No defaults here: WebConfig holds them, under the same names."""
+    models_dir: str
+    max_batch_frames: int
+    max_faces: int
+    max_pixels: int
+    warm_up_faces: int
+    tta: TTA | None                      # None: the models folder's ensemble.json says
+    tf_threads: int
+    worker_start_timeout: float
+    worker_batch_timeout: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "WorkerConfig":
+        try:
+            d = json.loads(text)
+            return cls(**dict(d, tta=None if d["tta"] is None else resolve_tta(d["tta"])))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"not a worker config ({type(e).__name__}: {e}): {text[:200]!r}") from None
+
+
 # Environment variable for each setting.
 ENV = {
     "models_dir": "FER_MODELS",
@@ -110,7 +145,7 @@ ENV = {
     "max_pixels": "FER_MAX_PIXELS",
     "max_faces": "FER_MAX_FACES",
     "max_fps": "FER_MAX_FPS",
-    "max_batch": "FER_MAX_BATCH",
+    "max_batch_frames": "FER_MAX_BATCH",
     "warm_up_faces": "FER_WARM_UP_FACES",
     "request_timeout": "FER_REQUEST_TIMEOUT",
     "worker_start_timeout": "FER_WORKER_START_TIMEOUT",
