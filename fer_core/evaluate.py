@@ -48,26 +48,25 @@ def member_probabilities(pred: Predictor, data: FerData, splits=SCORED_SPLITS) -
     return {s: pred.member_probs(data[s].x).transpose(1, 0, 2) for s in splits if s in data.splits}
 
 
-def evaluate(models_dir, data: FerData, all_members: bool = True) -> dict:
-    """Scores of each member, of the chosen ensemble, and of every combination rule over the chosen
-    members (rule weights from PublicTest), on PublicTest and PrivateTest, 7- and 6-class protocols."""
+def evaluate(models_dir, data: FerData) -> dict:
+    """Scores of each member (those left out of the ensemble too), of the chosen ensemble, and of every
+    combination rule over the chosen members (rule weights from PublicTest), on PublicTest and
+    PrivateTest, 7- and 6-class protocols, all with the chosen ensemble's test-time views."""
     models_dir = store.resolve_models_dir(models_dir)
     chosen = Predictor(models_dir)
     probs = member_probabilities(chosen, data)
     y = {s: data[s].y for s in probs}
-    out = {"tta": chosen.tta, "members": {}, "ensemble": {}, "rules": {}, "chosen": {
+    out = {"tta": chosen.tta,  # the views of every score below
+           "members": {}, "ensemble": {}, "rules": {}, "chosen": {
         "members": chosen.member_names, "rule": chosen.spec.get("rule"),
         "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta}}
     # Members outside the chosen ensemble are scored too, so the tables show what was left out.
     names = list(chosen.member_names)
-    extra = [n for n in store.list_members(models_dir) if n not in names] if all_members else []
-    if extra:
-        others = []
-        for n in extra:
-            m, side = store.load_member(models_dir / n)
-            if side["labels"] == chosen.labels:
-                others.append((n, m))
-        for n, m in others:
+    for n in store.list_members(models_dir):
+        if n in names:
+            continue
+        m, side = store.load_member(models_dir / n)
+        if side["labels"] == chosen.labels:
             for s in probs:
                 probs[s] = np.concatenate([probs[s], probabilities(m, data[s].x, chosen.tta)[None]])
             names.append(n)

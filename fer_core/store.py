@@ -63,9 +63,9 @@ def atomic_save(path: Path, save_fn) -> None:
     """Call ``save_fn(tmp_path)`` then rename onto ``path`` (for writers that want a file name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}" if path.suffix != ".keras" else f".{path.stem}.tmp.keras")
-    if path.name.endswith(".weights.h5"):
-        tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
+    # Keras checks the ending ('.keras', '.weights.h5'): the temporary mark goes before it.
+    ending = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    tmp = path.with_name(f".{path.name[:len(path.name) - len(ending)]}.tmp{ending}")
     try:
         save_fn(tmp)
         os.replace(tmp, path)

@@ -8,8 +8,9 @@ Modes:
 
 Why ``zoom-flip``: the augmentation layers resample every training image (shift, rotation and zoom
 all interpolate bilinearly), so the members learn on slightly smoothed faces and score better on a
-resampled view than on the raw pixels. Which mode serves is chosen on PublicTest by ``train_all.py``
-and stored in ``ensemble.json`` (see docs/training.md for the measurement).
+resampled view than on the raw pixels. Which mode serves is chosen on PublicTest with the members and
+the rule (``fer_core.evaluate.choose_ensemble``, run by ``train_all.py``) and stored in
+``ensemble.json`` (see docs/training.md for the measurement).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def synthetic_csv(path, per_class=(48, 8, 8), seed=0):
     return path
 
 
-def crash_at_second_checkpoint(run):
+def crash_at_second_checkpoint(run, monkeypatch):
     """Run ``run()`` and stop it after epoch 2 by failing inside the checkpoint writer, right after
     the 2nd "last.keras" is in place and before that epoch's state.json is written."""
     class Interrupt(Exception):
@@ -44,12 +44,10 @@ def crash_at_second_checkpoint(run):
             if saves["n"] == 2:
                 raise Interrupt()
 
-    store.atomic_save = flaky
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(store, "atomic_save", flaky)
         with pytest.raises(Interrupt):
             run()
-    finally:
-        store.atomic_save = real
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +105,12 @@ def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_b
 
 
 @pytest.mark.slow
-def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
+def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path, monkeypatch):
     data = load_fer2013(synth)
     spec = member_spec("vgg_q")
     cfg = TrainConfig(**dict(spec.train, epochs=3, schedule="plateau", early_stopping=0))
 
-    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0))
+    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0), monkeypatch)
     state = json.loads((tmp_path / "vgg_q" / "ckpt" / "state.json").read_text())
     assert state["epoch"] == 1  # the state of epoch 2 was not written: the crash came first
     # ...but its checkpoint was: resuming trusts the checkpoint's step count, so epoch 2 is not run twice
@@ -124,11 +122,9 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
         seen.append(kw.get("initial_epoch"))
         return real_fit(self, *a, **kw)
 
-    keras.Model.fit = spy_fit
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(keras.Model, "fit", spy_fit)
         side = train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
-    finally:
-        keras.Model.fit = real_fit
     assert seen == [2]
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
     assert [int(r["epoch"]) for r in log] == [1, 3]  # epoch 2's row died with the crash; its weights did not
@@ -150,7 +146,7 @@ def test_unknown_member_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
+def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path, monkeypatch):
     """A cosine run cut short and resumed with fewer epochs must still anneal by its new last epoch
     (the checkpoint's optimizer carried the old 4-epoch schedule: the LR stayed half-way up)."""
     data = load_fer2013(synth)
@@ -158,7 +154,7 @@ def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
     cfg = TrainConfig(**dict(spec.train, epochs=4, warmup_epochs=0))
     assert cfg.schedule == "cosine"
 
-    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0))
+    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0), monkeypatch)
     side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=3)), data, tmp_path, verbose=0)
     assert side["trained"]["epochs"] == 3
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))

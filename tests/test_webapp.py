@@ -258,10 +258,13 @@ def test_admin_damaged_metrics(models_with_metrics, tmp_path):
     assert "could not be shown" in html
 
 
-def test_admin_stats_shape(app):
-    s = app.test_client().get("/admin/stats").get_json()
+def test_admin_stats_shape(tiny_models):
+    """A fresh app without a worker: nothing counted yet, and no worker to describe."""
+    s = make_app(tiny_models).test_client().get("/admin/stats").get_json()
     assert set(s) >= {"clients", "fps", "latency_ms", "frames", "errors", "uptime_s", "worker"}
     assert set(s["latency_ms"]) >= {"p50", "p95"}
+    assert (s["clients"], s["frames"], s["faces"], s["fps"], s["errors"], s["worker"]) == (0, 0, 0, 0, {}, None)
+    assert s["latency_ms"] == {"p50": None, "p95": None, "max": None} and 0 <= s["uptime_s"] <= 5
 
 
 # -- settings ----------------------------------------------------------------------------------------

@@ -55,6 +55,11 @@ class _Request:
         self.result = self.error = None
         self.cancelled = False
 
+    def fail(self, error: InferenceError) -> None:
+        """Answer the waiting handler with ``error``."""
+        self.error = error
+        self.done.set()
+
 
 class InferenceClient:
     def __init__(self, config: WorkerConfig, python: str | None = None):
@@ -234,8 +239,7 @@ class InferenceClient:
             err = (InferenceError("unavailable", "the server is shutting down") if self._closed else
                    InferenceError("worker_crashed", "the inference worker stopped; it is being restarted"))
             for r in batch:
-                r.error = err
-                r.done.set()
+                r.fail(err)
             return
         self._deadline = None
         self.batches += 1
@@ -246,14 +250,13 @@ class InferenceClient:
             if r is None:
                 continue
             if "error" in res:
-                r.error = InferenceError(res.get("code", "bad_image"), str(res["error"]))
-            else:
-                r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
-                            "batch": len(batch)}
+                r.fail(InferenceError(res.get("code", "bad_image"), str(res["error"])))
+                continue
+            r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
+                        "batch": len(batch)}
             r.done.set()
         for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
-            r.error = InferenceError("internal", "no result for this frame")
-            r.done.set()
+            r.fail(InferenceError("internal", "no result for this frame"))
 
     def _fail_queued(self, err: InferenceError) -> None:
         while True:
@@ -264,8 +267,7 @@ class InferenceClient:
             if r is None:
                 self._closed = True
                 continue
-            r.error = err
-            r.done.set()
+            r.fail(err)
 
     def _sleep_unless_closed(self, seconds: float) -> None:
         end = time.monotonic() + seconds
