@@ -4,7 +4,9 @@
     python train_all.py --quick --data ../shared/datasets/fer2013/fer2013.csv.gz   # minutes on a CPU
 
 Interrupted runs resume: members that are done are skipped, a member in progress continues from its
-last epoch. See fer_core/config.py for every default and why.
+last epoch. Each step is a fer_core function (train.train_member, evaluate.choose_ensemble,
+evaluate.evaluate, evaluate.write_metrics): this script runs them in order. See fer_core/config.py
+for every default and why.
 """
 from __future__ import annotations
 
@@ -56,14 +58,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from fer_core import store
     from fer_core.config import member_spec
-    from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path, to_protocol
-    from fer_core.ensemble import choose
-    from fer_core.evaluate import evaluate, tables, write_metrics
+    from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path
+    from fer_core.evaluate import choose_ensemble, evaluate, write_metrics
+    from fer_core.metrics import markdown_tables
     from fer_core.predict import Predictor
-    from fer_core.train import predict_probs, train_member
+    from fer_core.train import train_member
 
     out = Path(args.out or ("runs/quick" if args.quick else store.resolve_models_dir()))
-    names = member_names(args.members, args.quick)
     limit = args.limit or (1500 if args.quick else None)
     data_path = resolve_data_path(args.data)
     t0 = time.time()
@@ -75,58 +76,37 @@ def main(argv=None) -> int:
             raise SystemExit("--target ferplus-* needs the full file (no --limit/--quick)")
         data = attach_ferplus(data, fp, mode=args.target.split("-")[1])
 
-    for n in names:
-        spec = member_spec(n)
-        cfg = spec.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
-        side_path = out / n / "member.json"
-        if side_path.is_file() and cfg.matches(store.read_json(side_path).get("train")):
-            print(f"[{n}] done already ({side_path}); skipping", flush=True)
+    for name in member_names(args.members, args.quick):
+        member = member_spec(name)
+        cfg = member.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
+        side_path = out / name / "member.json"
+        if side_path.is_file() and cfg.same_as(store.read_sidecar(out / name).get("train")):
+            print(f"[{name}] done already ({side_path}); skipping", flush=True)
             continue
-        print(f"[{n}] training {spec.arch} {spec.note}".rstrip(), flush=True)
-        side = train_member(n, spec, cfg, data, out)
+        print(f"[{name}] training {member.arch} {member.note}".rstrip(), flush=True)
+        side = train_member(name, member, cfg, data, out)
         pt = side["metrics"].get("PublicTest", {}).get(str(cfg.classes), {})
-        print(f"[{n}] PublicTest accuracy {100 * pt.get('accuracy', 0):.2f}% "
+        print(f"[{name}] PublicTest accuracy {100 * pt.get('accuracy', 0):.2f}% with views {side['metrics_tta']} "
               f"({side['trained']['epochs']} epochs, {side['trained']['minutes']} min)", flush=True)
 
     if args.no_ensemble:
         return 0
-    # The ensemble is chosen among every member in the folder with the same labels, on PublicTest only.
+    # Among every member in the folder (trained now or before) with the protocol's labels; the app
+    # serves exactly the members, rule and views chosen here.
     classes = args.classes or 7
-    import numpy as np
-    from fer_core.labels import labels_for
-    # Test-time views are chosen with the members and the rule, on PublicTest, and stored with them:
-    # the app serves exactly what was chosen. Members trained without TTA are scored without it.
-    names = store.list_members(out)
-    tta_ok = all(store.read_json(out / n / "member.json")["train"].get("tta", True) for n in names)
-    modes = ("flip", "zoom-flip") if tta_ok else ("none",)
-    val = to_protocol(data["PublicTest"], classes)
-    cands, probs = [], {mode: [] for mode in modes}
-    for n in names:
-        m, side = store.load_member(out / n)
-        if side["labels"] != list(labels_for(classes)):
-            continue
-        cands.append(n)
-        for mode in modes:
-            probs[mode].append(predict_probs(m, val.x, tta=mode))
-    if not cands:
-        print(f"no trained members in {out}", file=sys.stderr)
+    try:
+        ensemble = choose_ensemble(out, data, classes, min_size=args.min_size, max_size=args.max_size,
+                                   log=lambda line: print(line, flush=True))
+    except store.ModelsError as e:
+        print(e, file=sys.stderr)
         return 1
-    spec = None
-    for mode in modes:  # the first mode wins ties: 'flip' unless the zoomed view is really better
-        s = choose(np.stack(probs[mode]), val.y, cands, min_size=args.min_size, max_size=args.max_size)
-        s["tta"] = mode
-        print(f"test-time views {mode}: {s['rule']} over {', '.join(s['members'])}, "
-              f"PublicTest {100 * s['val_accuracy']:.2f}%", flush=True)
-        if spec is None or s["val_accuracy"] > spec["val_accuracy"]:
-            spec = s
-    spec.update(labels=list(labels_for(classes)), chosen_on="PublicTest")
-    store.atomic_write_json(out / "ensemble.json", spec)
-    print(f"ensemble: {spec['rule']} over {', '.join(spec['members'])} "
-          f"(PublicTest {100 * spec['val_accuracy']:.2f}%)", flush=True)
+    store.atomic_write_json(out / "ensemble.json", ensemble)
+    print(f"ensemble: {ensemble['rule']} over {', '.join(ensemble['members'])} "
+          f"(PublicTest {100 * ensemble['val_accuracy']:.2f}%)", flush=True)
     Predictor(out)  # fails loudly now rather than in the app
     metrics = evaluate(out, data)
     write_metrics(out, metrics)
-    print(tables(metrics, "PrivateTest", str(classes)))
+    print(markdown_tables(metrics, "PrivateTest", str(classes)))
     print(f"wrote {out}/ensemble.json, metrics.json, report.md in {(time.time() - t0) / 60:.1f} min", flush=True)
     return 0
 

@@ -24,16 +24,16 @@ def main(argv=None) -> int:
     from fer_core import store
     from fer_core.data import load_fer2013
     from fer_core.models import build
-    from fer_core.train import predict_probs
+    from fer_core.predict import probabilities
+    from fer_core.tta import TTA
 
     member = Path(args.member)
-    side = store.read_json(member / "member.json")
-    m16, _ = store.load_member(member)
+    m16, side = store.load_member(member)
     m32 = build(side["arch"], **side["kwargs"])
     m32.load_weights(member / "ckpt" / "best.weights.h5")
     data = load_fer2013(args.data)
     for s in ("PublicTest", "PrivateTest"):
-        p16, p32 = predict_probs(m16, data[s].x), predict_probs(m32, data[s].x)
+        p16, p32 = probabilities(m16, data[s].x, TTA.FLIP), probabilities(m32, data[s].x, TTA.FLIP)
         y = data[s].y
         print(f"{s}: float16 {100 * (p16.argmax(1) == y).mean():.2f}%, float32 {100 * (p32.argmax(1) == y).mean():.2f}%, "
               f"max |dp| {np.abs(p16 - p32).max():.4f}, labels changed {(p16.argmax(1) != p32.argmax(1)).sum()} of {len(y)}")

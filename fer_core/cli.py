@@ -10,15 +10,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _evaluate(args) -> int:
+    from . import store
     from .data import load_fer2013
-    from .evaluate import evaluate, tables, write_metrics
+    from .evaluate import evaluate, write_metrics
+    from .metrics import markdown_tables
 
     data = load_fer2013(args.data)
     if args.split and args.split not in data.splits:
         raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
-    metrics = evaluate(args.models, data)
+    models_dir = store.resolve_models_dir(args.models)
+    metrics = evaluate(models_dir, data)
     if args.write:
-        write_metrics(args.models or __import__("fer_core.store", fromlist=["x"]).resolve_models_dir(), metrics)
+        write_metrics(models_dir, metrics)
     if args.json:
         sel = metrics
         if args.split:
@@ -27,7 +30,7 @@ def _evaluate(args) -> int:
                    for k in metrics}
         print(json.dumps(sel, indent=2))
     else:
-        text = tables(metrics, args.split, str(args.classes) if args.classes else None)
+        text = markdown_tables(metrics, args.split, str(args.classes) if args.classes else None)
         if not text:
             raise ValueError(f"no {args.classes}-class table: the models in this folder are scored on "
                              f"{', '.join(next(iter(metrics['ensemble'].values())))} classes")
@@ -37,8 +40,9 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from .predict import Predictor
+    from .tta import TTA
 
-    pred = Predictor(args.models, tta="none" if args.no_tta else None)
+    pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -80,12 +84,20 @@ def _info(args) -> int:
     return 0
 
 
+def _data_option(p) -> None:
+    p.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
+
+
+def _models_option(p) -> None:
+    p.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER2013 ensemble: evaluate and predict.")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("evaluate", help="recompute every table from the weights in a models folder")
-    e.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
-    e.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
+    _data_option(e)
+    _models_option(e)
     e.add_argument("--split", choices=("PublicTest", "PrivateTest"), help="only this split")
     e.add_argument("--classes", type=int, choices=(6, 7), help="only this protocol")
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
@@ -93,18 +105,18 @@ def main(argv=None) -> int:
     e.set_defaults(fn=_evaluate)
     r = sub.add_parser("predict", help="find faces in images and classify them")
     r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
+    _models_option(r)
     r.add_argument("--json", action="store_true", help='print [{"path", "faces": [...]}]')
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
     r.set_defaults(fn=_predict)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
-    k.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
+    _data_option(k)
     k.add_argument("--out", required=True, help="output .npz or .npz.xz")
     k.add_argument("--splits", default="Training,PublicTest,PrivateTest")
     k.set_defaults(fn=_pack)
     i = sub.add_parser("info", help="describe the ensemble in a models folder")
-    i.add_argument("--models")
+    _models_option(i)
     i.set_defaults(fn=_info)
     args = p.parse_args(argv)
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .tta import TTA, resolve as resolve_tta
+
 
 @dataclass
 class TrainConfig:
@@ -28,7 +30,7 @@ class TrainConfig:
     oversample: float = 0.0           # the report's option: replicate 60% of every class but Happy
     classes: int = 7                  # 7 (standard) or 6 (report: Disgust merged into Angry)
     target: str = "fer2013"           # 'fer2013', 'ferplus-majority' or 'ferplus-votes'
-    tta: bool = True                  # evaluate on the mean of the image and its mirror
+    tta: TTA = TTA.FLIP               # test-time views of the sidecar's metrics (older files: true)
     seed: int = 0
     limit: int | None = None          # keep only the first N rows per split (quick runs)
     # Warm restart: start from this member's shipped weights (same folder, same architecture) with a
@@ -45,27 +47,30 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs!r}, {self.batch_size!r}")
+        self.tta = resolve_tta(self.tta)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """A config as any version stored it: unknown keys are dropped and missing ones take their
+        defaults (a field is only ever added with the default that means what runs did before it)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def matches(self, saved: dict | None, ignore: tuple[str, ...] = ()) -> bool:
-        """Whether a config saved as a dict (a sidecar's or a checkpoint's) is this one, apart from the
-        fields in ``ignore``. Fields added since it was saved count as their defaults, so adding a
-        field does not make every trained member look unfinished."""
-        if saved is None:
+    def same_as(self, stored: dict | None, ignore=()) -> bool:
+        """Whether ``stored`` (a checkpoint's or a sidecar's config) is this config, but for the fields
+        in ``ignore``. Compared as configs, not as dicts: an older spelling (``"tta": true``) or a field
+        added since is no difference, so a finished member is not retrained nor a run restarted."""
+        if stored is None:
             return False
         try:
-            old = TrainConfig.from_dict(saved).to_dict()
-        except (TypeError, ValueError):
+            a = TrainConfig.from_dict(stored).to_dict()
+        except (TypeError, ValueError):  # a config this version cannot read: another recipe
             return False
-        new = self.to_dict()
-        return all(old[k] == new[k] for k in new if k not in ignore)
+        b = self.to_dict()
+        return all(a[k] == b[k] for k in b if k not in ignore)
 
 
 # The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.
@@ -73,7 +78,7 @@ REPORT = {}
 # The report's SGD trial: lr 0.1, momentum 0.9, batch 128 (its L2 1e-4 sits in the layers).
 REPORT_SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=128)
 # Our recipe: augmentation, label smoothing, SGD-Nesterov with cosine decay, a longer patience
-# because augmented training plateaus late; flip TTA at evaluation.
+# because augmented training plateaus late; flip views at evaluation (the default).
 MODERN = dict(augment=True, label_smoothing=0.1, optimizer="sgd", nesterov=True, lr=0.05, momentum=0.9,
               weight_decay=5e-4, schedule="cosine", warmup_epochs=2, epochs=60, early_stopping=0,
               batch_size=64)

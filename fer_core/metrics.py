@@ -1,9 +1,13 @@
-"""Accuracy, per-class recall and confusion matrices, and the report's table layout."""
+"""Accuracy, per-class recall and confusion matrices, and the report's tables built from them."""
 from __future__ import annotations
 
 import numpy as np
 
+from . import tta
 from .labels import labels_for, to_6_labels, to_6_probs
+
+SCORED_SPLITS = ("PublicTest", "PrivateTest")  # every model is scored on these, never on Training
+PROTOCOLS = ("7", "6")                         # metrics' keys: FER2013's 7 classes, the report's 6
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -34,13 +38,47 @@ def both_protocols(y7: np.ndarray, p7: np.ndarray) -> dict:
     return {"7": scores(y7, p7), "6": scores(to_6_labels(y7), to_6_probs(p7))}
 
 
-def markdown_table(rows: dict[str, dict], classes: int, title: str = "") -> str:
-    """The report's layout: one row per model, one column per class recall, then overall accuracy."""
-    names = labels_for(classes)
-    head = "| model | " + " | ".join(n.capitalize() for n in names) + " | Overall |"
-    sep = "|" + "---|" * (len(names) + 2)
-    lines = [f"**{title}**", "", head, sep] if title else [head, sep]
-    for model, s in rows.items():
-        cells = [f"{100 * s['recall'][n]:.1f}" for n in names]
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | **{100 * s['accuracy']:.2f}** |")
-    return "\n".join(lines) + "\n"
+def report_tables(metrics: dict, split: str | None = None, classes: str | None = None) -> list[dict]:
+    """The report's tables from metrics.json's numbers (fer_core.evaluate): one per split and protocol
+    that has any, {split, classes, labels, tta, n, rows}. Rows: each member ('member' when in the
+    chosen ensemble, else 'left_out'), each rule over the chosen members ('rule'), the chosen ensemble
+    ('ensemble'); each {name, kind, recall: % per label, accuracy: %, n, best}. Scores that are not
+    there are left out, so a damaged file shows what it still has."""
+    chosen = metrics.get("chosen") or {}
+    in_ensemble = set(chosen.get("members") or [])
+    models = [(n, "member" if n in in_ensemble else "left_out", s) for n, s in (metrics.get("members") or {}).items()]
+    models += [(f"ensemble: {rule}", "rule", s) for rule, s in (metrics.get("rules") or {}).items()]
+    models.append((f"ensemble (chosen: {chosen.get('rule', '?')})", "ensemble", metrics.get("ensemble")))
+    views = tta.of(metrics if "tta" in metrics else chosen)  # metrics.json from before its own label
+    tables = []
+    for sp in [split] if split else SCORED_SPLITS:
+        for c in [classes] if classes else PROTOCOLS:
+            labels = labels_for(int(c))
+            rows = []
+            for name, kind, per_split in models:
+                s = ((per_split or {}).get(sp) or {}).get(c)
+                if isinstance(s, dict) and "recall" in s:
+                    rows.append({"name": name, "kind": kind, "accuracy": 100 * float(s.get("accuracy", 0.0)),
+                                 "recall": [100 * float(s["recall"].get(label, 0.0)) for label in labels],
+                                 "n": s.get("n")})
+            if rows:
+                best = max(r["accuracy"] for r in rows)
+                for r in rows:
+                    r["best"] = r["accuracy"] == best
+                tables.append({"split": sp, "classes": int(c), "labels": list(labels), "tta": views, "rows": rows,
+                               "n": next((r["n"] for r in rows if r["n"]), None)})
+    return tables
+
+
+def markdown_tables(metrics: dict, split: str | None = None, classes: str | None = None) -> str:
+    """``report_tables`` in Markdown (report.md, the command line), the chosen ensemble's row in bold."""
+    parts = []
+    for t in report_tables(metrics, split, classes):
+        lines = [f"**{t['split']}, {t['classes']} classes (recall per class, %; overall accuracy, %)**", "",
+                 "| model | " + " | ".join(label.capitalize() for label in t["labels"]) + " | Overall |",
+                 "|" + "---|" * (len(t["labels"]) + 2)]
+        for r in t["rows"]:
+            name = f"**{r['name']}**" if r["kind"] == "ensemble" else r["name"]
+            lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in r["recall"]) + f" | **{r['accuracy']:.2f}** |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)

@@ -1,4 +1,6 @@
-"""The Predictor: one ensemble, loaded once, used by the CLI and the web server alike."""
+"""Inference: ``probabilities``, the one way any model's outputs are computed (training's sidecar
+metrics, the ensemble's choice, evaluation, serving), and the Predictor, one ensemble loaded once for
+the CLI and the web server."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +16,27 @@ from .faces import FaceDetector, decode_image, find_faces, to_gray
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
+def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
+    """A Keras model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
+    (fer_core.tta): float64 (N, C) for a member, (N, M, C) for the Predictor's stacked members.
+
+    Every view of every face goes through ``predict_on_batch`` in chunks of at most the largest
+    bucket, each padded up to a bucket size."""
+    views = tta_views.views(faces, tta)  # checks the shape
+    n = len(views[0])
+    if n == 0:
+        return np.zeros((0, *model.output_shape[1:]))
+    x = np.concatenate(views)[..., None]
+    out = []
+    for i in range(0, len(x), BUCKETS[-1]):
+        chunk = x[i:i + BUCKETS[-1]]
+        b = next(s for s in BUCKETS if s >= len(chunk))
+        padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
+        out.append(np.asarray(model.predict_on_batch(padded))[:len(chunk)])
+    p = np.concatenate(out).astype(np.float64)
+    return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
+
+
 class Predictor:
     """An ensemble of members from a models folder.
 
@@ -23,7 +46,8 @@ class Predictor:
     backend, never an eager per-layer call).
     """
 
-    def __init__(self, models_dir=None, tta: str | bool | None = None, detector: FaceDetector | None = None):
+    def __init__(self, models_dir=None, tta: tta_views.TTA | str | bool | None = None,
+                 detector: FaceDetector | None = None):
         import keras
 
         self.models_dir = store.resolve_models_dir(models_dir)
@@ -39,7 +63,7 @@ class Predictor:
             if not names:
                 raise store.ModelsError(f"{self.models_dir}: no trained members (member.json + weights.npz) "
                                         "and no ensemble.json")
-            self.spec = {"members": names, "rule": "average", "weights": None, "tta": "flip"}
+            self.spec = {"members": names, "rule": "average", "weights": None}
         self.member_names = list(names)
         members, sides = [], []
         for n in self.member_names:
@@ -57,7 +81,7 @@ class Predictor:
         if self.weights.shape != (len(members), c):
             raise store.ModelsError(f"{ens_path}: weights shape {self.weights.shape} != ({len(members)}, {c})")
         # test-time views (fer_core.tta): the ensemble's own, chosen with it on PublicTest, unless overridden
-        self.tta = tta_views.resolve(self.spec.get("tta", "flip") if tta is None else tta)
+        self.tta = tta_views.of(self.spec) if tta is None else tta_views.resolve(tta)
         inp = keras.Input(shape=(48, 48, 1), name="image")
         outs = [m(inp) for m in members]
         stacked = keras.layers.Concatenate(axis=1, name="members")(
@@ -65,30 +89,15 @@ class Predictor:
         self.model = keras.Model(inp, stacked, name="ensemble")
         self.detector = detector or FaceDetector()
 
-    def warm_up(self, max_batch: int = 16) -> None:
-        """Compile the predict function for every bucket up to ``max_batch`` faces."""
+    def warm_up(self, faces: int) -> None:
+        """Compile the predict function for every bucket up to ``faces`` faces (their views, that is)."""
         for b in BUCKETS:
-            if b <= max_batch * tta_views.n_views(self.tta):
+            if b <= faces * tta_views.n_views(self.tta):
                 self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
 
     def member_probs(self, faces: np.ndarray) -> np.ndarray:
-        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48)."""
-        faces = np.asarray(faces)
-        if faces.ndim != 3 or faces.shape[1:] != (48, 48):
-            raise ValueError(f"faces must have shape (N, 48, 48), got {faces.shape}")
-        n = len(faces)
-        if n == 0:
-            return np.zeros((0, len(self.member_names), len(self.labels)))
-        views = tta_views.views(faces, self.tta)
-        x = np.concatenate(views)[..., None]
-        out = []
-        for i in range(0, len(x), BUCKETS[-1]):
-            chunk = x[i:i + BUCKETS[-1]]
-            b = next(s for s in BUCKETS if s >= len(chunk))
-            padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
-            out.append(np.asarray(self.model.predict_on_batch(padded))[:len(chunk)])
-        p = np.concatenate(out).astype(np.float64)
-        return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
+        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48): all members in one call."""
+        return probabilities(self.model, faces, self.tta)
 
     def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ensemble probabilities (N, C), members' probabilities (N, M, C))."""

@@ -3,9 +3,10 @@
 Layout of a models folder::
 
     ensemble.json          chosen members, combination rule, weights, labels
-    metrics.json           every table's numbers (read by the web app's admin page)
+    metrics.json           every table's numbers, with the test-time views they used (tta); read by /admin
     report.md              the same tables, for people
     <member>/member.json   sidecar: architecture, builder arguments, labels, training config, metrics
+                           (on PublicTest and PrivateTest, with the test-time views named in metrics_tta)
     <member>/weights.npz   float16 weights, keyed by variable path
     <member>/log.csv, curve.png   per-epoch log and training curves
     <member>/ckpt/         resumable training state (never shipped)
@@ -20,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from . import tta
 
 MODELS_ENV = "FER_MODELS"
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -60,9 +63,9 @@ def atomic_save(path: Path, save_fn) -> None:
     """Call ``save_fn(tmp_path)`` then rename onto ``path`` (for writers that want a file name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}" if path.suffix != ".keras" else f".{path.stem}.tmp.keras")
-    if path.name.endswith(".weights.h5"):
-        tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
+    # Keras checks the ending ('.keras', '.weights.h5'): the temporary mark goes before it.
+    ending = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    tmp = path.with_name(f".{path.name[:len(path.name) - len(ending)]}.tmp{ending}")
     try:
         save_fn(tmp)
         os.replace(tmp, path)
@@ -111,12 +114,24 @@ def load_member_weights(model, path: Path) -> None:
         v.assign(a.astype(v.dtype))
 
 
+def read_sidecar(member_dir: Path) -> dict:
+    """A member's member.json. A sidecar from before ``metrics_tta`` scored its metrics with its
+    training config's views: it is read with that label, where a sidecar written now has it."""
+    side = read_json(Path(member_dir) / "member.json")
+    if "metrics_tta" in side or "train" not in side:
+        return side
+    items = list(side.items())
+    at = next((i for i, (k, _) in enumerate(items) if k == "metrics"), len(items))
+    items.insert(at, ("metrics_tta", tta.of(side["train"])))
+    return dict(items)
+
+
 def load_member(member_dir: Path):
     """Rebuild a member from its sidecar and load its weights: (keras.Model, sidecar dict)."""
     from .models import build
 
     member_dir = Path(member_dir)
-    side = read_json(member_dir / "member.json")
+    side = read_sidecar(member_dir)
     model = build(side["arch"], **side["kwargs"])
     load_member_weights(model, member_dir / "weights.npz")
     return model, side

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store, tta as tta_views
+from . import plots, store
 from .config import MemberSpec, TrainConfig
 from .data import FerData, Split, to_protocol, oversample
 from .labels import labels_for
-from .metrics import both_protocols
+from .metrics import SCORED_SPLITS, both_protocols
+from .predict import probabilities
 
 
 def _keras():
@@ -79,13 +80,6 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
         return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 1e-4)
     return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                 weight_decay=cfg.weight_decay or None)
-
-
-def predict_probs(model, x: np.ndarray, tta: str | bool = "flip", batch_size: int = 256) -> np.ndarray:
-    """Softmax outputs for uint8 images (N, 48, 48), averaged over the views of ``tta`` (fer_core.tta)."""
-    views = tta_views.views(x, tta)
-    p = sum(model.predict(v[..., None], batch_size=batch_size, verbose=0) for v in views) / len(views)
-    return np.asarray(p, dtype=np.float64)
 
 
 def _targets(split: Split, classes: int) -> np.ndarray:
@@ -155,7 +149,9 @@ class _Progress:
 
 def _same_run(saved: dict | None, cfg: TrainConfig) -> bool:
     """Whether a checkpoint made with config ``saved`` may continue as ``cfg`` (only epochs may differ)."""
-    return saved is None or cfg.matches(saved, ignore=("epochs",))  # None: a state file from before configs were recorded
+    if saved is None:
+        return True  # a state file from before configs were recorded
+    return cfg.same_as(saved, ignore=("epochs",))
 
 
 def _make_callback(progress: _Progress, net, wrapper, cfg: TrainConfig, t0_holder: list):
@@ -280,10 +276,10 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
     check = build(arch, **kwargs)  # score what ships: the float16 weights, not the float32 ones
     store.load_member_weights(check, out / "weights.npz")
     metrics = {}
-    for split in ("PublicTest", "PrivateTest"):
+    for split in SCORED_SPLITS:
         if split in data.splits:
             s = data[split]
-            metrics[split] = both_protocols(s.y, predict_probs(check, s.x, tta=cfg.tta))
+            metrics[split] = both_protocols(s.y, probabilities(check, s.x, cfg.tta))
     import keras
     side = {"name": name, "arch": arch, "kwargs": kwargs, "labels": list(labels_for(cfg.classes)),
             "classes": cfg.classes, "params": int(net.count_params()), "train": cfg.to_dict(),
@@ -294,10 +290,10 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
             # A warm restart names the exact weights it started from.
             **({"init": {"member": cfg.init_from,
                          "sha256": _sha256(out.parent / cfg.init_from / "weights.npz")}} if cfg.init_from else {}),
-            "metrics": metrics}
+            "metrics_tta": cfg.tta, "metrics": metrics}
     store.atomic_write_json(out / "member.json", side)
     try:
-        plot_curves(out / "log.csv", out / "curve.png", title=name)
+        plots.curves_png(out / "log.csv", out / "curve.png", title=name)
     except Exception as e:  # a picture must never lose a trained member
         print(f"[{name}] could not draw curves: {e}", file=sys.stderr)
     return side
@@ -306,27 +302,3 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
 def _sha256(path: Path) -> str | None:
     import hashlib
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def plot_curves(log_csv: Path, png: Path, title: str = "") -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(open(log_csv)))
-    if not rows:
-        return
-    ep = [int(r["epoch"]) for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3), dpi=80)
-    a.plot(ep, [float(r["loss"]) for r in rows], label="train")
-    a.plot(ep, [float(r["val_loss"]) for r in rows], label="PublicTest")
-    a.set_title("loss"); a.set_xlabel("epoch"); a.legend()
-    b.plot(ep, [float(r["accuracy"]) for r in rows], label="train")
-    b.plot(ep, [float(r["val_accuracy"]) for r in rows], label="PublicTest")
-    b.set_title("accuracy"); b.set_xlabel("epoch"); b.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    store.atomic_write_bytes(png, buf.getvalue())

@@ -8,30 +8,49 @@ Modes:
 
 Why ``zoom-flip``: the augmentation layers resample every training image (shift, rotation and zoom
 all interpolate bilinearly), so the members learn on slightly smoothed faces and score better on a
-resampled view than on the raw pixels. Which mode serves is chosen on PublicTest by ``train_all.py``
-and stored in ``ensemble.json`` (see docs/training.md for the measurement).
+resampled view than on the raw pixels. Which mode serves is chosen on PublicTest with the members and
+the rule (``fer_core.evaluate.choose_ensemble``, run by ``train_all.py``) and stored in
+``ensemble.json`` (see docs/training.md for the measurement).
 """
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
-MODES = ("none", "flip", "zoom-flip")
+
+class TTA(enum.StrEnum):
+    """A test-time views mode: the one type for it in code, configs and files (where it is the
+    mode's name: a ``StrEnum`` compares, hashes and serialises as that string)."""
+    NONE = "none"
+    FLIP = "flip"
+    ZOOM_FLIP = "zoom-flip"
+
+
+MODES = tuple(TTA)
 _SIZE, _CROP = 48, 46
 
 
-def resolve(mode) -> str:
-    """A mode name from a mode or a legacy boolean (``True``: 'flip', ``False``: 'none')."""
+def resolve(mode) -> TTA:
+    """The mode for a mode name, or for a boolean as files written before the modes existed stored
+    it (sidecars' ``"tta": true``: the mirror was averaged, 'flip'; ``false``: 'none')."""
     if mode is True:
-        return "flip"
+        return TTA.FLIP
     if mode is False:
-        return "none"
+        return TTA.NONE
     if isinstance(mode, str) and mode in MODES:
-        return mode
-    raise ValueError(f"tta must be one of {MODES} (or a boolean), got {mode!r}")
+        return TTA(mode)
+    raise ValueError(f"tta must be one of {tuple(str(m) for m in MODES)} (or a boolean), got {mode!r}")
+
+
+def of(stored: dict) -> TTA:
+    """The mode a stored dict names under ``tta`` (ensemble.json, metrics.json's ``chosen``, a
+    sidecar's ``train``): the ensembles and members from before the key existed averaged the mirror."""
+    return resolve(stored.get("tta", TTA.FLIP))
 
 
 def n_views(mode) -> int:
-    return 1 if resolve(mode) == "none" else 2
+    return 1 if resolve(mode) is TTA.NONE else 2
 
 
 def _bilinear(src: int, dst: int) -> np.ndarray:
@@ -62,8 +81,8 @@ def views(x: np.ndarray, mode) -> list[np.ndarray]:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3 or x.shape[1:] != (_SIZE, _SIZE):
         raise ValueError(f"faces must have shape (N, {_SIZE}, {_SIZE}), got {x.shape}")
-    if mode == "none":
+    if mode is TTA.NONE:
         return [x]
-    if mode == "zoom-flip":
+    if mode is TTA.ZOOM_FLIP:
         x = zoom(x)
     return [x, np.ascontiguousarray(x[:, :, ::-1])]

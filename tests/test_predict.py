@@ -6,7 +6,7 @@ import pytest
 from fer_core import store
 from fer_core.cli import main as cli
 from fer_core.faces import FaceDetector, ImageError, crop_face, decode_image, find_faces
-from fer_core.predict import Predictor
+from fer_core.predict import BUCKETS, Predictor, probabilities
 
 
 def test_detector_finds_the_astronauts_face(astronaut_bgr):
@@ -96,6 +96,30 @@ def test_compiled_batched_path_matches_eager_members(tiny_models):
     w = np.asarray(json.loads((tiny_models / "ensemble.json").read_text())["weights"])
     raw = np.einsum("nmc,mc->nc", got, w)
     np.testing.assert_allclose(ens, raw / raw.sum(1, keepdims=True), atol=1e-6)
+
+
+def test_one_probabilities_function_for_a_member_and_the_ensemble(tiny_models):
+    """``probabilities`` is the mean of the model's eager outputs on each view, whatever the number of
+    faces (here more than the largest bucket, so chunked and padded), for one member as for the
+    Predictor's stacked members; and empty or misshapen input is answered as such."""
+    from fer_core.tta import zoom
+    x = np.random.default_rng(4).integers(0, 256, (BUCKETS[-1] + 6, 48, 48)).astype(np.uint8)
+    m, _ = store.load_member(tiny_models / "resnet_q")
+
+    def eager(v):
+        return np.asarray(m(np.asarray(v, np.float32)[..., None], training=False))
+
+    z = zoom(x)
+    got = probabilities(m, x, "zoom-flip")
+    assert got.shape == (len(x), 7) and got.dtype == np.float64
+    np.testing.assert_allclose(got, (eager(z) + eager(z[:, :, ::-1])) / 2, atol=1e-5)
+    np.testing.assert_allclose(probabilities(m, x[:3], "none"), eager(x[:3]), atol=1e-5)
+    p = Predictor(tiny_models, tta="zoom-flip")
+    np.testing.assert_allclose(p.member_probs(x)[:, p.member_names.index("resnet_q")], got, atol=1e-5)
+    assert probabilities(m, np.zeros((0, 48, 48), np.uint8), "flip").shape == (0, 7)
+    assert p.member_probs(np.zeros((0, 48, 48), np.uint8)).shape == (0, 2, 7)
+    with pytest.raises(ValueError, match=r"\(2, 32, 32\)"):
+        probabilities(m, np.zeros((2, 32, 32)), "flip")
 
 
 def test_tta_averages_the_mirror(tiny_models):

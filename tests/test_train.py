@@ -30,7 +30,7 @@ def synthetic_csv(path, per_class=(48, 8, 8), seed=0):
     return path
 
 
-def crash_at_second_checkpoint(run):
+def crash_at_second_checkpoint(run, monkeypatch):
     """Run ``run()`` and stop it after epoch 2 by failing inside the checkpoint writer, right after
     the 2nd "last.keras" is in place and before that epoch's state.json is written."""
     class Interrupt(Exception):
@@ -45,12 +45,10 @@ def crash_at_second_checkpoint(run):
             if saves["n"] == 2:
                 raise Interrupt()
 
-    store.atomic_save = flaky
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(store, "atomic_save", flaky)
         with pytest.raises(Interrupt):
             run()
-    finally:
-        store.atomic_save = real
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +76,8 @@ def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_b
         assert (out / f).is_file(), f
     side = json.loads((out / "vgg_q" / "member.json").read_text())
     assert side["train"]["epochs"] == 6 and side["labels"][1] == "disgust"
+    assert side["metrics_tta"] == side["train"]["tta"] == "flip"  # each stored score names its views
+    assert metrics["tta"] == metrics["chosen"]["tta"] == spec["tta"]
     assert set(side["metrics"]) == {"PublicTest", "PrivateTest"} and set(side["metrics"]["PrivateTest"]) == {"7", "6"}
     capsys.readouterr()
 
@@ -106,12 +106,12 @@ def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_b
 
 
 @pytest.mark.slow
-def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
+def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path, monkeypatch):
     data = load_fer2013(synth)
     spec = member_spec("vgg_q")
     cfg = TrainConfig(**dict(spec.train, epochs=3, schedule="plateau", early_stopping=0))
 
-    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0))
+    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0), monkeypatch)
     state = json.loads((tmp_path / "vgg_q" / "ckpt" / "state.json").read_text())
     assert state["epoch"] == 1  # the state of epoch 2 was not written: the crash came first
     # ...but its checkpoint was: resuming trusts the checkpoint's step count, so epoch 2 is not run twice
@@ -123,11 +123,9 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path):
         seen.append(kw.get("initial_epoch"))
         return real_fit(self, *a, **kw)
 
-    keras.Model.fit = spy_fit
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(keras.Model, "fit", spy_fit)
         side = train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
-    finally:
-        keras.Model.fit = real_fit
     assert seen == [2]
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
     assert [int(r["epoch"]) for r in log] == [1, 3]  # epoch 2's row died with the crash; its weights did not
@@ -149,7 +147,7 @@ def test_unknown_member_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
+def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path, monkeypatch):
     """A cosine run cut short and resumed with fewer epochs must still anneal by its new last epoch
     (the checkpoint's optimizer carried the old 4-epoch schedule: the LR stayed half-way up)."""
     data = load_fer2013(synth)
@@ -157,7 +155,7 @@ def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path):
     cfg = TrainConfig(**dict(spec.train, epochs=4, warmup_epochs=0))
     assert cfg.schedule == "cosine"
 
-    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0))
+    crash_at_second_checkpoint(lambda: train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0), monkeypatch)
     side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=3)), data, tmp_path, verbose=0)
     assert side["trained"]["epochs"] == 3
     log = list(csv.DictReader(open(tmp_path / "vgg_q" / "log.csv")))
@@ -214,17 +212,38 @@ def test_a_warm_restart_starts_from_the_parents_shipped_weights(synth, tmp_path)
         train_member("vgg_q_c3", spec, TrainConfig(**dict(child.to_dict(), init_from="nope")), data, tmp_path, verbose=0)
 
 
-def test_a_config_saved_before_a_field_was_added_still_matches():
-    """Sidecars and checkpoints written before a TrainConfig field existed (here init_from) are the
-    same recipe when the new field has its default: train_all skips them as done, resume continues."""
-    cfg = member_spec("vgg_s").train_config()
-    saved = {k: v for k, v in cfg.to_dict().items() if k != "init_from"}
-    assert cfg.matches(saved)
-    assert not cfg.matches(dict(saved, lr=0.1))
-    assert not cfg.matches(dict(saved, epochs=60)) and cfg.matches(dict(saved, epochs=60), ignore=("epochs",))
-    assert not TrainConfig(**dict(saved, init_from="vgg_s2")).matches(saved)
-    assert not cfg.matches(None) and not cfg.matches(dict(saved, optimizer="nope"))
-    # the shipped members are the registry's recipes: a plain `python train_all.py` skips them
+def test_configs_stored_by_older_versions_are_the_same_recipe():
+    """A sidecar or checkpoint config written before the views were a mode ("tta": true) or before a
+    field existed (init_from) is the same recipe: the shipped members count as done, a run in progress
+    resumes. Another value of any field but the ignored ones is another recipe."""
+    from fer_core.config import TrainConfig
+    shipped = json.loads((store.DEFAULT_MODELS / "vgg_s" / "member.json").read_text())["train"]
+    assert shipped["tta"] is True and "init_from" not in shipped
+    cfg = member_spec("vgg_s").train_config(epochs=40)
+    assert cfg.same_as(shipped)
+    assert not member_spec("vgg_s").train_config(epochs=60).same_as(shipped)  # 60 epochs asked, 40 done
+    assert member_spec("vgg_s").train_config(epochs=60).same_as(shipped, ignore=("epochs",))
+    # the shipped first cycles are the registry's recipes: a plain `python train_all.py` skips them
     for name in ("vgg_s", "vgg_s2", "resnet_s"):
-        side = json.loads((Path(__file__).resolve().parent.parent / "models" / name / "member.json").read_text())
-        assert member_spec(name).train_config().matches(side["train"]), name
+        assert member_spec(name).train_config().same_as(store.read_sidecar(store.DEFAULT_MODELS / name)["train"]), name
+    assert not cfg.same_as(dict(shipped, tta="zoom-flip"))
+    assert not cfg.same_as(dict(shipped, lr=0.02)) and not cfg.same_as(None)
+    assert not cfg.same_as(dict(shipped, optimizer="rmsprop"))  # unreadable: not this recipe
+    assert TrainConfig.from_dict(dict(shipped, unknown=1)) == cfg
+
+
+def test_sidecars_name_the_views_of_their_metrics(tmp_path):
+    """A sidecar from before ``metrics_tta`` is read with the views its config scored with, placed
+    where a sidecar written now has it; the shipped ones carry it."""
+    old = {"name": "m", "train": {"epochs": 3, "tta": True}, "metrics": {"PublicTest": {}}}
+    store.atomic_write_json(tmp_path / "m" / "member.json", old)
+    side = store.read_sidecar(tmp_path / "m")
+    assert side["metrics_tta"] == "flip" and list(side) == ["name", "train", "metrics_tta", "metrics"]
+    store.atomic_write_json(tmp_path / "m" / "member.json", dict(old, train={"tta": "none"}))
+    assert store.read_sidecar(tmp_path / "m")["metrics_tta"] == "none"
+    from fer_core.tta import of
+    shipped = store.DEFAULT_MODELS
+    for n in store.list_members(shipped):
+        side = json.loads((shipped / n / "member.json").read_text())
+        assert side["metrics_tta"] == of(side["train"])
+    assert json.loads((shipped / "metrics.json").read_text())["tta"] == of(store.read_json(shipped / "ensemble.json"))

@@ -56,3 +56,23 @@ def test_web_config_reads_modes_and_the_old_switch():
     assert WebConfig().tta is None
     with pytest.raises(ValueError, match="'sideways'"):
         WebConfig.from_env({"FER_TTA": "sideways"})
+
+
+def test_one_mode_type_whatever_the_spelling():
+    """Every reader turns what a file, a config or the environment says into the one TTA type, which
+    writes back as the mode's name."""
+    import json
+
+    from fer_core.config import TrainConfig
+    from webapp.config import WebConfig
+    assert [tta.resolve(m) for m in ("none", "flip", "zoom-flip")] == [tta.TTA.NONE, tta.TTA.FLIP, tta.TTA.ZOOM_FLIP]
+    assert json.dumps({"tta": tta.TTA.ZOOM_FLIP}) == '{"tta": "zoom-flip"}'
+    assert TrainConfig(tta=True).tta is tta.TTA.FLIP and TrainConfig(tta="none").tta is tta.TTA.NONE
+    assert TrainConfig().to_dict()["tta"] == "flip"
+    with pytest.raises(ValueError, match="'sideways'"):
+        TrainConfig(tta="sideways")
+    assert WebConfig.from_env({"FER_TTA": "zoom-flip"}).tta is tta.TTA.ZOOM_FLIP
+    assert WebConfig(tta=False).tta is tta.TTA.NONE
+    # a stored dict without the key is from before the modes: the mirror was averaged
+    assert tta.of({}) is tta.TTA.FLIP and tta.of({"tta": False}) is tta.TTA.NONE
+    assert tta.of({"tta": "zoom-flip"}) is tta.TTA.ZOOM_FLIP

@@ -112,6 +112,25 @@ def test_healthz_without_worker(app):
     assert r.get_json()["status"] == "no_worker"
 
 
+def test_two_apps_in_one_process_serve_their_own_clients(tiny_models):
+    """Each app has its own SocketIO: its clients get its limits, and a client breaking the protocol is
+    disconnected by its own app's server, though another app was created after it."""
+    a = make_app(tiny_models, max_fps=5, max_frame_bytes=1000, max_violations=1)
+    b = make_app(tiny_models, max_fps=7)
+    assert a.extensions["socketio"] is not b.extensions["socketio"]
+    ca, cb = a.extensions["socketio"].test_client(a), b.extensions["socketio"].test_client(b)
+    assert [e["args"][0]["max_fps"] for e in ca.get_received() + cb.get_received()] == [5, 7]
+    for _ in range(2):
+        ca.emit("frame", b"\xff" * 1001)
+    assert not ca.is_connected() and cb.is_connected()
+    assert [(e["name"], e["args"][0]["code"]) for e in ca.queue] == [("error", "too_large")] * 2 + [("error", "abuse")]
+    assert a.extensions["fer"].stats.snapshot()["errors"] == {"too_large": 2, "abuse": 1}
+    assert b.extensions["fer"].stats.snapshot()["errors"] == {}
+    cb.emit("frame", b"\xff" * 1001)  # within b's limit: answered (b runs without a worker)
+    assert [(e["name"], e["args"][0]["code"]) for e in cb.get_received()] == [("error", "unavailable")]
+    cb.disconnect()
+
+
 def test_missing_models_folder_is_refused(tmp_path):
     from fer_core.store import ModelsError
     with pytest.raises(ModelsError, match="not found"):
@@ -239,10 +258,13 @@ def test_admin_damaged_metrics(models_with_metrics, tmp_path):
     assert "could not be shown" in html
 
 
-def test_admin_stats_shape(app):
-    s = app.test_client().get("/admin/stats").get_json()
+def test_admin_stats_shape(tiny_models):
+    """A fresh app without a worker: nothing counted yet, and no worker to describe."""
+    s = make_app(tiny_models).test_client().get("/admin/stats").get_json()
     assert set(s) >= {"clients", "fps", "latency_ms", "frames", "errors", "uptime_s", "worker"}
     assert set(s["latency_ms"]) >= {"p50", "p95"}
+    assert (s["clients"], s["frames"], s["faces"], s["fps"], s["errors"], s["worker"]) == (0, 0, 0, 0, {}, None)
+    assert s["latency_ms"] == {"p50": None, "p95": None, "max": None} and 0 <= s["uptime_s"] <= 5
 
 
 # -- settings ----------------------------------------------------------------------------------------
@@ -261,6 +283,52 @@ def test_config_defaults_and_env():
         WebConfig.from_env({"FER_MAX_FPS": "fast"})
     with pytest.raises(ValueError):
         WebConfig(max_fps=0)
+
+
+def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsys):
+    import dataclasses
+    from webapp.config import WebConfig, WorkerConfig
+    from webapp.worker import parse_args
+    web = WebConfig.from_env({"FER_MAX_BATCH": "8", "FER_TTA": "zoom-flip", "FER_WARM_UP_FACES": "4",
+                              "FER_MAX_FACES": "2", "FER_WORKER_BATCH_TIMEOUT": "9.5"})
+    w = web.worker("/m")
+    assert (w.models_dir, w.max_batch_frames, w.tta, w.warm_up_faces, w.max_faces, w.worker_batch_timeout) == \
+        ("/m", 8, "zoom-flip", 4, 2, 9.5)
+    assert all(getattr(w, f.name) == getattr(web, f.name) for f in dataclasses.fields(w) if f.name != "models_dir")
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkerConfig))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        w.max_faces = 3
+    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == w
+    assert WorkerConfig.from_json(WebConfig().worker("/m").to_json()).tta is None  # the folder's own views
+    for bad in ('{"models_dir": "/m"}', "[1]", "--models /m", dict(json.loads(w.to_json()), tta="sideways")):
+        with pytest.raises(ValueError, match="not a worker config"):
+            WorkerConfig.from_json(bad if isinstance(bad, str) else json.dumps(bad))
+    with pytest.raises(SystemExit):
+        parse_args(['{"models_dir": "/m"}'])
+    assert "not a worker config" in capsys.readouterr().err
+
+
+def test_the_worker_runs_on_the_config_it_is_handed(tiny_models, astronaut_bgr):
+    """`python -m webapp.worker CONFIG_JSON` as InferenceClient starts it: ready with the views it was
+    given, and a frame of two faces answered with max_faces of them."""
+    import cv2
+    from webapp import wire
+    from webapp.config import WebConfig
+    cfg = WebConfig(models_dir=str(tiny_models), max_faces=1, tta="none", warm_up_faces=1).worker(tiny_models)
+    face = cv2.resize(astronaut_bgr, (320, 320))
+    frame = cv2.imencode(".jpg", np.hstack([face, face]))[1].tobytes()
+    proc = subprocess.Popen([sys.executable, "-m", "webapp.worker", cfg.to_json()], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        ready, _ = wire.read_message(proc.stdout)
+        assert ready["type"] == "ready" and ready["tta"] == "none", ready
+        wire.write_message(proc.stdin, {"type": "batch", "ids": [5]}, [frame])
+        answer, _ = wire.read_message(proc.stdout)
+        (res,) = answer["results"]
+        assert res["id"] == 5 and res["width"] == 640 and len(res["faces"]) == 1
+    finally:
+        proc.stdin.close()
+        assert proc.wait(60) == 0
 
 
 # -- plumbing units ----------------------------------------------------------------------------------
@@ -325,11 +393,11 @@ def test_web_process_never_imports_tensorflow(tiny_models, astronaut_jpeg, tmp_p
     frame.write_bytes(astronaut_jpeg)
     code = textwrap.dedent(f"""
         import sys
-        from webapp import WebConfig, create_app, socketio
+        from webapp import WebConfig, create_app
         app = create_app(WebConfig(models_dir={str(tiny_models)!r}))
         st = app.extensions["fer"]
         assert st.inference.wait_ready(180), st.inference.last_error
-        c = socketio.test_client(app)
+        c = app.extensions["socketio"].test_client(app)
         c.emit("frame", open({str(frame)!r}, "rb").read())
         names = [e["name"] for e in c.get_received()]
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "cv2"))

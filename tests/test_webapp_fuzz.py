@@ -40,8 +40,7 @@ def app(tiny_models):
 
 
 def _connect(app):
-    from webapp import socketio
-    c = socketio.test_client(app)
+    c = app.extensions["socketio"].test_client(app)
     assert c.is_connected()
     c.get_received()  # hello
     return c

@@ -1,7 +1,7 @@
 """Frames over Socket.IO (Flask-SocketIO's test client, threading mode) through the real inference
 worker subprocess on the tiny models folder: results, bad input, limits, batching, a worker crash.
 
-One app for the whole module: `socketio` is module-level, so a second create_app would take it over.
+One app (and so one worker) for the whole module, to save the worker's start-up.
 """
 from __future__ import annotations
 
@@ -31,16 +31,17 @@ def app(tiny_models):
 
 
 @pytest.fixture
-def state(app):
+def limits(app, monkeypatch):
+    """``limits(max_fps=2, ...)`` changes the app's settings for one test (pytest puts them back)."""
     st = app.extensions["fer"]
-    cfg = st.config
-    yield st
-    st.config = cfg  # tests that lower a limit put it back
+
+    def change(**settings):
+        monkeypatch.setattr(st, "config", dataclasses.replace(st.config, **settings))
+    return change
 
 
 def client(app):
-    from webapp import socketio
-    c = socketio.test_client(app)
+    c = app.extensions["socketio"].test_client(app)
     assert c.is_connected()
     hello = c.get_received()
     assert [e["name"] for e in hello] == ["hello"]
@@ -75,8 +76,7 @@ def check_face_result(res, labels, members):
 
 
 def test_hello_carries_limits_and_labels(app):
-    from webapp import socketio
-    c = socketio.test_client(app)
+    c = app.extensions["socketio"].test_client(app)
     (hello,) = c.get_received()
     info = hello["args"][0]
     assert info["max_fps"] == 30 and info["max_frame_bytes"] == 1_000_000
@@ -205,8 +205,8 @@ def test_unknown_event(app, astronaut_jpeg):
     c.disconnect()
 
 
-def test_rate_limit_per_client(app, state, astronaut_jpeg):
-    state.config = dataclasses.replace(state.config, max_fps=2)
+def test_rate_limit_per_client(app, limits, astronaut_jpeg):
+    limits(max_fps=2)
     c, other = client(app), client(app)
     # cheap frames (refused by the decoder in a millisecond) so all three fall in one second
     got = [send(c, b"not an image")[1]["code"] for _ in range(3)]
@@ -220,8 +220,7 @@ def test_rate_limit_per_client(app, state, astronaut_jpeg):
 
 def gate(app, c):
     """The server-side gate of test client ``c``."""
-    from webapp import socketio
-    sid = socketio.server.manager.sid_from_eio_sid(c.eio_sid, "/")
+    sid = app.extensions["socketio"].server.manager.sid_from_eio_sid(c.eio_sid, "/")
     return app.extensions["fer"].gates[sid]
 
 
@@ -246,7 +245,7 @@ def _wait_for(cond, timeout=10.0):
     return False
 
 
-def test_second_frame_in_flight_is_busy(app, state, astronaut_jpeg):
+def test_second_frame_in_flight_is_busy(app, astronaut_jpeg):
     """The worker is paused (SIGSTOP) so the first frame stays in flight while the second arrives."""
     c = client(app)
     g = gate(app, c)
@@ -371,10 +370,10 @@ def test_worker_crash_is_reported_and_recovered(app, astronaut_jpeg):
     other.disconnect()
 
 
-def test_repeated_violations_disconnect_that_client_only(app, state, astronaut_jpeg):
+def test_repeated_violations_disconnect_that_client_only(app, limits, astronaut_jpeg):
     """Oversize frames: an error each; past max_violations within the window, a last 'abuse' error and
     a disconnect. Another client is served throughout, and the offender may connect again."""
-    state.config = dataclasses.replace(state.config, max_violations=3)
+    limits(max_violations=3)
     c, other = client(app), client(app)
     g = gate(app, c)
     sid = next(s for s, v in app.extensions["fer"].gates.items() if v is g)
@@ -396,8 +395,8 @@ def test_repeated_violations_disconnect_that_client_only(app, state, astronaut_j
     other.disconnect()
 
 
-def test_violations_spread_out_are_tolerated(app, state, astronaut_jpeg):
-    state.config = dataclasses.replace(state.config, max_violations=2, violation_window=0.5)
+def test_violations_spread_out_are_tolerated(app, limits, astronaut_jpeg):
+    limits(max_violations=2, violation_window=0.5)
     c = client(app)
     for _ in range(5):
         assert send(c, "not binary")[1]["code"] == "bad_frame"
@@ -406,13 +405,13 @@ def test_violations_spread_out_are_tolerated(app, state, astronaut_jpeg):
     c.disconnect()
 
 
-def test_fairness_under_load(app, state, astronaut_jpeg):
+def test_fairness_under_load(app, limits, astronaut_jpeg):
     """Clients sending as fast as their answers come, all at once: the queue is FIFO and each client
     has one frame in it at most, so each gets about the same share; none is starved. One of them
     sends costly 1280 px frames: it slows every batch it is in, yet gets its share too."""
     import cv2
     from skimage import data
-    state.config = dataclasses.replace(state.config, max_fps=10_000)
+    limits(max_fps=10_000)
     big = cv2.imencode(".jpg", cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (1280, 1280)))[1].tobytes()
     clients = [client(app) for _ in range(6)]
     counts = [0] * len(clients)

@@ -3,20 +3,20 @@
     python -m webapp [--host H] [--port P] [--models DIR] [--certfile F --keyfile K]
     gunicorn -k eventlet -w 1 'webapp:create_app()'      # shared server; settings from FER_* env vars
 
-Exports ``create_app(config=None)`` (the factory), ``socketio`` (the module-level ``SocketIO()``,
-bound to the app by ``socketio.init_app`` in the factory) and ``WebConfig``. They live in
-``webapp.app`` and ``webapp.config`` and are loaded on first use (PEP 562), so that importing this
-package imports nothing else: ``python -m webapp`` can monkey-patch with eventlet before Flask is
-imported, and the inference worker (``python -m webapp.worker``) never loads Flask.
+Exports ``create_app(config=None)`` (the factory; each app carries its own SocketIO at
+``app.extensions['socketio']``) and ``WebConfig``. They live in ``webapp.app`` and ``webapp.config``
+and are loaded on first use (PEP 562), so that importing this package imports nothing else:
+``python -m webapp`` can monkey-patch with eventlet before Flask is imported, and the inference worker
+(``python -m webapp.worker``) never loads Flask.
 """
 
-__all__ = ["create_app", "socketio", "WebConfig"]
+__all__ = ["create_app", "WebConfig"]
 
 
 def __getattr__(name):
-    if name in ("create_app", "socketio"):
-        from . import app
-        return getattr(app, name)
+    if name == "create_app":
+        from .app import create_app
+        return create_app
     if name == "WebConfig":
         from .config import WebConfig
         return WebConfig

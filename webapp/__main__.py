@@ -44,8 +44,7 @@ def main(argv=None) -> int:
         p.error("--certfile and --keyfile go together")
 
     from fer_core.store import ModelsError
-    from webapp import create_app, socketio
-    from webapp.config import WebConfig
+    from webapp import WebConfig, create_app
 
     try:
         cfg = WebConfig.from_env(**({"models_dir": args.models} if args.models else {}))
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     try:
-        socketio.run(app, host=args.host, port=args.port, log_output=args.access_log, **tls)
+        app.extensions["socketio"].run(app, host=args.host, port=args.port, log_output=args.access_log, **tls)
     except KeyboardInterrupt:
         pass
     finally:

@@ -21,11 +21,13 @@ from functools import wraps
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 
+from fer_core import store
+from fer_core.metrics import report_tables
+from fer_core.tta import of as tta_of
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger("webapp.admin")
 
-SPLITS = ("PublicTest", "PrivateTest")
-PROTOCOLS = ("7", "6")
 TOP_FILES = {"confusion.png": "image/png", "report.md": "text/markdown; charset=utf-8",
              "metrics.json": "application/json"}
 MEMBER_FILES = {"curve.png": "image/png", "log.csv": "text/csv; charset=utf-8",
@@ -154,46 +156,7 @@ def load_metrics(models_dir):
         return None, f"metrics.json could not be read ({type(e).__name__}: {e})."
 
 
-def _labels(classes: str):
-    from fer_core.labels import labels_for
-    return labels_for(int(classes))
-
-
-def build_tables(m: dict) -> list[dict]:
-    """The report's layout: per split and protocol, one row per model (members, each rule, the chosen
-    ensemble), one column per class recall, then overall accuracy."""
-    chosen = m.get("chosen") or {}
-    chosen_members = set(chosen.get("members") or [])
-    tables = []
-    for split in SPLITS:
-        for c in PROTOCOLS:
-            labels = _labels(c)
-            rows = []
-
-            def add(name, kind, s):
-                if not isinstance(s, dict) or "recall" not in s:
-                    return
-                rows.append({"name": name, "kind": kind, "accuracy": 100 * float(s.get("accuracy", 0.0)),
-                             "recall": [100 * float(s["recall"].get(l, 0.0)) for l in labels],
-                             "n": s.get("n")})
-
-            for name, per_split in (m.get("members") or {}).items():
-                add(name, "member" if name in chosen_members else "left_out", (per_split.get(split) or {}).get(c))
-            for rule, per_split in (m.get("rules") or {}).items():
-                add(f"ensemble: {rule}", "rule", (per_split.get(split) or {}).get(c))
-            add(f"ensemble (chosen: {chosen.get('rule', '?')})", "ensemble",
-                ((m.get("ensemble") or {}).get(split) or {}).get(c))
-            if rows:
-                best = max(r["accuracy"] for r in rows)
-                for r in rows:
-                    r["best"] = r["accuracy"] == best
-                tables.append({"split": split, "classes": int(c), "labels": list(labels), "rows": rows,
-                               "n": next((r["n"] for r in rows if r["n"]), None)})
-    return tables
-
-
 def _member_names(models_dir, metrics) -> list[str]:
-    from fer_core import store
     names = list(((metrics or {}).get("member_info") or {}).keys())
     for n in store.list_members(models_dir):
         if n not in names:
@@ -211,7 +174,7 @@ def page():
     tables, info, chosen = [], {}, None
     if metrics is not None:
         try:
-            tables = build_tables(metrics)
+            tables = report_tables(metrics)
             info = metrics.get("member_info") or {}
             chosen = metrics.get("chosen")
         except Exception as e:  # noqa: BLE001 - a damaged file gets a notice, not a 500
@@ -221,6 +184,11 @@ def page():
             chosen = json.loads((md / "ensemble.json").read_text())
         except ValueError:
             chosen = None
+    if isinstance(chosen, dict):
+        try:  # the views as one mode name, whichever way the file spells them
+            chosen = dict(chosen, tta=tta_of(chosen))
+        except ValueError:
+            pass  # a damaged value is shown as it stands
     members = _member_names(md, metrics)
     curves = [n for n in members if (md / n / "curve.png").is_file()]
     return render_template("admin.html", tables=tables, notice=notice, info=info, chosen=chosen,

@@ -1,15 +1,17 @@
 """The web app's settings: one dataclass, every default visible with its reason.
 
 ``WebConfig.from_env()`` reads the same settings from environment variables (the names are in
-``ENV`` below), which is how ``gunicorn 'webapp:create_app()'`` is configured.
+``ENV`` below), which is how ``gunicorn 'webapp:create_app()'`` is configured. ``WebConfig.worker()``
+is the inference worker's part of them, a frozen ``WorkerConfig`` without defaults of its own.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 
-from fer_core.tta import resolve as _tta_mode
+from fer_core.tta import TTA, resolve as resolve_tta
 
 
 @dataclass
@@ -25,7 +27,7 @@ class WebConfig:
     max_pixels: int = 2_100_000          # decoded frame size cap (1080p fits): bounds a batch's memory
     max_faces: int = 8                   # faces per frame: a webcam shows one or a few people
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
-    max_batch: int = 16                  # frames per inference call: the queue drained at once when busy
+    max_batch_frames: int = 16           # frames per inference call: the queue drained at once when busy
     warm_up_faces: int = 32              # compile every predict bucket up to this many faces (x2 with TTA)
     request_timeout: float = 30.0        # a frame not answered by then gets error 'timeout'
     worker_start_timeout: float = 300.0  # importing TensorFlow + loading + warming a big ensemble on a CPU
@@ -33,7 +35,7 @@ class WebConfig:
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
     async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
     # -- capacity (docs/benchmarks.md) --
-    tta: str | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
+    tta: TTA | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
@@ -49,8 +51,9 @@ class WebConfig:
     admin_failure_window: float = 300.0  # ... lock that address out (429 + Retry-After) until they age out
 
     def __post_init__(self):
-        if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch < 1 or self.max_faces < 1:
-            raise ValueError("max_frame_bytes, max_fps, max_batch and max_faces must be positive")
+        if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch_frames < 1 or self.max_faces < 1:
+            raise ValueError("max_frame_bytes, max_fps, max_batch_frames and max_faces must be positive, got "
+                             f"{self.max_frame_bytes!r}, {self.max_fps!r}, {self.max_batch_frames!r}, {self.max_faces!r}")
         if self.transport_slack < 1:
             raise ValueError(f"transport_slack must be >= 1, got {self.transport_slack!r}")
         if self.async_mode not in (None, "eventlet", "threading"):
@@ -63,10 +66,9 @@ class WebConfig:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
-        if self.tta is not None:  # the mode names of fer_core/tta.py, or a boolean as FER_TTA=1/0 used to be
-            legacy = {"1": "flip", "true": "flip", "on": "flip", "0": "none", "false": "none", "off": "none"}
-            tta = legacy.get(str(self.tta).strip().lower(), self.tta) if not isinstance(self.tta, bool) else self.tta
-            self.tta = _tta_mode(tta)
+        if self.tta is not None:  # FER_TTA was a boolean switch before it named a mode: 1/0 still work
+            word = str(self.tta).strip().lower()
+            self.tta = resolve_tta(_BOOLEAN.get(word, self.tta) if isinstance(self.tta, str) else self.tta)
         self.cors_allowed_origins  # raises ValueError on a malformed list
 
     @property
@@ -88,6 +90,11 @@ class WebConfig:
         """Socket.IO's max_http_buffer_size: the frame limit with slack for packet framing and politeness."""
         return int(self.max_frame_bytes * self.transport_slack) + 4096
 
+    def worker(self, models_dir) -> "WorkerConfig":
+        """The inference worker's settings (the fields of ``WorkerConfig``), for ``models_dir``."""
+        mine = {f.name: getattr(self, f.name) for f in dataclasses.fields(WorkerConfig) if f.name != "models_dir"}
+        return WorkerConfig(models_dir=str(models_dir), **mine)
+
     @classmethod
     def from_env(cls, env=None, **overrides) -> "WebConfig":
         """Defaults, then environment variables (``ENV``), then ``overrides``."""
@@ -101,6 +108,33 @@ class WebConfig:
         return cls(**kw)
 
 
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The inference worker's settings, taken from a WebConfig once (``WebConfig.worker``): the web
+    process's dispatcher reads the batch size and the timeouts, the worker process gets all of it
+    once, as JSON on its command line. No defaults here: WebConfig holds them, under the same names."""
+    models_dir: str
+    max_batch_frames: int
+    max_faces: int
+    max_pixels: int
+    warm_up_faces: int
+    tta: TTA | None                      # None: the models folder's ensemble.json says
+    tf_threads: int
+    worker_start_timeout: float
+    worker_batch_timeout: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "WorkerConfig":
+        try:
+            d = json.loads(text)
+            return cls(**dict(d, tta=None if d["tta"] is None else resolve_tta(d["tta"])))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"not a worker config ({type(e).__name__}: {e}): {text[:200]!r}") from None
+
+
 # Environment variable for each setting.
 ENV = {
     "models_dir": "FER_MODELS",
@@ -111,7 +145,7 @@ ENV = {
     "max_pixels": "FER_MAX_PIXELS",
     "max_faces": "FER_MAX_FACES",
     "max_fps": "FER_MAX_FPS",
-    "max_batch": "FER_MAX_BATCH",
+    "max_batch_frames": "FER_MAX_BATCH",
     "warm_up_faces": "FER_WARM_UP_FACES",
     "request_timeout": "FER_REQUEST_TIMEOUT",
     "worker_start_timeout": "FER_WORKER_START_TIMEOUT",
@@ -128,14 +162,18 @@ ENV = {
 }
 
 
+# How an environment variable says yes or no.
+_BOOLEAN = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _parse(field: dataclasses.Field, raw: str, name: str):
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
     try:
         if kind.startswith("bool"):
             low = raw.strip().lower()
-            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            if low not in _BOOLEAN:
                 raise ValueError(raw)
-            return low in ("1", "true", "yes", "on")
+            return _BOOLEAN[low]
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):

@@ -13,6 +13,9 @@ written anywhere; logs carry no image data.
 
 Answers go to the asking client only and bypass the message queue (``ignore_queue``): with several
 server processes behind a sticky proxy, that client is always connected to this very process.
+
+``init_app(socketio)`` registers the handlers on an app's SocketIO; they reach that app's state
+through ``current_app``, so each app created in a process serves its own clients.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ from collections import deque
 from flask import current_app, request
 from flask_socketio import emit
 
-from .app import socketio
 from .inference import InferenceError
 
 log = logging.getLogger("webapp.events")
@@ -118,7 +120,7 @@ def _peer() -> str:
 def _close_client() -> None:
     """Disconnect the current client: its Socket.IO session, then its Engine.IO connection (which
     sends what is queued, the last error included, before closing), so that it cannot carry on."""
-    server = socketio.server
+    server = current_app.extensions["socketio"].server
     sid, ns = request.sid, request.namespace or "/"
     try:
         eio_sid = server.manager.eio_sid_from_sid(sid, ns)
@@ -129,7 +131,6 @@ def _close_client() -> None:
         log.debug("disconnect: %s", type(e).__name__)
 
 
-@socketio.on("connect")
 def on_connect(auth=None):
     st = _state()
     st.gates[request.sid] = ClientGate()
@@ -140,14 +141,12 @@ def on_connect(auth=None):
          ignore_queue=True)
 
 
-@socketio.on("disconnect")
 def on_disconnect(reason=None):
     st = _state()
     if st.gates.pop(request.sid, None) is not None:
         st.stats.disconnected()
 
 
-@socketio.on("frame")
 def on_frame(*args):
     t0 = time.perf_counter()
     st = _state()
@@ -184,6 +183,13 @@ def on_frame(*args):
     emit("result", out, ignore_queue=True)
 
 
-@socketio.on("*")
 def on_other(event, *args):
     _error("unknown_event", f"unknown event {str(event)[:40]!r}: send 'frame'")
+
+
+def init_app(socketio) -> None:
+    """Register the protocol's handlers on ``socketio`` (Flask-SocketIO's ``on_event``)."""
+    socketio.on_event("connect", on_connect)
+    socketio.on_event("disconnect", on_disconnect)
+    socketio.on_event("frame", on_frame)
+    socketio.on_event("*", on_other)  # any other event: an error, not silence

@@ -8,10 +8,10 @@ threads stopped answering after a few hundred frames). Instead::
 
 * ``infer(jpeg)`` queues a request and waits on its event (a green wait under eventlet).
 * The dispatcher takes the first queued request, then everything else already queued (up to
-  ``max_batch``), sends it as one batch, reads the answer and wakes each waiter. While the worker is
+  ``max_batch_frames``), sends it as one batch, reads the answer and wakes each waiter. While the worker is
   busy, new requests pile up in the queue and go together next time: micro-batching without timers.
-* A watchdog thread kills a worker that takes longer than ``batch_timeout`` on a batch (or
-  ``start_timeout`` to start). A dead worker fails its batch's requests with an error; the dispatcher
+* A watchdog thread kills a worker that takes longer than ``worker_batch_timeout`` on a batch (or
+  ``worker_start_timeout`` to start). A dead worker fails its batch's requests with an error; the dispatcher
   starts a new worker (backing off when it keeps dying), and requests meanwhile get 'starting'.
 
 Only ``threading``, ``queue`` and ``subprocess`` are used, so the same code runs on real threads
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from . import wire
+from .config import WorkerConfig
 
 log = logging.getLogger("webapp.inference")
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,16 +55,16 @@ class _Request:
         self.result = self.error = None
         self.cancelled = False
 
+    def fail(self, error: InferenceError) -> None:
+        """Answer the waiting handler with ``error``."""
+        self.error = error
+        self.done.set()
+
 
 class InferenceClient:
-    def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
-                 warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
-                 python: str | None = None, tta: str | None = None, tf_threads: int = 0):
-        self.models_dir = str(models_dir)
-        self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
-        self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
+    def __init__(self, config: WorkerConfig, python: str | None = None):
+        self.config = config                 # handed to each worker it starts, whole
         self.python = python or sys.executable
-        self.tta, self.tf_threads = tta, tf_threads
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
@@ -74,7 +75,6 @@ class InferenceClient:
         self._proc: subprocess.Popen | None = None
         self._deadline: float | None = None  # watchdog: kill the worker if still busy at this time
         self._closed = False
-        self._lock = threading.Lock()
         self._ready = threading.Event()
         self._dispatcher: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
@@ -134,9 +134,7 @@ class InferenceClient:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
-               "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
-               "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads)]
+        cmd = [self.python, "-m", "webapp.worker", self.config.to_json()]
         # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
 
@@ -165,7 +163,7 @@ class InferenceClient:
         self.state = "starting"
         self._ready.clear()
         self._spawn()
-        self._deadline = time.monotonic() + self.start_timeout
+        self._deadline = time.monotonic() + self.config.worker_start_timeout
         try:
             header, _ = wire.read_message(self._proc.stdout)
         except wire.WireError:
@@ -207,7 +205,7 @@ class InferenceClient:
             if req is None:
                 break
             batch = [req]
-            while len(batch) < self.max_batch:
+            while len(batch) < self.config.max_batch_frames:
                 try:
                     r = self._q.get_nowait()
                 except queue.Empty:
@@ -225,7 +223,7 @@ class InferenceClient:
     def _send(self, batch: list[_Request]) -> None:
         proc = self._proc
         try:
-            self._deadline = time.monotonic() + self.batch_timeout
+            self._deadline = time.monotonic() + self.config.worker_batch_timeout
             wire.write_message(proc.stdin, {"type": "batch", "ids": [r.id for r in batch]}, [r.data for r in batch])
             header, _ = wire.read_message(proc.stdout)
             if header.get("type") != "results":
@@ -241,8 +239,7 @@ class InferenceClient:
             err = (InferenceError("unavailable", "the server is shutting down") if self._closed else
                    InferenceError("worker_crashed", "the inference worker stopped; it is being restarted"))
             for r in batch:
-                r.error = err
-                r.done.set()
+                r.fail(err)
             return
         self._deadline = None
         self.batches += 1
@@ -253,14 +250,13 @@ class InferenceClient:
             if r is None:
                 continue
             if "error" in res:
-                r.error = InferenceError(res.get("code", "bad_image"), str(res["error"]))
-            else:
-                r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
-                            "batch": len(batch)}
+                r.fail(InferenceError(res.get("code", "bad_image"), str(res["error"])))
+                continue
+            r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
+                        "batch": len(batch)}
             r.done.set()
         for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
-            r.error = InferenceError("internal", "no result for this frame")
-            r.done.set()
+            r.fail(InferenceError("internal", "no result for this frame"))
 
     def _fail_queued(self, err: InferenceError) -> None:
         while True:
@@ -271,8 +267,7 @@ class InferenceClient:
             if r is None:
                 self._closed = True
                 continue
-            r.error = err
-            r.done.set()
+            r.fail(err)
 
     def _sleep_unless_closed(self, seconds: float) -> None:
         end = time.monotonic() + seconds

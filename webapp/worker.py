@@ -1,7 +1,6 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
-    python -m webapp.worker --models DIR [--max-faces 8] [--max-pixels N] [--warm-up 32]
-                            [--tta auto|none|flip|zoom-flip] [--tf-threads N]
+    python -m webapp.worker CONFIG_JSON      # a webapp.config.WorkerConfig, as InferenceClient starts it
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
 read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
@@ -17,19 +16,17 @@ import signal
 import sys
 import time
 
-from fer_core.tta import MODES as TTA_MODES
+from webapp.config import WorkerConfig
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> WorkerConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", required=True, help="models folder")
-    p.add_argument("--max-faces", type=int, default=8)
-    p.add_argument("--max-pixels", type=int, default=2_100_000)
-    p.add_argument("--warm-up", type=int, default=32, help="compile predict buckets up to this many faces")
-    p.add_argument("--tta", choices=("auto",) + TTA_MODES, default="auto",
-                   help="test-time views (auto: the models folder's ensemble.json; fer_core/tta.py)")
-    p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
-    return p.parse_args(argv)
+    p.add_argument("config", help="the worker's settings as JSON (webapp.config.WorkerConfig)")
+    args = p.parse_args(argv)
+    try:
+        return WorkerConfig.from_json(args.config)
+    except ValueError as e:
+        p.error(str(e))
 
 
 def log(msg: str) -> None:
@@ -82,7 +79,7 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dic
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    cfg = parse_args(argv)
     # The protocol owns the real stdout; anything else printing to fd 1 (Python or C code) goes to stderr.
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -91,20 +88,20 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import warnings
-    # Pillow warns about images over 89 M pixels; decode_image refuses anything over --max-pixels anyway.
+    # Pillow warns about images over 89 M pixels; decode_image refuses anything over max_pixels anyway.
     warnings.filterwarnings("ignore", message=r"Image size .* could be decompression bomb")
 
     from webapp import wire
 
     t0 = time.perf_counter()
     try:
-        if args.tf_threads > 0:  # before TensorFlow's runtime starts, i.e. before any model is built
+        if cfg.tf_threads > 0:  # before TensorFlow's runtime starts, i.e. before any model is built
             import tensorflow as tf
-            tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.tf_threads)
         from fer_core.predict import Predictor
-        pred = Predictor(args.models, tta=None if args.tta == "auto" else args.tta)
-        pred.warm_up(args.warm_up)
+        pred = Predictor(cfg.models_dir, tta=cfg.tta)
+        pred.warm_up(cfg.warm_up_faces)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
         log(f"cannot load the models: {reason}")
@@ -124,7 +121,7 @@ def main(argv=None) -> int:
             log(f"unknown message type {header.get('type')!r}")
             continue
         ids = header.get("ids", [])
-        results = handle_batch(pred, ids, blobs, args.max_faces, args.max_pixels)
+        results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels)
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
+from .ends import check_head, class_probabilities, image_input, pool
+
 
 def _conv(x, filters, size, reg, name, bn_momentum=0.99):
     x = layers.Conv2D(filters, size, padding="same", use_bias=False, kernel_regularizer=reg, name=name)(x)
@@ -32,11 +34,9 @@ def inception(blocks=(2, 2, 2, 2), n0: int = 64, step: int = 32, stem: int = 64,
     (or global average pooling with ``head='avg'``), dropout, dense softmax. L2 ``l2`` (report: 2e-4) on
     every convolution. Where the report is silent: batch norm + ReLU after every convolution; the stem
     and the stage layout are ours."""
-    if head not in ("flatten", "avg"):
-        raise ValueError(f"head must be 'flatten' or 'avg', got {head!r}")
+    check_head(head)
     reg = regularizers.l2(l2) if l2 else None
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    inputs, x = image_input(input_shape)
     x = _conv(x, stem, 3, reg, "stem_conv", bn_momentum)
     k = 0
     for s, count in enumerate(blocks, start=1):
@@ -45,8 +45,4 @@ def inception(blocks=(2, 2, 2, 2), n0: int = 64, step: int = 32, stem: int = 64,
             k += 1
         if s < len(blocks):
             x = layers.MaxPooling2D(2, name=f"block{s}_pool")(x)
-    x = layers.Flatten(name="flatten")(x) if head == "flatten" else layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="head_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, class_probabilities(pool(x, head), num_classes, dropout), name=name)

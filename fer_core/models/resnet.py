@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
+from .ends import class_probabilities, image_input, pool
+
 
 def residual_block(x, filters: int, stride: int, reg, name: str, bn_momentum: float = 0.99):
     """The report's block: B, then C-F-B-C (conv, activation, batch norm, conv) added to the B output.
@@ -31,16 +33,11 @@ def resnet(depths=(3, 4, 6, 3), filters=(64, 128, 256, 512), l2: float = 1e-4, d
     if len(depths) != len(filters):
         raise ValueError(f"depths and filters must have the same length, got {depths!r} and {filters!r}")
     reg = regularizers.l2(l2) if l2 else None
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    inputs, x = image_input(input_shape)
     x = layers.Conv2D(filters[0], 3, padding="same", kernel_regularizer=reg, name="stem_conv")(x)
     for s, (d, f) in enumerate(zip(depths, filters), start=1):
         for j in range(1, d + 1):
             x = residual_block(x, f, 2 if (j == 1 and s > 1) else 1, reg, f"block{s}_res{j}", bn_momentum)
     x = layers.BatchNormalization(momentum=bn_momentum, name="head_bn")(x)
     x = layers.Activation("relu", name="head_relu")(x)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="head_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, class_probabilities(pool(x, "avg"), num_classes, dropout), name=name)

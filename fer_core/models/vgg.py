@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
+from .ends import check_head, class_probabilities, image_input, pool
+
 
 def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128), num_classes: int = 7,
         conv_dropout: float = 0.25, dense_dropout: float = 0.5, l2_first: float = 0.0,
@@ -23,11 +25,9 @@ def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128),
     """
     if variant not in ("v0", "v1", "v2"):
         raise ValueError(f"variant must be 'v0', 'v1' or 'v2', got {variant!r}")
-    if head not in ("flatten", "avg"):
-        raise ValueError(f"head must be 'flatten' or 'avg', got {head!r}")
+    check_head(head)
     bn = variant != "v0"
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    inputs, x = image_input(input_shape)
     for b, f in enumerate(filters, start=1):
         for c in (1, 2):
             reg = l2_first if (b, c) == (1, 1) and l2_first else l2
@@ -42,7 +42,7 @@ def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128),
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
         if conv_dropout:
             x = layers.Dropout(conv_dropout, name=f"block{b}_drop")(x)
-    x = layers.Flatten(name="flatten")(x) if head == "flatten" else layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = pool(x, head)
     for i, units in enumerate(dense, start=1):
         x = layers.Dense(units, use_bias=not bn, kernel_regularizer=regularizers.l2(l2) if l2 else None,
                          name=f"fc{i}")(x)
@@ -51,5 +51,4 @@ def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128),
         x = layers.Activation("relu", name=f"fc{i}_relu")(x)
         if dense_dropout:
             x = layers.Dropout(dense_dropout, name=f"fc{i}_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, class_probabilities(x, num_classes), name=name)
