@@ -16,34 +16,69 @@ from .predict import Predictor
 EVAL_SPLITS = ("PublicTest", "PrivateTest")
 
 
-def member_probabilities(pred: Predictor, data: FerData, splits=EVAL_SPLITS) -> dict[str, np.ndarray]:
-    """Members' probabilities (M, N, C) per split, with the predictor's TTA setting."""
-    return {s: pred.member_probs(data[s].x).transpose(1, 0, 2) for s in splits if s in data.splits}
+# Images per progress step: a multiple of the predictor's largest batch (64), so chunking changes
+# no batch the members see, and small enough that a progress bar moves every second or two.
+CHUNK = 512
 
 
-def evaluate(models_dir, data: FerData, all_members: bool = True) -> dict:
+def member_probabilities(pred: Predictor, data: FerData, splits=EVAL_SPLITS, progress=None) -> dict[str, np.ndarray]:
+    """Members' probabilities (M, N, C) per split, with the predictor's TTA setting.
+    ``progress(n)``, if given, is called after every chunk with the number of images it scored."""
+    out = {}
+    for s in splits:
+        if s not in data.splits:
+            continue
+        x = data[s].x
+        parts = []
+        for i in range(0, len(x), CHUNK):
+            parts.append(pred.member_probs(x[i:i + CHUNK]))
+            if progress is not None:
+                progress(len(parts[-1]))
+        out[s] = (np.concatenate(parts) if parts else pred.member_probs(x)).transpose(1, 0, 2)
+    return out
+
+
+def evaluate(models_dir, data: FerData, all_members: bool = True, progress=None) -> dict:
     """Scores of each member, of the chosen ensemble, and of every combination rule over the chosen
-    members (rule weights from PublicTest), on PublicTest and PrivateTest, 7- and 6-class protocols."""
+    members (rule weights from PublicTest), on PublicTest and PrivateTest, 7- and 6-class protocols.
+
+    ``progress(done, total)``, if given, is called as images are scored (an image counts once per
+    model that scores it: the chosen ensemble, then each member left out of it)."""
     models_dir = store.resolve_models_dir(models_dir)
     chosen = Predictor(models_dir)
-    probs = member_probabilities(chosen, data)
+    # Members outside the chosen ensemble are scored too, so the tables show what was left out.
+    names = list(chosen.member_names)
+    extra = [n for n in store.list_members(models_dir) if n not in names] if all_members else []
+    others = []
+    for n in extra:
+        m, side = store.load_member(models_dir / n)
+        if side["labels"] == chosen.labels:
+            others.append((n, m))
+    n_images = sum(len(data[s]) for s in EVAL_SPLITS if s in data.splits)
+    done = [0, n_images * (1 + len(others))]
+
+    def step(n):
+        done[0] += n
+        progress(done[0], done[1])
+
+    tick = step if progress is not None else None
+    if tick is not None:
+        tick(0)
+    probs = member_probabilities(chosen, data, progress=tick)
     y = {s: data[s].y for s in probs}
     out = {"members": {}, "ensemble": {}, "rules": {}, "chosen": {
         "members": chosen.member_names, "rule": chosen.spec.get("rule"),
         "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta}}
-    # Members outside the chosen ensemble are scored too, so the tables show what was left out.
-    names = list(chosen.member_names)
-    extra = [n for n in store.list_members(models_dir) if n not in names] if all_members else []
-    if extra:
+    if others:
         from .train import predict_probs
-        others = []
-        for n in extra:
-            m, side = store.load_member(models_dir / n)
-            if side["labels"] == chosen.labels:
-                others.append((n, m))
         for n, m in others:
             for s in probs:
-                probs[s] = np.concatenate([probs[s], predict_probs(m, data[s].x, tta=chosen.tta)[None]])
+                x, parts = data[s].x, []
+                for i in range(0, len(x), CHUNK):
+                    parts.append(predict_probs(m, x[i:i + CHUNK], tta=chosen.tta))
+                    if tick is not None:
+                        tick(len(parts[-1]))
+                probs[s] = np.concatenate([probs[s], np.concatenate(parts)[None]])
             names.append(n)
     for i, n in enumerate(names):
         out["members"][n] = {s: both_protocols(y[s], probs[s][i]) for s in probs}
