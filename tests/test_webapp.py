@@ -212,6 +212,49 @@ def test_admin_tables_from_metrics(models_with_metrics):
     assert "Training curves" in html
 
 
+def _cells(table_html):
+    """[(row classes, [(cell attributes, text)])] of an accuracy table's body."""
+    body = table_html.split("<tbody>")[1]
+    return [(cls.split(), re.findall(r"<td([^>]*)>(.*?)</td>", row, re.S))
+            for cls, row in re.findall(r'<tr class="([^"]*)">(.*?)</tr>', body, re.S)]
+
+
+def test_admin_marks_the_chosen_row_and_the_best_number_per_column(models_with_metrics):
+    m = json.loads((models_with_metrics / "metrics.json").read_text())
+    html = make_app(models_with_metrics).test_client().get("/admin").get_data(as_text=True)
+    key = re.search(r'<p class="key" id="table-key">(.*?)</p>', html, re.S).group(1)
+    assert "tag-chosen" in key and "the best number in its column" in " ".join(key.split())
+    tables = re.findall(r'<table class="acc">(.*?)</table>', html, re.S)
+    assert len(tables) == 4
+    for t in tables:
+        rows = _cells(t)
+        chosen = [cells for cls, cells in rows if "chosen" in cls]
+        assert len(chosen) == 1, "exactly one chosen row per table"
+        assert f'<span class="tag tag-chosen">chosen</span>ensemble (chosen: {m["chosen"]["rule"]})' in chosen[0][0][1]
+        assert sum("tag-chosen" in cells[0][1] for _, cells in rows) == 1
+        # green (class "best") exactly where the shown number is its column's highest
+        values = [[float(text) for _, text in cells[1:]] for _, cells in rows]
+        for j in range(len(values[0])):
+            top = max(v[j] for v in values)
+            marked = ["best" in re.findall(r'class="([^"]*)"', cells[1 + j][0] + 'class=""')[0].split()
+                      for _, cells in rows]
+            assert marked == [v[j] == top for v in values], (j, values)
+    # curves load with the page: a screenshot shows them without scrolling first
+    assert 'loading="lazy"' not in html
+
+
+def test_best_marks_follow_the_shown_numbers_not_the_chosen_row():
+    from webapp.admin import _mark_best
+    # PrivateTest, 6 classes, as shipped: "accuracy" is a hair above the chosen "average"
+    rows = [{"name": "ensemble: accuracy", "recall": [68.52, 81.49], "accuracy": 70.270},
+            {"name": "ensemble (chosen: average)", "recall": [68.48, 81.21], "accuracy": 70.242},
+            {"name": "vgg_s", "recall": [65.61, 80.04], "accuracy": 69.351}]
+    _mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False, False]
+    # 68.52 and 68.48 both show as 68.5: both green; 81.49 (81.5) alone in its column
+    assert [r["best_recall"] for r in rows] == [[True, True], [True, False], [False, False]]
+
+
 def test_admin_pictures_are_served_safely(models_with_metrics):
     app = make_app(models_with_metrics)
     c = app.test_client()

@@ -184,12 +184,23 @@ def build_tables(m: dict) -> list[dict]:
             add(f"ensemble (chosen: {chosen.get('rule', '?')})", "ensemble",
                 ((m.get("ensemble") or {}).get(split) or {}).get(c))
             if rows:
-                best = max(r["accuracy"] for r in rows)
-                for r in rows:
-                    r["best"] = r["accuracy"] == best
+                _mark_best(rows)
                 tables.append({"split": split, "classes": int(c), "labels": list(labels), "rows": rows,
                                "n": next((r["n"] for r in rows if r["n"]), None)})
     return tables
+
+
+def _mark_best(rows: list[dict]) -> None:
+    """Per column, the rows holding the best number as the page shows it (recall to 0.1, accuracy to
+    0.01), so numbers that look equal are marked alike: ``best_recall`` per class, ``best`` overall."""
+    def shown(v, digits):
+        return float(f"{v:.{digits}f}")
+
+    top = [max(shown(r["recall"][j], 1) for r in rows) for j in range(len(rows[0]["recall"]))]
+    top_acc = max(shown(r["accuracy"], 2) for r in rows)
+    for r in rows:
+        r["best_recall"] = [shown(v, 1) == t for v, t in zip(r["recall"], top)]
+        r["best"] = shown(r["accuracy"], 2) == top_acc
 
 
 def _member_names(models_dir, metrics) -> list[str]:
