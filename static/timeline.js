@@ -138,14 +138,13 @@
   }
 
   // time (ISO 8601, UTC), seconds since the first row, faces in the frame, the label shown, whether it
-  // was smoothed, then one probability per class; a frame without a face has an empty label and
-  // empty probabilities.
+  // was smoothed (1/0), then one probability per class; a frame without a face leaves the last ones empty.
   Timeline.toCSV = function (labels, samples) {
-    var rows = [['time', 'seconds', 'faces', 'label', 'smoothed'].concat(labels).join(',')];
+    var rows = [['time', 'seconds', 'faces', 'label', 'smoothed'].concat(labels).map(field).join(',')];
     var t0 = samples.length ? samples[0].t : 0;
     samples.forEach(function (s) {
       var row = [new Date(s.wall).toISOString(), ((s.t - t0) / 1000).toFixed(3), s.faces,
-        s.label || '', s.smoothed ? 1 : 0];
+        s.label || '', s.probs ? (s.smoothed ? 1 : 0) : ''];
       labels.forEach(function (l) { row.push(s.probs ? (s.probs[l] || 0).toFixed(4) : ''); });
       rows.push(row.map(field).join(','));
     });

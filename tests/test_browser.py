@@ -143,7 +143,7 @@ def _check_csv(text: str, labels: list[str]) -> list[list[str]]:
             assert abs(sum(p) - 1) < 0.01, r
             assert r[3] == labels[int(np.argmax(p))], r
         else:
-            assert r[2] == "0" and r[5:] == [""] * len(labels)
+            assert r[2] == "0" and r[4:] == [""] * (1 + len(labels))
     return body
 
 
@@ -208,6 +208,19 @@ def test_live_page_shows_a_label(server, y4m, size, tmp_path):
         saved = got[0].read_bytes().decode()  # as written: CRLF line ends kept
         assert saved.startswith(csv_text.split("\r\n", 2)[0] + "\r\n" + csv_text.split("\r\n", 2)[1])
         assert len(_check_csv(saved, labels7)) >= len(body)
+        (ARTIFACTS / f"timeline-{'desktop' if size[0] > 600 else 'phone'}.csv").write_text(saved, newline="")
+        # the builder itself: a frame without a face, and a label that needs quoting
+        assert d.execute_script("""return FerTimeline.toCSV(['a', 'b,c'], [
+            {t: 1000, wall: Date.UTC(2026, 0, 2, 3, 4, 5, 6), faces: 2, label: 'a', probs: {a: 0.7, 'b,c': 0.3}, smoothed: true},
+            {t: 2501, wall: Date.UTC(2026, 0, 2, 3, 4, 6, 507), faces: 0, label: null, probs: null, smoothed: false}])""") \
+            == ('time,seconds,faces,label,smoothed,a,"b,c"\r\n'
+                "2026-01-02T03:04:05.006Z,0.000,2,a,1,0.7000,0.3000\r\n"
+                "2026-01-02T03:04:06.507Z,1.501,0,,,,\r\n")
+        # the CSV keeps ten minutes: older samples are dropped as new ones come
+        assert d.execute_script("""const t = new FerTimeline(document.createElement('canvas'), null, {});
+            t.setLabels(['a']);
+            for (let s = 0; s <= 660; s += 30) t.add({t: s * 1000, wall: s * 1000, faces: 1, label: 'a', probs: {a: 1}});
+            return t.samples.map(x => x.t / 1000)""") == list(range(60, 661, 30))
         votes = d.find_elements(By.CSS_SELECTOR, "#votes li")
         assert len(votes) == len(health["members"])  # one vote per ensemble member
         assert "never stored" in d.find_element(By.ID, "privacy").text
@@ -241,6 +254,9 @@ def test_live_page_shows_a_label(server, y4m, size, tmp_path):
                 assert chosen[0].text.startswith("CHOSEN ensemble (chosen: ")
             assert "best number in its column" in d.find_element(By.ID, "table-key").text
             _full_page_screenshot(d, ARTIFACTS / "admin.png")
+            # the parts docs/img/admin-chosen.png is made of (scripts/docs_images.py)
+            d.find_element(By.ID, "table-key").screenshot(str(ARTIFACTS / "admin-key.png"))
+            tables[-1].find_element(By.XPATH, "ancestor::section").screenshot(str(ARTIFACTS / "admin-table.png"))
             logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
             assert not logs, logs
     finally:
