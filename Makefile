@@ -4,11 +4,15 @@ VENV ?= .venv
 ARGS ?=
 PYTEST_ARGS ?=
 
+# The first run installs about 2 GB (TensorFlow is most of it): say so, and let pip show its progress.
 $(VENV)/.installed: requirements.txt
+	@echo "Setting up $(VENV) with $$($(PYTHON) --version 2>&1) ($(PYTHON); choose another with make PYTHON=python3.11)."
+	@echo "First time only: pip installs about 2 GB into $(VENV) (TensorFlow is most of it); this takes minutes."
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	$(VENV)/bin/python -m pip install -r requirements.txt
 	touch $@
+	@echo "Installed. Run this project's Python as $(VENV)/bin/python, or after: source $(VENV)/bin/activate"
 
 .PHONY: setup run test bench bench-load
 setup: $(VENV)/.installed

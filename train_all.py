@@ -1,7 +1,7 @@
 """Train every member, choose the ensemble on PublicTest, evaluate, write what the app reads.
 
     python train_all.py [--data PATH] [--out models] [--members small|report|all|a,b,c] [--epochs N]
-    python train_all.py --quick --data ../shared/datasets/fer2013/fer2013.csv.gz   # minutes on a CPU
+    python train_all.py --quick --data ../shared/datasets/fer2013/fer2013.csv.gz   # minutes on a CPU; a pipeline check (~26%)
 
 Interrupted runs resume: members that are done are skipped, a member in progress continues from its
 last epoch. Each step is a fer_core function (train.train_member, evaluate.choose_ensemble,
@@ -19,6 +19,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+FERPLUS_TARGETS = ("ferplus-majority", "ferplus-votes")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
@@ -27,15 +30,23 @@ def parse_args(argv=None):
                    help="'small' (what ships, default), 'report' (the report's nine), 'all', or names a,b,c")
     p.add_argument("--epochs", type=int, help="override every member's epoch count")
     p.add_argument("--classes", type=int, choices=(6, 7), help="label protocol to train (default 7)")
-    p.add_argument("--target", choices=("fer2013", "ferplus-majority", "ferplus-votes"),
-                   help="training targets (FER+ needs --ferplus)")
-    p.add_argument("--ferplus", help="fer2013new.csv (default: beside the FER2013 file)")
+    p.add_argument("--target", choices=("fer2013", *FERPLUS_TARGETS),
+                   help="training targets: FER2013's labels (default), or the FER+ annotators' votes "
+                        "(majority label, or the vote distribution) from the --ferplus file")
+    p.add_argument("--ferplus", metavar="CSV",
+                   help="FER+ fer2013new.csv for --target ferplus-* (default: fer2013new.csv beside the FER2013 file)")
     p.add_argument("--limit", type=int, help="keep the first N rows of each split")
     p.add_argument("--min-size", type=int, default=6, help="smallest ensemble subset scored (report: 6)")
     p.add_argument("--max-size", type=int, default=11, help="largest ensemble subset scored (report: 11)")
-    p.add_argument("--quick", action="store_true", help="tiny members, a data subset, a few minutes on a CPU")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny members on a data subset, a few minutes on a CPU; they score about 26%% and "
+                        "only check that the pipeline runs (written to runs/quick, not models/)")
     p.add_argument("--no-ensemble", action="store_true", help="train only; skip ensemble choice and evaluation")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.ferplus and args.target not in FERPLUS_TARGETS:  # it would be silently ignored otherwise
+        p.error(f"--ferplus {args.ferplus} is read only with --target {' or '.join(FERPLUS_TARGETS)} "
+                f"(got --target {args.target or 'fer2013'})")
+    return args
 
 
 def member_names(arg: str | None, quick: bool) -> list[str]:

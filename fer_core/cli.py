@@ -5,21 +5,62 @@ import argparse
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+class Progress:
+    """A one-line progress counter on ``stream``, redrawn at most every ``interval`` seconds;
+    silent unless the stream is a terminal, so logs and pipes get no carriage-return noise."""
+
+    INTERVAL = 0.25
+
+    def __init__(self, what: str, stream=None, interval: float | None = None, enabled: bool | None = None):
+        self.what, self.stream = what, stream or sys.stderr
+        self.interval = self.INTERVAL if interval is None else interval
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._start = None  # the first call (done 0) starts the clock for the time left
+        self._last = -self.interval
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        if 0 < done < total and now - self._last < self.interval:
+            return
+        self._last = now
+        pct = 100 * done // total if total else 100
+        bar = "#" * (pct // 5) + "." * (20 - pct // 5)
+        spent = now - self._start
+        left = f", ~{spent / done * (total - done):.0f} s left" if 0 < done < total else ""
+        self.stream.write(f"\r{self.what} [{bar}] {done:,}/{total:,} images {pct}% {spent:.0f} s{left}  ")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
 def _evaluate(args) -> int:
     from . import store
-    from .data import load_fer2013
+    from .data import load_fer2013, resolve_data_path
     from .evaluate import evaluate, write_metrics
     from .metrics import markdown_tables
 
+    progress = Progress("scoring")
+    progress.note(f"reading {resolve_data_path(args.data)} ...")
     data = load_fer2013(args.data)
     if args.split and args.split not in data.splits:
         raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
     models_dir = store.resolve_models_dir(args.models)
-    metrics = evaluate(models_dir, data)
+    progress.note("loading the models ...")
+    metrics = evaluate(models_dir, data, progress=progress)
     if args.write:
         write_metrics(models_dir, metrics)
     if args.json:
@@ -50,6 +91,8 @@ def _predict(args) -> int:
         except (ValueError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
+            # kept in the JSON array, in order, so a script can tell which file failed and why
+            results.append({"path": path, "error": str(e)})
             continue
         results.append({"path": path, "faces": faces})
         if not args.json:
@@ -95,7 +138,9 @@ def _models_option(p) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER2013 ensemble: evaluate and predict.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("evaluate", help="recompute every table from the weights in a models folder")
+    e = sub.add_parser("evaluate", help="recompute every table from the weights in a models folder",
+                       description="Recompute every table from the weights in a models folder. On a terminal, "
+                                   "a progress line goes to stderr (none when stderr is a pipe or a file).")
     _data_option(e)
     _models_option(e)
     e.add_argument("--split", choices=("PublicTest", "PrivateTest"), help="only this split")
@@ -106,7 +151,8 @@ def main(argv=None) -> int:
     r = sub.add_parser("predict", help="find faces in images and classify them")
     r.add_argument("images", nargs="+", metavar="IMAGE")
     _models_option(r)
-    r.add_argument("--json", action="store_true", help='print [{"path", "faces": [...]}]')
+    r.add_argument("--json", action="store_true", help='print [{"path", "faces": [...]}, ...]; a file that could not be read '
+                   'gets {"path", "error"} instead of "faces" (exit status 1)')
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
     r.set_defaults(fn=_predict)

@@ -43,33 +43,65 @@ def choose_ensemble(models_dir, data: FerData, classes: int = 7, min_size: int =
     return dict(best, labels=labels, chosen_on="PublicTest")
 
 
-def member_probabilities(pred: Predictor, data: FerData, splits=SCORED_SPLITS) -> dict[str, np.ndarray]:
-    """Members' probabilities (M, N, C) per split, with the predictor's TTA setting."""
-    return {s: pred.member_probs(data[s].x).transpose(1, 0, 2) for s in splits if s in data.splits}
+# Images per progress step: a multiple of the predictor's largest batch (64), so chunking changes
+# no batch the members see, and small enough that a progress bar moves every second or two.
+CHUNK = 512
 
 
-def evaluate(models_dir, data: FerData) -> dict:
+def _chunked(fn, x: np.ndarray, tick=None) -> np.ndarray:
+    """``fn`` over ``x`` in CHUNK-image pieces, concatenated; ``tick(n)`` after each piece."""
+    parts = []
+    for i in range(0, len(x), CHUNK):
+        parts.append(fn(x[i:i + CHUNK]))
+        if tick is not None:
+            tick(len(parts[-1]))
+    return np.concatenate(parts) if parts else fn(x)
+
+
+def member_probabilities(pred: Predictor, data: FerData, splits=SCORED_SPLITS, progress=None) -> dict[str, np.ndarray]:
+    """Members' probabilities (M, N, C) per split, with the predictor's TTA setting.
+    ``progress(n)``, if given, is called after every chunk with the number of images it scored."""
+    return {s: _chunked(pred.member_probs, data[s].x, progress).transpose(1, 0, 2)
+            for s in splits if s in data.splits}
+
+
+def evaluate(models_dir, data: FerData, progress=None) -> dict:
     """Scores of each member (those left out of the ensemble too), of the chosen ensemble, and of every
     combination rule over the chosen members (rule weights from PublicTest), on PublicTest and
-    PrivateTest, 7- and 6-class protocols, all with the chosen ensemble's test-time views."""
+    PrivateTest, 7- and 6-class protocols, all with the chosen ensemble's test-time views.
+
+    ``progress(done, total)``, if given, is called as images are scored (an image counts once per
+    model that scores it: the chosen ensemble, then each member left out of it)."""
     models_dir = store.resolve_models_dir(models_dir)
     chosen = Predictor(models_dir)
-    probs = member_probabilities(chosen, data)
+    # Members outside the chosen ensemble are scored too, so the tables show what was left out.
+    names = list(chosen.member_names)
+    others = []
+    for n in (n for n in store.list_members(models_dir) if n not in names):
+        m, side = store.load_member(models_dir / n)
+        if side["labels"] == chosen.labels:
+            others.append((n, m))
+    n_images = sum(len(data[s]) for s in SCORED_SPLITS if s in data.splits)
+    done = [0, n_images * (1 + len(others))]
+
+    def step(n):
+        done[0] += n
+        progress(done[0], done[1])
+
+    tick = step if progress is not None else None
+    if tick is not None:
+        tick(0)
+    probs = member_probabilities(chosen, data, progress=tick)
     y = {s: data[s].y for s in probs}
     out = {"tta": chosen.tta,  # the views of every score below
            "members": {}, "ensemble": {}, "rules": {}, "chosen": {
         "members": chosen.member_names, "rule": chosen.spec.get("rule"),
         "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta}}
-    # Members outside the chosen ensemble are scored too, so the tables show what was left out.
-    names = list(chosen.member_names)
-    for n in store.list_members(models_dir):
-        if n in names:
-            continue
-        m, side = store.load_member(models_dir / n)
-        if side["labels"] == chosen.labels:
-            for s in probs:
-                probs[s] = np.concatenate([probs[s], probabilities(m, data[s].x, chosen.tta)[None]])
-            names.append(n)
+    for n, m in others:
+        for s in probs:
+            p = _chunked(lambda x: probabilities(m, x, chosen.tta), data[s].x, tick)
+            probs[s] = np.concatenate([probs[s], p[None]])
+        names.append(n)
     for i, n in enumerate(names):
         out["members"][n] = {s: both_protocols(y[s], probs[s][i]) for s in probs}
     k = len(chosen.member_names)

@@ -42,7 +42,7 @@ def report_tables(metrics: dict, split: str | None = None, classes: str | None =
     """The report's tables from metrics.json's numbers (fer_core.evaluate): one per split and protocol
     that has any, {split, classes, labels, tta, n, rows}. Rows: each member ('member' when in the
     chosen ensemble, else 'left_out'), each rule over the chosen members ('rule'), the chosen ensemble
-    ('ensemble'); each {name, kind, recall: % per label, accuracy: %, n, best}. Scores that are not
+    ('ensemble'); each {name, kind, recall: % per label, accuracy: %, n, best_recall, best}. Scores that are not
     there are left out, so a damaged file shows what it still has."""
     chosen = metrics.get("chosen") or {}
     in_ensemble = set(chosen.get("members") or [])
@@ -62,12 +62,23 @@ def report_tables(metrics: dict, split: str | None = None, classes: str | None =
                                  "recall": [100 * float(s["recall"].get(label, 0.0)) for label in labels],
                                  "n": s.get("n")})
             if rows:
-                best = max(r["accuracy"] for r in rows)
-                for r in rows:
-                    r["best"] = r["accuracy"] == best
+                _mark_best(rows)
                 tables.append({"split": sp, "classes": int(c), "labels": list(labels), "tta": views, "rows": rows,
                                "n": next((r["n"] for r in rows if r["n"]), None)})
     return tables
+
+
+def _mark_best(rows: list[dict]) -> None:
+    """Per column, the rows holding the best number as it is shown (recall to 0.1, accuracy to 0.01),
+    so numbers that look equal are marked alike: ``best_recall`` per class, ``best`` overall."""
+    def shown(v, digits):
+        return float(f"{v:.{digits}f}")
+
+    top = [max(shown(r["recall"][j], 1) for r in rows) for j in range(len(rows[0]["recall"]))]
+    top_acc = max(shown(r["accuracy"], 2) for r in rows)
+    for r in rows:
+        r["best_recall"] = [shown(v, 1) == t for v, t in zip(r["recall"], top)]
+        r["best"] = shown(r["accuracy"], 2) == top_acc
 
 
 def markdown_tables(metrics: dict, split: str | None = None, classes: str | None = None) -> str:

@@ -9,15 +9,7 @@
   var SMOOTH_FRAMES = 6;       // smoothing: mean of the main face's last N results...
   var SMOOTH_MS = 1500;        // ...no older than this
   var ANSWER_TIMEOUT_MS = 15000;
-  var INFO = {
-    angry: {emoji: '\u{1F620}', color: '#e5484d'},
-    disgust: {emoji: '\u{1F922}', color: '#30a46c'},
-    fear: {emoji: '\u{1F628}', color: '#8e4ec6'},
-    happy: {emoji: '\u{1F604}', color: '#f5a524'},
-    sad: {emoji: '\u{1F622}', color: '#3e63dd'},
-    surprise: {emoji: '\u{1F62E}', color: '#12a594'},
-    neutral: {emoji: '\u{1F610}', color: '#8b8d98'}
-  };
+  var icons = window.FerIcons;  // static/icons.js: class colours and font-independent face icons
 
   var $ = function (id) { return document.getElementById(id); };
   var video = $('video'), overlay = $('overlay'), wrap = $('videoWrap');
@@ -28,18 +20,20 @@
     timer: null, watchdog: null, labels: null, fps: null, bars: {}, history: [], answers: [], last: null
   };
 
-  function emojiSpan(label) {
-    var e = document.createElement('i'); e.className = 'e'; e.setAttribute('aria-hidden', 'true');
-    e.textContent = info(label).emoji;
-    return e;
-  }
-  function info(label) { return INFO[label] || {emoji: '\u{1F642}', color: '#6e56cf'}; }
   function cap(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
+  function setIcon(name) {  // the big icon beside the label: a class's face or a state of the page
+    var box = $('icon');
+    if (box.firstChild && box.firstChild.getAttribute('data-icon') === name) return;
+    box.textContent = '';
+    box.appendChild(icons.svg(name));
+  }
+  // The main face's last minute (static/timeline.js); window.ferTimeline lets scripts read it too.
+  var timeline = window.ferTimeline = new window.FerTimeline($('timeline'), $('legend'), {color: icons.color, name: cap});
 
   // --- notices ------------------------------------------------------------------------------
   function notice(title, text, retry) {
     if (!st.camera) {
-      $('emoji').textContent = '\u{1F4F7}';
+      setIcon('camera');
       $('label').textContent = 'Camera off';
       $('sub').textContent = title;
     }
@@ -74,7 +68,7 @@
       fitVideo();
       st.camera = true;
       $('notice').hidden = true;
-      $('emoji').textContent = '\u{1F440}';
+      setIcon('waiting');
       $('label').textContent = 'Waiting for a face…';
       $('sub').textContent = 'Look at the camera';
       schedule(0);
@@ -178,17 +172,18 @@
   function buildBars(labels) {
     if (st.labels && st.labels.join() === labels.join()) return;
     st.labels = labels.slice();
+    timeline.setLabels(labels);
     var box = $('bars');
     box.textContent = '';
     st.bars = {};
     labels.forEach(function (l) {
       var row = document.createElement('div'); row.className = 'bar';
       var name = document.createElement('span'); name.className = 'bar-name';
-      name.appendChild(emojiSpan(l));
+      name.appendChild(icons.svg(l));
       name.appendChild(document.createTextNode(cap(l)));
       var track = document.createElement('span'); track.className = 'bar-track';
       var fill = document.createElement('span'); fill.className = 'bar-fill';
-      fill.style.background = info(l).color;
+      fill.style.background = icons.color(l);
       track.appendChild(fill);
       var val = document.createElement('span'); val.className = 'bar-val'; val.textContent = '–';
       row.appendChild(name); row.appendChild(track); row.appendChild(val);
@@ -217,7 +212,7 @@
   }
 
   function render(r, rtt) {
-    var now = performance.now();
+    var now = performance.now(), wall = Date.now();  // the same instant on both clocks
     var faces = r.faces || [];
     st.last = r;
     if (faces.length && !st.labels) buildBars(Object.keys(faces[0].probabilities));
@@ -226,9 +221,9 @@
       var probs = rtt === null ? faces[0].probabilities : smoothed(faces[0].probabilities, now);
       var label = argmax(probs);
       main = {label: label, probs: probs};
-      $('emoji').textContent = info(label).emoji;
+      setIcon(label);
       $('label').textContent = cap(label);
-      $('label').style.color = info(label).color;
+      $('label').style.color = icons.color(label);
       $('sub').textContent = Math.round(100 * probs[label]) + '% confidence' +
         (faces.length > 1 ? ' · ' + faces.length + ' faces' : '');
       Object.keys(st.bars).forEach(function (l) {
@@ -240,7 +235,7 @@
       renderVotes(faces[0].members || {});
     } else {
       st.history = [];
-      $('emoji').textContent = '\u{1F50D}';
+      setIcon('noface');
       $('label').textContent = 'No face in view';
       $('label').style.color = '';
       $('sub').textContent = 'Face the camera, with light on your face';
@@ -250,6 +245,12 @@
       renderVotes(null);
     }
     drawOverlay(r, main);
+    if (rtt !== null) {  // a new answer (not a redraw of the last one): one more sample in the timeline
+      timeline.add({t: now, wall: wall, faces: faces.length, label: main && main.label,
+        probs: main && main.probs, smoothed: !!main && $('smooth').checked});
+      $('csv').disabled = false;
+    }
+    timeline.draw(now);
     // numbers
     st.answers = st.answers.filter(function (t) { return now - t < 2000; });
     st.fps = st.answers.length > 1 ? 1000 * (st.answers.length - 1) / (st.answers[st.answers.length - 1] - st.answers[0]) : null;
@@ -272,9 +273,9 @@
       var li = document.createElement('li');
       var n = document.createElement('span'); n.className = 'vote-name'; n.textContent = name;
       var v = document.createElement('span'); v.className = 'vote-label';
-      v.appendChild(emojiSpan(m.label));
+      v.appendChild(icons.svg(m.label));
       v.appendChild(document.createTextNode(m.label));
-      v.style.borderColor = info(m.label).color;
+      v.style.borderColor = icons.color(m.label);
       var c = document.createElement('span'); c.className = 'vote-conf';
       c.textContent = Math.round(100 * m.confidence) + '%';
       li.appendChild(n); li.appendChild(v); li.appendChild(c);
@@ -295,29 +296,27 @@
     if (!r || !r.width || !r.height || !r.faces) return;
     var sx = W / r.width, sy = H / r.height;
     var textFont = '600 14px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
-    var emojiFont = '14px "Apple Color Emoji", "Segoe UI Emoji", "Noto Color Emoji", sans-serif';
+    var ICON = 16;
     ctx.textBaseline = 'middle';
     r.faces.forEach(function (f, i) {
       var label = i === 0 && main ? main.label : f.label;
       var p = i === 0 && main ? main.probs[label] : f.probabilities[label];
-      var color = info(label).color;
+      var color = icons.color(label);
       var x = W - (f.box[0] + f.box[2]) * sx, y = f.box[1] * sy, w = f.box[2] * sx, h = f.box[3] * sy;
       ctx.lineWidth = i === 0 ? 3 : 2;
       ctx.strokeStyle = color;
       roundRect(ctx, x, y, w, h, 10); ctx.stroke();
       var text = label + ' ' + Math.round(100 * p) + '%';
-      ctx.font = emojiFont;
-      var ew = ctx.measureText(info(label).emoji).width;
       ctx.font = textFont;
-      var tw = ew + 5 + ctx.measureText(text).width + 16, th = 24;
-      var ty = y - th - 4 < 0 ? y + h + 4 : y - th - 4;
+      var th = 24, ty = y - th - 4 < 0 ? y + h + 4 : y - th - 4;
+      var withIcon = typeof Path2D === 'function';  // without Path2D: no icon, and no gap for it
+      var tx = x + (withIcon ? 6 + ICON + 5 : 8);
+      var tw = tx - x + ctx.measureText(text).width + 8;
       ctx.fillStyle = color;
       roundRect(ctx, x, ty, tw, th, 8); ctx.fill();
-      ctx.font = emojiFont;
-      ctx.fillText(info(label).emoji, x + 8, ty + th / 2 + 1);
-      ctx.font = textFont;
+      if (withIcon) icons.draw(ctx, label, x + 6, ty + (th - ICON) / 2, ICON);
       ctx.fillStyle = '#fff';
-      ctx.fillText(text, x + 8 + ew + 5, ty + th / 2 + 1);
+      ctx.fillText(text, tx, ty + th / 2 + 1);
     });
   }
 
@@ -340,6 +339,9 @@
   }
   video.addEventListener('loadedmetadata', fitVideo);
   video.addEventListener('resize', fitVideo);  // phones rotating: the camera's size changes
-  window.addEventListener('resize', function () { if (st.last) drawOverlay(st.last, null); });
+  window.addEventListener('resize', function () { if (st.last) drawOverlay(st.last, null); timeline.draw(); });
+  // the chart keeps moving while answers are slow or missing (frozen while paused)
+  setInterval(function () { if (st.running && !document.hidden) timeline.draw(performance.now()); }, 1000);
+  $('csv').addEventListener('click', function () { timeline.download(); });
   startCamera();
 })();

@@ -57,6 +57,40 @@ def build_models_dir(path: Path, names=("vgg_q", "resnet_q"), seed: int = 0, rul
     return path
 
 
+def write_random_metrics(md: Path, seed: int = 1) -> list[str]:
+    """A real metrics.json (fer_core.metrics on random, better-than-chance predictions), report.md
+    and confusion.png (fer_core.evaluate.write_metrics) for the models folder ``md``, as the admin
+    page reads them. Returns the ensemble's member names."""
+    from fer_core import store
+    from fer_core.evaluate import write_metrics
+    from fer_core.metrics import both_protocols
+
+    rng = np.random.default_rng(seed)
+    ens = store.read_json(md / "ensemble.json")
+    names = ens["members"]
+
+    def scored():
+        y = rng.integers(0, 7, 300)
+        p = rng.dirichlet(np.ones(7), 300)
+        p[np.arange(150), y[:150]] += 1  # better than chance, so the numbers differ per class
+        return both_protocols(y, p / p.sum(1, keepdims=True))
+
+    splits = ("PublicTest", "PrivateTest")
+    info = {}
+    for n in names:
+        side = store.read_json(md / n / "member.json")
+        info[n] = {"arch": side["arch"], "params": side["params"], "trained": {"epochs": 3, "minutes": 0.1},
+                   "recipe": {k: side["train"].get(k) for k in ("optimizer", "lr", "schedule", "augment",
+                                                                "label_smoothing", "epochs")}}
+    metrics = {"members": {n: {s: scored() for s in splits} for n in names},
+               "ensemble": {s: scored() for s in splits},
+               "rules": {r: {s: scored() for s in splits} for r in ("average", "class_recall")},
+               "chosen": {"members": names, "rule": ens["rule"], "weights": ens["weights"], "tta": True},
+               "generated": "2026-01-01T00:00:00+00:00", "data": "random labels (test)", "member_info": info}
+    write_metrics(md, metrics)
+    return names
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     return build_models_dir(tmp_path_factory.mktemp("models"))

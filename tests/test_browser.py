@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from webapp_testutil import ROOT, dev_cmd, free_port, server_env, start, stop, wait_healthy, write_y4m
@@ -20,8 +21,25 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def browser_models(tiny_models):
-    return Path(os.environ.get("FER_BROWSER_MODELS") or tiny_models)
+def browser_models(tiny_models, tmp_path_factory):
+    """$FER_BROWSER_MODELS (e.g. the shipped models/), else the tiny models with random tables and
+    real training-curve pictures, so that /admin has every part to show."""
+    if os.environ.get("FER_BROWSER_MODELS"):
+        return Path(os.environ["FER_BROWSER_MODELS"])
+    from conftest import write_random_metrics
+    from fer_core.train import plot_curves
+
+    md = tmp_path_factory.mktemp("browser_models") / "models"
+    shutil.copytree(tiny_models, md)
+    for i, n in enumerate(write_random_metrics(md)):
+        log = md / n / "log.csv"
+        ep = np.arange(1, 21)
+        acc = 0.65 - 0.4 * np.exp(-ep / (4 + i))
+        rows = ["epoch,loss,accuracy,val_loss,val_accuracy"] + [
+            f"{e},{2.2 - 2 * a:.4f},{a + 0.002 * e:.4f},{2.25 - 2 * a:.4f},{a:.4f}" for e, a in zip(ep, acc)]
+        log.write_text("\n".join(rows) + "\n")
+        plot_curves(log, md / n / "curve.png", n)
+    return md
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +85,66 @@ def _full_page_screenshot(d, path: Path) -> None:
     w = d.get_window_size()["width"]
     h = d.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
     d.set_window_size(w, min(int(h) + 140, 8000))
+    d.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     d.save_screenshot(str(path))
+
+
+# Counts the timeline canvas's pixels in each class colour (within a small tolerance, so edges that
+# are blended with the background do not count): what the chart really drew, per class.
+_TIMELINE_PIXELS = """
+const c = document.getElementById('timeline'), ctx = c.getContext('2d');
+const d = ctx.getImageData(0, 0, c.width, c.height).data;
+const out = {}, rgb = {};
+for (const l of window.FerIcons.names) {
+  const h = window.FerIcons.color(l);
+  rgb[l] = [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16)); out[l] = 0;
+}
+// the plot's area covered by the samples' time span (timeline.js: 60 s across the plot, padding 2 / 38 px
+// left / right, 7 / 18 px top / bottom), in canvas pixels
+const tl = window.ferTimeline, faces = tl.samples.filter(s => s.probs), dpr = window.devicePixelRatio || 1;
+const span = faces[faces.length - 1].t - faces[0].t;
+const expected = span / 60000 * (c.clientWidth - 40) * dpr * (c.clientHeight - 25) * dpr;
+let opaque = 0;
+for (let i = 0; i < d.length; i += 4) {
+  if (d[i + 3] < 250) continue;
+  opaque++;
+  for (const l in rgb) {
+    const q = rgb[l];
+    if (Math.abs(d[i] - q[0]) < 8 && Math.abs(d[i + 1] - q[1]) < 8 && Math.abs(d[i + 2] - q[2]) < 8) { out[l]++; break; }
+  }
+}
+return {perClass: out, opaque: opaque, expected: Math.round(expected), span: span};
+"""
+
+
+def _check_csv(text: str, labels: list[str]) -> list[list[str]]:
+    """The timeline's CSV: the header, then one row per answer, oldest first, each label the
+    highest of its row's probabilities, which add up to 1."""
+    import csv
+    import datetime
+    import io
+
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["time", "seconds", "faces", "label", "smoothed", *labels]
+    body = rows[1:]
+    assert len(body) >= 3
+    times = [datetime.datetime.fromisoformat(r[0].replace("Z", "+00:00")) for r in body]
+    secs = [float(r[1]) for r in body]
+    assert times == sorted(times) and secs == sorted(secs) and secs[0] == 0.0
+    # seconds count the same time as the wall clock (to the clock's resolution)
+    span = (times[-1] - times[0]).total_seconds()
+    assert abs(span - secs[-1]) < 0.05, (span, secs[-1])
+    for r in body:
+        assert len(r) == 5 + len(labels)
+        if r[3]:
+            p = [float(v) for v in r[5:]]
+            assert r[2] == "1" and r[4] == "1"  # one face (the astronaut); smoothing is on by default
+            assert abs(sum(p) - 1) < 0.01, r
+            assert r[3] == labels[int(np.argmax(p))], r
+        else:
+            assert r[2] == "0" and r[4:] == [""] * (1 + len(labels))
+    return body
 
 
 def _wait(fn, timeout, what):
@@ -99,6 +175,52 @@ def test_live_page_shows_a_label(server, y4m, size, tmp_path):
         _wait(lambda: d.find_element(By.ID, "fps").text not in ("", "–"), 15, "frames/s")
         bars = d.find_elements(By.CSS_SELECTOR, "#bars .bar")
         assert len(bars) == 7
+        # icons are inline SVG faces, not emoji (which depend on the fonts installed): one per bar,
+        # the big one beside the label, none missing
+        icons = [b.find_element(By.CSS_SELECTOR, "svg.face-icon").get_attribute("data-icon") for b in bars]
+        assert [i.capitalize() for i in icons] == [b.text.split("\n")[0].strip() for b in bars]
+        _wait(lambda: d.find_elements(By.CSS_SELECTOR, f"#icon svg[data-icon='{d.find_element(By.ID, 'label').text.lower()}']"),
+              5, "the label's icon")
+        assert not d.execute_script("return /[\\u{1F300}-\\u{1FAFF}]/u.test(document.body.innerText)")
+
+        # the timeline: samples keep arriving and are drawn in the classes' colours
+        labels7 = d.execute_script("return window.ferTimeline.labels")
+        assert [l.capitalize() for l in labels7] == [b.text.split("\n")[0].strip() for b in bars]
+        _wait(lambda: d.execute_script("const f = window.ferTimeline.samples.filter(s => s.probs);"
+                                       "return f.length > 4 && f[f.length - 1].t - f[0].t > 2000"),
+              30, "two seconds of answers in the timeline")
+        d.execute_script("window.ferTimeline.draw(window.ferTimeline.samples.slice(-1)[0].t)")
+        px = d.execute_script(_TIMELINE_PIXELS)
+        shown = d.find_element(By.ID, "label").text.lower()
+        assert px["perClass"][shown] > 0, px  # the shown label's band is there...
+        # ...and the bands fill the plot's height over the time the answers span (less blended edges)
+        assert 0.75 * px["expected"] < sum(px["perClass"].values()) < 1.1 * px["expected"] + 200, px
+        csv_text = d.execute_script("return window.ferTimeline.csv()")
+        body = _check_csv(csv_text, labels7)
+        assert any(r[3] == shown for r in body[-3:])
+        # the button downloads that CSV, made in the browser (a blob: URL, not a request to the server)
+        dl = tmp_path / "downloads"
+        dl.mkdir()
+        d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(dl)})
+        assert d.find_element(By.ID, "csv").is_enabled()
+        d.find_element(By.ID, "csv").click()
+        got = _wait(lambda: [f for f in dl.glob("expressions-*.csv")], 10, "the downloaded CSV")
+        saved = got[0].read_bytes().decode()  # as written: CRLF line ends kept
+        assert saved.startswith(csv_text.split("\r\n", 2)[0] + "\r\n" + csv_text.split("\r\n", 2)[1])
+        assert len(_check_csv(saved, labels7)) >= len(body)
+        (ARTIFACTS / f"timeline-{'desktop' if size[0] > 600 else 'phone'}.csv").write_text(saved, newline="")
+        # the builder itself: a frame without a face, and a label that needs quoting
+        assert d.execute_script("""return FerTimeline.toCSV(['a', 'b,c'], [
+            {t: 1000, wall: Date.UTC(2026, 0, 2, 3, 4, 5, 6), faces: 2, label: 'a', probs: {a: 0.7, 'b,c': 0.3}, smoothed: true},
+            {t: 2501, wall: Date.UTC(2026, 0, 2, 3, 4, 6, 507), faces: 0, label: null, probs: null, smoothed: false}])""") \
+            == ('time,seconds,faces,label,smoothed,a,"b,c"\r\n'
+                "2026-01-02T03:04:05.006Z,0.000,2,a,1,0.7000,0.3000\r\n"
+                "2026-01-02T03:04:06.507Z,1.501,0,,,,\r\n")
+        # the CSV keeps ten minutes: older samples are dropped as new ones come
+        assert d.execute_script("""const t = new FerTimeline(document.createElement('canvas'), null, {});
+            t.setLabels(['a']);
+            for (let s = 0; s <= 660; s += 30) t.add({t: s * 1000, wall: s * 1000, faces: 1, label: 'a', probs: {a: 1}});
+            return t.samples.map(x => x.t / 1000)""") == list(range(60, 661, 30))
         votes = d.find_elements(By.CSS_SELECTOR, "#votes li")
         assert len(votes) == len(health["members"])  # one vote per ensemble member
         assert "never stored" in d.find_element(By.ID, "privacy").text
@@ -107,12 +229,34 @@ def test_live_page_shows_a_label(server, y4m, size, tmp_path):
         v = d.find_element(By.ID, "video").rect
         c = d.find_element(By.ID, "overlay").rect
         assert abs(v["width"] - c["width"]) < 2 and abs(v["height"] - c["height"]) < 2
-        time.sleep(1.0)
-        _full_page_screenshot(d, ARTIFACTS / f"index-{'desktop' if size[0] > 600 else 'phone'}.png")
+        time.sleep(3.0)
+        kind = 'desktop' if size[0] > 600 else 'phone'
+        _full_page_screenshot(d, ARTIFACTS / f"index-{kind}.png")
+        # the results card alone (the window is now as tall as the page, so it is not cut off)
+        d.find_element(By.CSS_SELECTOR, "section.results").screenshot(str(ARTIFACTS / f"results-{kind}.png"))
         if size[0] > 600:
+            d.set_window_size(*size)
             d.get(f"http://localhost:{port}/admin")
             _wait(lambda: d.find_element(By.ID, "s-clients").text not in ("", "–"), 10, "admin live numbers")
+            # the curves are below the fold and load without being scrolled to
+            assert d.execute_script("return window.scrollY") == 0
+            curves = d.find_elements(By.CSS_SELECTOR, ".curves img")
+            assert curves and not curves[-1].is_displayed() or curves[-1].location["y"] > size[1]
+            _wait(lambda: d.execute_script(
+                "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"), 10,
+                "every picture loaded")
+            # the chosen ensemble's row is marked in every accuracy table, and the key says what green is
+            tables = d.find_elements(By.CSS_SELECTOR, "table.acc:not(.info)")
+            assert len(tables) == 4
+            for t in tables:
+                chosen = t.find_elements(By.CSS_SELECTOR, "tr.chosen")
+                assert len(chosen) == 1 and chosen[0].find_element(By.CSS_SELECTOR, ".tag-chosen").is_displayed()
+                assert chosen[0].text.startswith("CHOSEN ensemble (chosen: ")
+            assert "best number in its column" in d.find_element(By.ID, "table-key").text
             _full_page_screenshot(d, ARTIFACTS / "admin.png")
+            # the parts docs/img/admin-chosen.png is made of (scripts/docs_images.py)
+            d.find_element(By.ID, "table-key").screenshot(str(ARTIFACTS / "admin-key.png"))
+            tables[-1].find_element(By.XPATH, "ancestor::section").screenshot(str(ARTIFACTS / "admin-table.png"))
             logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
             assert not logs, logs
     finally:

@@ -247,3 +247,90 @@ def test_sidecars_name_the_views_of_their_metrics(tmp_path):
         side = json.loads((shipped / n / "member.json").read_text())
         assert side["metrics_tta"] == of(side["train"])
     assert json.loads((shipped / "metrics.json").read_text())["tta"] == of(store.read_json(shipped / "ensemble.json"))
+
+
+class _Terminal:
+    """A text stream that says it is a terminal, to see what an interactive user sees on stderr."""
+
+    def __init__(self):
+        self.parts = []
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.parts.append(s)
+
+    def flush(self):
+        pass
+
+
+def test_evaluate_progress_is_shown_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    """A progress line on a terminal (every image scored by the ensemble and by the member left out
+    of it), nothing on a pipe; chunking the scoring for it changes no number."""
+    import re
+    import shutil
+    import sys
+    from conftest import build_models_dir
+    from fer_core import evaluate as ev
+    from fer_core.cli import Progress
+
+    md = build_models_dir(tmp_path / "m")
+    shutil.copytree(build_models_dir(tmp_path / "other", names=("inc_q",)) / "inc_q", md / "inc_q")
+    data = synthetic_csv(tmp_path / "d.csv", per_class=(1, 4, 4))  # 28 + 28 test images
+    assert cli(["evaluate", "--data", str(data), "--models", str(md), "--json"]) == 0
+    piped = capsys.readouterr()
+    assert piped.err == ""  # pytest's capture is not a terminal: no progress noise
+    whole = json.loads(piped.out)
+    assert set(whole["members"]) == {"vgg_q", "resnet_q", "inc_q"}
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setattr(ev, "CHUNK", 8)
+    monkeypatch.setattr(Progress, "INTERVAL", 0.0)  # draw every step, however fast
+    assert cli(["evaluate", "--data", str(data), "--models", str(md), "--json"]) == 0
+    err = "".join(term.parts)
+    assert f"reading {data} ..." in err and "loading the models ..." in err
+    counts = [int(c) for c in re.findall(r"\rscoring \[[#.]{20}\] (\d+)/112 images \d+% \d+ s", err)]
+    # 56 images by the two-member ensemble, then again by inc_q, 8 at a time (4 chunks per split)
+    assert counts == [0, 8, 16, 24, 28, 36, 44, 52, 56, 64, 72, 80, 84, 92, 100, 108, 112]
+    assert re.search(r"\rscoring \[#{20}\] 112/112 images 100% \d+ s +\n$", err)
+    assert re.search(r"8/112 images 7% \d+ s, ~\d+ s left", err)
+    chunked = json.loads(capsys.readouterr().out)
+    for s in ("PublicTest", "PrivateTest"):
+        for n in whole["members"]:
+            assert chunked["members"][n][s]["7"]["accuracy"] == pytest.approx(whole["members"][n][s]["7"]["accuracy"])
+        assert chunked["ensemble"][s]["7"]["recall"] == pytest.approx(whole["ensemble"][s]["7"]["recall"])
+
+
+def test_predict_json_keeps_failed_files_with_their_error(tiny_models, astronaut_bgr, tmp_path, capsys):
+    import cv2
+    good = tmp_path / "face.png"
+    cv2.imwrite(str(good), astronaut_bgr)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    missing = tmp_path / "missing.jpg"
+    assert cli(["predict", "--models", str(tiny_models), "--json", str(empty), str(good), str(missing)]) == 1
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    assert [r["path"] for r in res] == [str(empty), str(good), str(missing)]  # every file, in order
+    assert res[0] == {"path": str(empty), "error": f"{empty}: empty image"}
+    assert set(res[2]) == {"path", "error"} and "no such file" in res[2]["error"]
+    assert "error" not in res[1] and len(res[1]["faces"]) == 1
+    assert out.err.splitlines() == [f"error: {res[0]['error']}", f"error: {res[2]['error']}"]
+
+
+def test_train_all_help_says_one_thing_about_ferplus(capsys):
+    with pytest.raises(SystemExit):
+        train_all.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "needs --ferplus" not in text
+    assert "--ferplus CSV FER+ fer2013new.csv for --target ferplus-* (default: fer2013new.csv beside the FER2013 file)" in text
+    assert "only check that the pipeline runs" in text
+    # --ferplus without a FER+ target would be ignored: refused, naming what was given
+    with pytest.raises(SystemExit) as e:
+        train_all.parse_args(["--ferplus", "votes.csv"])
+    assert e.value.code == 2
+    assert "--ferplus votes.csv is read only with --target ferplus-majority or ferplus-votes (got --target fer2013)" \
+        in capsys.readouterr().err
+    assert train_all.parse_args(["--ferplus", "votes.csv", "--target", "ferplus-votes"]).ferplus == "votes.csv"

@@ -38,35 +38,11 @@ def app(tiny_models):
 def models_with_metrics(tiny_models, tmp_path_factory):
     """A copy of the tiny models folder with a real metrics.json (fer_core.metrics on random
     predictions), report.md and confusion.png (fer_core.evaluate.write_metrics), and one curve.png."""
-    from fer_core import store
-    from fer_core.evaluate import write_metrics
-    from fer_core.metrics import both_protocols
+    from conftest import write_random_metrics
 
     md = tmp_path_factory.mktemp("with_metrics") / "models"
     shutil.copytree(tiny_models, md)
-    rng = np.random.default_rng(1)
-    ens = store.read_json(md / "ensemble.json")
-    names = ens["members"]
-
-    def scored():
-        y = rng.integers(0, 7, 300)
-        p = rng.dirichlet(np.ones(7), 300)
-        p[np.arange(150), y[:150]] += 1  # better than chance, so the numbers differ per class
-        return both_protocols(y, p / p.sum(1, keepdims=True))
-
-    splits = ("PublicTest", "PrivateTest")
-    info = {}
-    for n in names:
-        side = store.read_json(md / n / "member.json")
-        info[n] = {"arch": side["arch"], "params": side["params"], "trained": {"epochs": 3, "minutes": 0.1},
-                   "recipe": {k: side["train"].get(k) for k in ("optimizer", "lr", "schedule", "augment",
-                                                                "label_smoothing", "epochs")}}
-    metrics = {"members": {n: {s: scored() for s in splits} for n in names},
-               "ensemble": {s: scored() for s in splits},
-               "rules": {r: {s: scored() for s in splits} for r in ("average", "class_recall")},
-               "chosen": {"members": names, "rule": ens["rule"], "weights": ens["weights"], "tta": True},
-               "generated": "2026-01-01T00:00:00+00:00", "data": "random labels (test)", "member_info": info}
-    write_metrics(md, metrics)
+    names = write_random_metrics(md)
     import cv2
     ok, png = cv2.imencode(".png", np.full((24, 64, 3), 200, np.uint8))
     (md / names[0] / "curve.png").write_bytes(png.tobytes())
@@ -82,18 +58,24 @@ def test_index_page(app):
     assert "processed in memory and never stored" in html
     assert not re.search(r"https?://", html), "the page must not load anything from elsewhere"
     assert '/static/vendor/socket.io.min.js' in html and '/static/app.js' in html
+    assert '/static/icons.js' in html and '/static/timeline.js' in html
+    assert '<canvas id="timeline"' in html and 'id="csv"' in html
+    # the icons are drawn, not typed: no emoji in the page (Debian's Chromium lacks some of them)
+    assert not re.search("[\U0001F300-\U0001FAFF]", html)
     csp = r.headers["Content-Security-Policy"]
     assert "default-src 'self'" in csp and "script-src 'self'" in csp
 
 
 def test_page_assets_are_local(app):
     """The page's own script and style name no other host (app.js only mentions "https://" and
-    "http://localhost" in its secure-context message)."""
+    "http://localhost" in its secure-context message; icons.js names the SVG namespace, an
+    identifier that is never fetched)."""
     c = app.test_client()
-    for path in ("/static/app.js", "/static/style.css", "/static/admin.js"):
+    for path in ("/static/app.js", "/static/style.css", "/static/admin.js", "/static/icons.js", "/static/timeline.js"):
         r = c.get(path)
         assert r.status_code == 200, path
-        text = r.get_data(as_text=True)
+        text = r.get_data(as_text=True).replace("'http://www.w3.org/2000/svg'", "''")
+        assert not re.search("[\U0001F300-\U0001FAFF]", text), path  # no emoji: icons.js draws them
         assert not re.search(r"(https?:|wss?:)?//[\w-]+\.[\w.-]+", text), path
         assert "@import" not in text and "url(" not in text, path
 
@@ -229,6 +211,49 @@ def test_admin_tables_from_metrics(models_with_metrics):
     assert "ensemble: average" in html
     assert "/admin/files/confusion.png" in html
     assert "Training curves" in html
+
+
+def _cells(table_html):
+    """[(row classes, [(cell attributes, text)])] of an accuracy table's body."""
+    body = table_html.split("<tbody>")[1]
+    return [(cls.split(), re.findall(r"<td([^>]*)>(.*?)</td>", row, re.S))
+            for cls, row in re.findall(r'<tr class="([^"]*)">(.*?)</tr>', body, re.S)]
+
+
+def test_admin_marks_the_chosen_row_and_the_best_number_per_column(models_with_metrics):
+    m = json.loads((models_with_metrics / "metrics.json").read_text())
+    html = make_app(models_with_metrics).test_client().get("/admin").get_data(as_text=True)
+    key = re.search(r'<p class="key" id="table-key">(.*?)</p>', html, re.S).group(1)
+    assert "tag-chosen" in key and "the best number in its column" in " ".join(key.split())
+    tables = re.findall(r'<table class="acc">(.*?)</table>', html, re.S)
+    assert len(tables) == 4
+    for t in tables:
+        rows = _cells(t)
+        chosen = [cells for cls, cells in rows if "chosen" in cls]
+        assert len(chosen) == 1, "exactly one chosen row per table"
+        assert f'<span class="tag tag-chosen">chosen</span> ensemble (chosen: {m["chosen"]["rule"]})' in chosen[0][0][1]
+        assert sum("tag-chosen" in cells[0][1] for _, cells in rows) == 1
+        # green (class "best") exactly where the shown number is its column's highest
+        values = [[float(text) for _, text in cells[1:]] for _, cells in rows]
+        for j in range(len(values[0])):
+            top = max(v[j] for v in values)
+            marked = ["best" in re.findall(r'class="([^"]*)"', cells[1 + j][0] + 'class=""')[0].split()
+                      for _, cells in rows]
+            assert marked == [v[j] == top for v in values], (j, values)
+    # curves load with the page: a screenshot shows them without scrolling first
+    assert 'loading="lazy"' not in html
+
+
+def test_best_marks_follow_the_shown_numbers_not_the_chosen_row():
+    from fer_core.metrics import _mark_best
+    # PrivateTest, 6 classes, as shipped: "accuracy" is a hair above the chosen "average"
+    rows = [{"name": "ensemble: accuracy", "recall": [68.52, 81.49], "accuracy": 70.270},
+            {"name": "ensemble (chosen: average)", "recall": [68.48, 81.21], "accuracy": 70.242},
+            {"name": "vgg_s", "recall": [65.61, 80.04], "accuracy": 69.351}]
+    _mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False, False]
+    # 68.52 and 68.48 both show as 68.5: both green; 81.49 (81.5) alone in its column
+    assert [r["best_recall"] for r in rows] == [[True, True], [True, False], [False, False]]
 
 
 def test_admin_pictures_are_served_safely(models_with_metrics):
