@@ -16,10 +16,105 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+import hostile_clients as hc
 from webapp_testutil import Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
 TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} |\[\d{4}-\d\d-\d\d )")
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_models, tmp_path_factory):
+    """{'gunicorn': (port, proc, log), 'dev': (...)}, started together (each loads the models)."""
+    d = tmp_path_factory.mktemp("hostile")
+    out = {}
+    try:
+        for name, cmd in (("gunicorn", gunicorn_cmd), ("dev", lambda p: dev_cmd(p, tiny_models))):
+            port = free_port()
+            log = d / f"{name}.log"
+            out[name] = (port, start(cmd(port), server_env(tiny_models), log), log)
+        for port, proc, log in out.values():
+            wait_healthy(port, proc, log, timeout=180)
+        yield out
+    finally:
+        for _, proc, _ in out.values():
+            stop(proc)
+
+
+def _served(port: int, jpeg: bytes) -> None:
+    """A well-behaved client gets its result, and /healthz answers 200."""
+    c = Client(port)
+    try:
+        name, res = c.send(jpeg)
+        assert name == "result" and len(res["faces"]) == 1, res
+    finally:
+        c.close()
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+
+
+def _log_lines(log) -> list[bytes]:
+    return log.read_bytes().splitlines()
+
+
+# -- item 8 (first: Engine.IO logs a bad session id as an ERROR the first time only) ----------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_client_text_in_the_log_is_escaped_and_bounded(servers, name):
+    port, _, log = servers[name]
+    status, _ = hc.http_request(port, "GET", "/socket.io/?EIO=4&transport=polling&sid=abc%0AINJECTED-LINE%0D"
+                                + "x" * 3000)
+    assert status == 400
+    time.sleep(0.5)
+    lines = _log_lines(log)
+    assert not any(l.startswith(b"INJECTED-LINE") for l in lines), lines[-5:]
+    assert any(b"abc\\nINJECTED-LINE\\r" in l for l in lines), lines[-5:]  # logged, on one line
+    assert max(len(l) for l in lines) < 3000
+
+
+# -- item 1: oversize long-polling bodies -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_polling_post_with_an_invalid_engineio_packet_is_answered(servers, name):
+    """Engine.IO closes the session on an unknown packet type ('7'), the same wait as for an oversize
+    body: the POST must still be answered."""
+    port, _, _ = servers[name]
+    sid = hc.polling_session(port)
+    status, _ = hc.http_request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", b"7",
+                                headers={"Content-Type": "text/plain"}, timeout=10)
+    assert status == 400
+
+
+# -- item 2: attachment counts ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_attachment_flood_is_refused(servers, name, astronaut_jpeg):
+    """A frame declaring 5,999,999 attachments, then 1 MB binary messages: the connection is closed
+    after the first packet and the server buffers nothing (before: 300 MB in 2 s, no error)."""
+    port, proc, _ = servers[name]
+    pid = hc.web_pid(proc.pid)
+    rss0 = hc.rss_mb(pid)
+    sent, closed = hc.attachment_flood(port, messages=60, size=1_000_000, seconds=20)
+    assert closed
+    assert hc.rss_mb(pid) - rss0 < 40, (sent, hc.rss_mb(pid), rss0)
+    _served(port, astronaut_jpeg)
+
+
+# -- item 3: invalid packets ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_invalid_packets_close_the_connection_with_one_log_line(servers, name, astronaut_jpeg):
+    port, _, log = servers[name]
+    n0 = len(_log_lines(log))
+    for case in hc.INVALID_PACKETS:
+        for _ in range(6):  # 30 refused connections in all
+            assert hc.invalid_packet(port, case), case
+    time.sleep(1.0)
+    new = _log_lines(log)[n0:]
+    refused = [l for l in new if b"not valid Socket.IO" in l]
+    assert 1 <= len(refused) <= 5, refused  # one line each, then rate-limited
+    assert not any(b"handler error" in l for l in new), new[:5]
+    _served(port, astronaut_jpeg)
+    assert requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["errors"].get("bad_packet", 0) >= 30
 
 
 # -- item 6: liveness -------------------------------------------------------------------------------

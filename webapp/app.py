@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask, jsonify, render_template, request
 from flask_socketio import SocketIO
 
+from . import logsafe, transport
 from .config import WebConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +104,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     models_dir = store.resolve_models_dir(cfg.models_dir).resolve()
     if not models_dir.is_dir():
         raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set FER_MODELS)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install(logging.INFO)  # one line per event, client text escaped, repeats limited
     _quiet_transport_logs()
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
@@ -121,13 +122,16 @@ def create_app(config: WebConfig | None = None) -> Flask:
     if async_mode == "eventlet":
         from . import wsmask
         wsmask.install()  # eventlet unmasks client frames byte by byte in Python: ~2.5 ms per frame
-    # Loggers off: engine.io's packet log would otherwise be the one place frame bytes could leak.
-    # message_queue and cors_allowed_origins are passed every time (None included) and a previous
-    # call's queue dropped: Flask-SocketIO keeps the options of earlier init_app calls otherwise.
+    # Loggers at WARNING: engine.io's packet log (INFO) would otherwise be the one place frame bytes
+    # could leak. message_queue and cors_allowed_origins are passed every time (None included) and a
+    # previous call's queue dropped: Flask-SocketIO keeps the options of earlier init_app calls otherwise.
     socketio.server_options.pop("client_manager", None)
     socketio.init_app(app, async_mode=async_mode, max_http_buffer_size=cfg.transport_max_bytes,
-                      logger=False, engineio_logger=False, message_queue=cfg.message_queue,
-                      cors_allowed_origins=cfg.cors_allowed_origins)
+                      logger=logsafe.transport_logger("socketio"), engineio_logger=logsafe.transport_logger("engineio"),
+                      message_queue=cfg.message_queue, cors_allowed_origins=cfg.cors_allowed_origins,
+                      serializer=transport.FramePacket)
+    # -- hostile clients (issue #13): packet checks --
+    transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
     if cfg.trust_proxy:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trust_proxy, x_proto=cfg.trust_proxy,

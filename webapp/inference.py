@@ -13,6 +13,8 @@ threads stopped answering after a few hundred frames). Instead::
 * A watchdog thread kills a worker that takes longer than ``batch_timeout`` on a batch (or
   ``start_timeout`` to start). A dead worker fails its batch's requests with an error; the dispatcher
   starts a new worker (backing off when it keeps dying), and requests meanwhile get 'starting'.
+* The worker's stderr (its log lines, and what libjpeg, libpng and TensorFlow print from C) is read
+  here and logged line by line under the log rules of webapp/logsafe.py.
 
 Only ``threading``, ``queue`` and ``subprocess`` are used, so the same code runs on real threads
 (tests, threading async mode) and on greenlets once eventlet has monkey-patched those modules
@@ -31,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import wire
+from . import logsafe, wire
 
 log = logging.getLogger("webapp.inference")
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +139,9 @@ class InferenceClient:
         cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
                "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
                "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads)]
-        # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=env, cwd=str(ROOT))
+        logsafe.pump(self._proc.stderr, logging.getLogger("webapp.worker"))
 
     def _stop_worker(self, timeout: float = 5.0) -> None:
         p = self._proc
