@@ -71,7 +71,55 @@ def test_client_text_in_the_log_is_escaped_and_bounded(servers, name):
     assert max(len(l) for l in lines) < 3000
 
 
+def test_log_has_one_event_per_line_and_no_close_noise(servers):
+    """eventlet's WebSocket wrote 'socket shutdown error: [Errno 9]' on every close under gunicorn,
+    without a newline, so the next record ran into it."""
+    port, _, log = servers["gunicorn"]
+    for _ in range(5):
+        hc.ws_connect(port).close()
+    time.sleep(1.0)
+    text = log.read_bytes()
+    assert b"socket shutdown error" not in text
+    for line in text.splitlines():
+        assert len(TIMESTAMP.findall(line)) <= 1 and not re.search(rb".\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line), line
+
+
+def _corrupt_jpeg(jpeg: bytes, extra: int) -> bytes:
+    """Still decodable, but libjpeg warns 'Corrupt JPEG data: N extraneous bytes before marker 0xd9'."""
+    return jpeg[:-2] + b"\x00" * extra + b"\xff\xd9"
+
+
+def test_codec_warnings_are_captured_and_rate_limited(servers, astronaut_jpeg):
+    port, _, log = servers["gunicorn"]
+    before = sum(b"Corrupt JPEG data" in l for l in _log_lines(log))
+    c = Client(port)
+    try:
+        for i in range(12):
+            assert c.send(_corrupt_jpeg(astronaut_jpeg, 40 + i))[0] == "result"
+    finally:
+        c.close()
+    time.sleep(1.0)
+    lines = [l for l in _log_lines(log) if b"Corrupt JPEG data" in l]
+    assert 1 <= len(lines) - before <= 5, lines  # a kind of line: at most 5 a minute
+    assert all(TIMESTAMP.match(l) for l in lines)  # a log record, not raw stderr
+
+
 # -- item 1: oversize long-polling bodies -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_oversize_polling_post_is_refused_and_parks_nothing(servers, name, astronaut_jpeg):
+    """A POST declaring 3 MB and sending nothing, on a live polling session: 413 at once; before,
+    the handler never returned and its socket stayed in CLOSE_WAIT after the client left."""
+    port, _, _ = servers[name]
+    for i in range(20):
+        status = hc.oversize_post(port, timeout=10)
+        assert status == 413, (i, status)
+    end = time.monotonic() + 10
+    while hc.close_wait(port) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert hc.close_wait(port) == 0
+    _served(port, astronaut_jpeg)
+
 
 @pytest.mark.parametrize("name", ["gunicorn", "dev"])
 def test_polling_post_with_an_invalid_engineio_packet_is_answered(servers, name):
@@ -82,6 +130,17 @@ def test_polling_post_with_an_invalid_engineio_packet_is_answered(servers, name)
     status, _ = hc.http_request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", b"7",
                                 headers={"Content-Type": "text/plain"}, timeout=10)
     assert status == 400
+
+
+def test_slow_polling_body_times_out(servers):
+    """A body that never arrives ends with 408 within the body deadline (10 s), not never."""
+    port, _, _ = servers["gunicorn"]
+    sid = hc.polling_session(port)
+    t0 = time.monotonic()
+    status, _ = hc.http_request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}",
+                                headers={"Content-Length": "100", "Content-Type": "text/plain"},
+                                timeout=20, send_body=False)
+    assert status == 408 and time.monotonic() - t0 < 15
 
 
 # -- item 2: attachment counts ----------------------------------------------------------------------
@@ -115,6 +174,92 @@ def test_invalid_packets_close_the_connection_with_one_log_line(servers, name, a
     assert not any(b"handler error" in l for l in new), new[:5]
     _served(port, astronaut_jpeg)
     assert requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["errors"].get("bad_packet", 0) >= 30
+
+
+# -- item 4: Host allow-list ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_dns_rebinding_host_is_refused(servers, name):
+    """Host and Origin both evil.example:PORT: passed the same-origin check and counted as localhost
+    for /admin. Refused on every route and on the Socket.IO handshake."""
+    port, _, _ = servers[name]
+    evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    for target in ("/", "/healthz", "/admin", "/admin/stats", "/socket.io/?EIO=4&transport=polling"):
+        assert hc.http_request(port, "GET", target, headers=evil)[0] == 400, target
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert hc.http_request(port, "GET", "/admin/stats", headers={"Host": host})[0] == 200, host
+    assert hc.http_request(port, "GET", "/healthz", headers={"Host": f"127.0.0.1:{port + 1}"})[0] == 400
+    import websocket
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", timeout=10,
+                                    host=f"evil.example:{port}", origin=f"http://evil.example:{port}")
+    assert e.value.status_code == 400
+
+
+def _app(tiny_models, **kw):
+    from webapp import WebConfig, create_app
+    kw.setdefault("worker_start", False)
+    return create_app(WebConfig(models_dir=str(tiny_models), **kw))
+
+
+def test_allowed_hosts_setting(tiny_models, monkeypatch):
+    app = _app(tiny_models)
+    c = app.test_client()
+    assert c.get("/healthz").status_code == 503  # Host 'localhost' on the default port: allowed
+    assert c.get("/healthz", headers={"Host": "classroom.example"}).status_code == 400
+    assert c.get("/healthz", headers={"Host": "[::1]"}).status_code == 503
+    monkeypatch.setenv("FER_ALLOWED_HOSTS", "classroom.example, 192.168.1.20:8443")
+    from webapp.config import WebConfig
+    cfg = WebConfig.from_env(models_dir=str(tiny_models), worker_start=False)
+    assert cfg.allowed_hosts == "classroom.example, 192.168.1.20:8443"
+    c = _app(tiny_models, allowed_hosts=cfg.allowed_hosts).test_client()
+    for host, code in (("classroom.example", 503), ("classroom.example:8443", 503), ("192.168.1.20:8443", 503),
+                       ("192.168.1.20", 400), ("192.168.1.20:80", 400), ("evil.example", 400)):
+        assert c.get("/healthz", headers={"Host": host}).status_code == code, host
+    assert _app(tiny_models, allowed_hosts="*").test_client().get(
+        "/healthz", headers={"Host": "anything.example"}).status_code == 503
+    for bad in ("http://x.example", "x.example:port", "::1", "a b"):
+        with pytest.raises(ValueError, match="allowed_hosts"):
+            _app(tiny_models, allowed_hosts=bad)
+
+
+# -- item 5: proxy trust ----------------------------------------------------------------------------
+
+def _basic(password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()}
+
+
+def test_forwarded_for_from_a_client_that_is_not_a_proxy_is_ignored(tiny_models, caplog):
+    """FER_TRUST_PROXY=1 and no proxy in front: a client that changes X-Forwarded-For on every request
+    escaped the admin lockout and chose the address in the log. Only trusted proxies' headers count."""
+    app = _app(tiny_models, trust_proxy=1, admin_secret="right", admin_max_failures=3)
+    c = app.test_client()
+    direct = {"REMOTE_ADDR": "198.51.100.7"}
+    caplog.set_level(logging.WARNING, logger="webapp.admin")
+    codes = [c.get("/admin", environ_base=direct, headers={"X-Forwarded-For": f"203.0.113.{i}", **_basic("guess")}
+                   ).status_code for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429], codes
+    assert all("198.51.100.7" in r.getMessage() for r in caplog.records if "wrong admin password" in r.getMessage())
+    assert c.get("/admin", environ_base={"REMOTE_ADDR": "198.51.100.8"}, headers=_basic("right")).status_code == 200
+
+
+def test_forwarded_for_through_a_trusted_proxy_counts_per_client(tiny_models):
+    app = _app(tiny_models, trust_proxy=1, admin_secret="right", admin_max_failures=3,
+               trusted_proxies="10.0.0.2")
+    c = app.test_client()
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    for _ in range(3):
+        assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9", **_basic("no")}
+                     ).status_code == 401
+    assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9", **_basic("right")}
+                 ).status_code == 429
+    # another client behind the same proxy is not locked out; a spoofed extra hop changes nothing
+    assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.10", **_basic("right")}
+                 ).status_code == 200
+    assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "1.2.3.4, 203.0.113.9", **_basic("right")}
+                 ).status_code == 429
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        _app(tiny_models, trusted_proxies="proxy.example")
 
 
 # -- item 6: liveness -------------------------------------------------------------------------------
@@ -153,3 +298,17 @@ def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path)
     out = subprocess.run([sys.executable, "-W", "ignore", str(script), str(ROOT)], capture_output=True, text=True,
                          timeout=60)
     assert "RESULT ['BrokenPipeError'] False" in out.stdout, (out.stdout, out.stderr[-2000:])
+
+
+# -- the rate limit under a flood of refused hosts ----------------------------------------------------
+
+def test_repeated_refusals_are_rate_limited_in_the_log(servers):
+    port, _, log = servers["gunicorn"]
+    n0 = len(_log_lines(log))
+    with ThreadPoolExecutor(4) as ex:
+        codes = list(ex.map(lambda i: hc.http_request(port, "GET", "/", headers={"Host": f"evil{i}.example"})[0],
+                            range(40)))
+    assert codes == [400] * 40
+    time.sleep(0.5)
+    lines = [l for l in _log_lines(log)[n0:] if b"not an allowed host" in l]
+    assert len(lines) <= 5, lines  # 40 refusals: at most 5 lines a minute (earlier tests may have used them)

@@ -18,6 +18,7 @@ import sys  # noqa: E402
 
 
 _MAIN = None  # the main greenlet, where socketio.run() serves
+SOCKET_TIMEOUT = 60.0  # eventlet's reads of a request (line, headers, body) end after this: none parks forever
 
 
 def _stop(signum, frame):
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     try:
-        socketio.run(app, host=args.host, port=args.port, log_output=args.access_log, **tls)
+        socketio.run(app, host=args.host, port=args.port, log_output=args.access_log,
+                     socket_timeout=SOCKET_TIMEOUT, **tls)
     except KeyboardInterrupt:
         pass
     finally:

@@ -7,14 +7,13 @@ ensemble. See webapp/inference.py for why TensorFlow stays out of this process.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
 from flask_socketio import SocketIO
 
-from . import logsafe, transport
+from . import green, guard, logsafe, transport
 from .config import WebConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,13 +33,6 @@ class AppState:
     stats: object
     admin_limiter: object = None
     gates: dict = field(default_factory=dict)
-
-
-def _eventlet_patched() -> bool:
-    if "eventlet" not in sys.modules:
-        return False
-    from eventlet import patcher
-    return patcher.is_monkey_patched("socket")
 
 
 class _NoPayloadInTracebacks(logging.Filter):
@@ -118,7 +110,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=FailureLimiter(cfg.admin_max_failures, cfg.admin_failure_window))
 
-    async_mode = cfg.async_mode or ("eventlet" if _eventlet_patched() else "threading")
+    async_mode = cfg.async_mode or ("eventlet" if green.patched() else "threading")
     if async_mode == "eventlet":
         from . import wsmask
         wsmask.install()  # eventlet unmasks client frames byte by byte in Python: ~2.5 ms per frame
@@ -130,12 +122,9 @@ def create_app(config: WebConfig | None = None) -> Flask:
                       logger=logsafe.transport_logger("socketio"), engineio_logger=logsafe.transport_logger("engineio"),
                       message_queue=cfg.message_queue, cors_allowed_origins=cfg.cors_allowed_origins,
                       serializer=transport.FramePacket)
-    # -- hostile clients (issue #13): packet checks --
+    # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust --
     transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
-    if cfg.trust_proxy:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trust_proxy, x_proto=cfg.trust_proxy,
-                                x_host=cfg.trust_proxy)
+    app.wsgi_app = guard.wrap(app.wsgi_app, cfg)
 
     from .admin import bp as admin_bp
     app.register_blueprint(admin_bp)

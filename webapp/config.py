@@ -47,6 +47,10 @@ class WebConfig:
     violation_window: float = 10.0       # this many times within this many seconds is disconnected; 0: never
     admin_max_failures: int = 10         # wrong admin passwords from one address within the window ...
     admin_failure_window: float = 300.0  # ... lock that address out (429 + Retry-After) until they age out
+    # -- hostile clients (webapp/guard.py) --
+    allowed_hosts: str | None = None     # Host names served besides localhost/127.0.0.1/[::1] on the server's
+    #                                      own port: 'name' (any port), 'name:port', '*' (any); DNS rebinding
+    trusted_proxies: str = "127.0.0.0/8,::1"  # peers whose X-Forwarded-* headers count (trust_proxy hops)
 
     def __post_init__(self):
         if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch < 1 or self.max_faces < 1:
@@ -68,6 +72,10 @@ class WebConfig:
             tta = legacy.get(str(self.tta).strip().lower(), self.tta) if not isinstance(self.tta, bool) else self.tta
             self.tta = _tta_mode(tta)
         self.cors_allowed_origins  # raises ValueError on a malformed list
+        # -- hostile clients --
+        from .guard import parse_hosts, parse_networks
+        parse_hosts(self.allowed_hosts)
+        parse_networks(self.trusted_proxies)
 
     @property
     def cors_allowed_origins(self):
@@ -125,6 +133,8 @@ ENV = {
     "violation_window": "FER_VIOLATION_WINDOW",
     "admin_max_failures": "FER_ADMIN_MAX_FAILURES",
     "admin_failure_window": "FER_ADMIN_FAILURE_WINDOW",
+    "allowed_hosts": "FER_ALLOWED_HOSTS",
+    "trusted_proxies": "FER_TRUSTED_PROXIES",
 }
 
 
