@@ -17,7 +17,7 @@ import pytest
 import requests
 
 import hostile_clients as hc
-from webapp_testutil import Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop, wait_healthy
+from webapp_testutil import Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop, wait_gone, wait_healthy
 
 pytestmark = pytest.mark.slow
 TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} |\[\d{4}-\d\d-\d\d )")
@@ -264,6 +264,45 @@ def test_forwarded_for_through_a_trusted_proxy_counts_per_client(tiny_models):
 
 # -- item 6: liveness -------------------------------------------------------------------------------
 
+def test_frozen_worker_is_reported_and_restarted(tiny_models, astronaut_jpeg):
+    """SIGSTOP on the inference worker: /healthz kept answering 200 and frames waited for 30 s
+    timeouts for a minute. Now the heartbeat bound (10 s by default) reports it and restarts it."""
+    from webapp import WebConfig, create_app, socketio
+    app = create_app(WebConfig(models_dir=str(tiny_models)))
+    inf = app.extensions["fer"].inference
+    try:
+        assert inf.wait_ready(180), inf.last_error
+        c = socketio.test_client(app)
+        c.get_received()
+        pid = inf.pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        got = []
+        t = threading.Thread(target=lambda: (c.emit("frame", astronaut_jpeg), got.extend(c.get_received())))
+        t.start()
+        http = app.test_client()
+        while http.get("/healthz").status_code == 200:
+            assert time.monotonic() - t0 < 15, "still 'ready' 15 s after the worker froze"
+            time.sleep(0.2)
+        assert http.get("/healthz").get_json()["status"] in ("unresponsive", "starting")
+        t.join(30)
+        answers = [(e["name"], e["args"][0]) for e in got if e["name"] in ("result", "error")]
+        assert answers and answers[0][0] == "error" and answers[0][1]["code"] == "worker_crashed", answers
+        assert time.monotonic() - t0 < 20
+        assert inf.wait_ready(180), inf.last_error
+        assert inf.pid != pid
+        c.emit("frame", astronaut_jpeg)
+        assert [e["name"] for e in c.get_received()] == ["result"]
+        assert http.get("/healthz").status_code == 200
+        c.disconnect()
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except (ProcessLookupError, UnboundLocalError):
+            pass
+        inf.close()
+
+
 def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path):
     """Under eventlet, writing a batch larger than the pipe into a worker that is then killed: the
     write must fail (the frames get 'worker_crashed'). eventlet's green os.write retried EPIPE for ever,
@@ -298,6 +337,44 @@ def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path)
     out = subprocess.run([sys.executable, "-W", "ignore", str(script), str(ROOT)], capture_output=True, text=True,
                          timeout=60)
     assert "RESULT ['BrokenPipeError'] False" in out.stdout, (out.stdout, out.stderr[-2000:])
+
+
+# -- item 7: shutdown under gunicorn ----------------------------------------------------------------
+
+def test_gunicorn_sigterm_answers_frames_in_flight_and_stops_fast(tiny_models, tmp_path, astronaut_jpeg):
+    """4 frames held by a frozen inference worker, then SIGTERM to gunicorn: it used to take the full
+    30 s graceful timeout, then kill the worker, with no answer to those frames."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    proc = start(gunicorn_cmd(port), server_env(tiny_models), log)
+    clients = []
+    try:
+        wait_healthy(port, proc, log, timeout=180)
+        worker_pid = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["worker"]["pid"]
+        clients = [Client(port) for _ in range(4)]
+        os.kill(worker_pid, signal.SIGSTOP)
+        for c in clients:
+            c.sio.emit("frame", astronaut_jpeg)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except Exception:  # noqa: BLE001 - report below
+            pass
+        took = time.monotonic() - t0
+        assert proc.poll() is not None, "gunicorn still running 20 s after SIGTERM"
+        assert took < 15, took
+        for c in clients:
+            (name, err), = c.wait_answers(1, timeout=5)
+            assert name == "error" and err["code"] == "unavailable", err
+        assert wait_gone(worker_pid, 5), "the inference worker outlived the server"
+        text = log.read_text()
+        assert "shutting down: 4 clients, 4 frames in flight" in text and "shut down in" in text
+    finally:
+        for c in clients:
+            c.close()
+        stop(proc)
 
 
 # -- the rate limit under a flood of refused hosts ----------------------------------------------------

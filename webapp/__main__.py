@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         p.error("--certfile and --keyfile go together")
 
     from fer_core.store import ModelsError
-    from webapp import create_app, socketio
+    from webapp import create_app, lifecycle, socketio
     from webapp.config import WebConfig
 
     try:
@@ -68,9 +68,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        st = app.extensions["fer"]
-        if st.inference is not None:
-            st.inference.close()
+        lifecycle.shutdown(app)  # answers the frames in flight, closes the clients and the worker
     return 0
 
 

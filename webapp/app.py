@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, jsonify, render_template, request
 from flask_socketio import SocketIO
 
-from . import green, guard, logsafe, transport
+from . import green, guard, lifecycle, logsafe, transport
 from .config import WebConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,7 @@ class AppState:
     stats: object
     admin_limiter: object = None
     gates: dict = field(default_factory=dict)
+    stopping: bool = False  # set by lifecycle.shutdown
 
 
 class _NoPayloadInTracebacks(logging.Filter):
@@ -106,7 +107,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
                                     max_pixels=cfg.max_pixels, warm_up=cfg.warm_up_faces,
                                     start_timeout=cfg.worker_start_timeout,
                                     batch_timeout=cfg.worker_batch_timeout, tta=cfg.tta,
-                                    tf_threads=cfg.tf_threads)
+                                    tf_threads=cfg.tf_threads, heartbeat_timeout=cfg.worker_heartbeat_timeout)
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=FailureLimiter(cfg.admin_max_failures, cfg.admin_failure_window))
 
@@ -122,9 +123,10 @@ def create_app(config: WebConfig | None = None) -> Flask:
                       logger=logsafe.transport_logger("socketio"), engineio_logger=logsafe.transport_logger("engineio"),
                       message_queue=cfg.message_queue, cors_allowed_origins=cfg.cors_allowed_origins,
                       serializer=transport.FramePacket)
-    # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust --
+    # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
     transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
     app.wsgi_app = guard.wrap(app.wsgi_app, cfg)
+    lifecycle.install_gunicorn(app)
 
     from .admin import bp as admin_bp
     app.register_blueprint(admin_bp)
@@ -139,7 +141,10 @@ def create_app(config: WebConfig | None = None) -> Flask:
         st = app.extensions["fer"]
         if st.inference is None:
             return jsonify(status="no_worker"), 503
-        body = {"status": st.inference.state}
+        body = {"status": st.inference.state, "heartbeat_s": st.inference.status()["heartbeat_s"]}
+        if st.inference.ready and not st.inference.responsive:
+            body["status"] = "unresponsive"  # killed and restarted by the watchdog (heartbeat bound)
+            return jsonify(body), 503
         if st.inference.ready:
             body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"))
             return jsonify(body), 200

@@ -11,7 +11,8 @@ threads stopped answering after a few hundred frames). Instead::
   ``max_batch``), sends it as one batch, reads the answer and wakes each waiter. While the worker is
   busy, new requests pile up in the queue and go together next time: micro-batching without timers.
 * A watchdog thread kills a worker that takes longer than ``batch_timeout`` on a batch (or
-  ``start_timeout`` to start). A dead worker fails its batch's requests with an error; the dispatcher
+  ``start_timeout`` to start), and a ready worker whose heartbeat (webapp/heartbeat.py) is older
+  than ``heartbeat_timeout``. A dead worker fails its batch's requests with an error; the dispatcher
   starts a new worker (backing off when it keeps dying), and requests meanwhile get 'starting'.
 * The worker's stderr (its log lines, and what libjpeg, libpng and TensorFlow print from C) is read
   here and logged line by line under the log rules of webapp/logsafe.py.
@@ -33,9 +34,10 @@ import threading
 import time
 from pathlib import Path
 
-from . import logsafe, wire
+from . import heartbeat, logsafe, wire
 
 log = logging.getLogger("webapp.inference")
+_WAKE = object()  # queued by the watchdog so that an idle dispatcher restarts a dead worker at once
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,12 +62,15 @@ class _Request:
 class InferenceClient:
     def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
                  warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
-                 python: str | None = None, tta: str | None = None, tf_threads: int = 0):
+                 python: str | None = None, tta: str | None = None, tf_threads: int = 0,
+                 heartbeat_timeout: float = 10.0):
         self.models_dir = str(models_dir)
         self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
         self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
         self.python = python or sys.executable
         self.tta, self.tf_threads = tta, tf_threads
+        self.heartbeat_timeout = heartbeat_timeout  # 0: no heartbeat check
+        self._beats: heartbeat.Monitor | None = None
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
@@ -85,6 +90,11 @@ class InferenceClient:
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+    @property
+    def responsive(self) -> bool:
+        """False when the worker's last heartbeat is older than ``heartbeat_timeout``."""
+        return not self.heartbeat_timeout or self._beats is None or self._beats.age() <= self.heartbeat_timeout
 
     @property
     def pid(self) -> int | None:
@@ -123,13 +133,25 @@ class InferenceClient:
         return req.result
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the dispatcher and the worker (closing its stdin ends it; killed if it lingers)."""
+        """Stop the dispatcher and the worker. The batch in flight gets ``timeout`` seconds to be
+        answered; then the worker is killed and its frames fail with 'unavailable'. The worker's
+        stdin (closing it ends an idle worker) is closed only then: the dispatcher may be writing
+        a batch into it."""
         if self._closed:
             return
         self._closed = True
         self.state = "closed"
         self._q.put(None)
-        self._stop_worker(timeout)
+        d = self._dispatcher
+        if d is not None and d is not threading.current_thread():
+            try:
+                d.join(timeout)
+                if d.is_alive() and self._proc is not None:
+                    self._proc.kill()
+                    d.join(2.0)
+            except Exception:  # noqa: BLE001 - at interpreter exit the hub may be gone
+                pass
+        self._stop_worker(2.0)
 
     # -- the worker process ----------------------------------------------------------------------
     def _spawn(self) -> None:
@@ -139,8 +161,16 @@ class InferenceClient:
         cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
                "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
                "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env, cwd=str(ROOT))
+        beats = heartbeat.Monitor()
+        cmd += ["--heartbeat-fd", str(beats.fd)]
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          env=env, cwd=str(ROOT), pass_fds=(beats.fd,))
+        except BaseException:
+            beats.discard()
+            raise
+        beats.started()
+        self._beats = beats
         logsafe.pump(self._proc.stderr, logging.getLogger("webapp.worker"))
 
     def _stop_worker(self, timeout: float = 5.0) -> None:
@@ -209,6 +239,8 @@ class InferenceClient:
             req = self._q.get()
             if req is None:
                 break
+            if req is _WAKE:
+                continue
             batch = [req]
             while len(batch) < self.max_batch:
                 try:
@@ -218,7 +250,8 @@ class InferenceClient:
                 if r is None:
                     self._closed = True
                     break
-                batch.append(r)
+                if r is not _WAKE:
+                    batch.append(r)
             batch = [r for r in batch if not r.cancelled]
             if batch:
                 self._send(batch)
@@ -238,7 +271,10 @@ class InferenceClient:
             self._deadline = None
             code = proc.poll()
             self.last_error = f"worker crashed ({type(e).__name__}; exit code {code})"
-            log.error("inference worker %s failed during a batch of %d: %s", proc.pid, len(batch), self.last_error)
+            if self._closed:  # close() stopped it: its frames get 'unavailable'
+                log.info("inference worker %s stopped with a batch of %d in flight", proc.pid, len(batch))
+            else:
+                log.error("inference worker %s failed during a batch of %d: %s", proc.pid, len(batch), self.last_error)
             self._ready.clear()
             self.state = "starting"
             err = (InferenceError("unavailable", "the server is shutting down") if self._closed else
@@ -274,6 +310,8 @@ class InferenceClient:
             if r is None:
                 self._closed = True
                 continue
+            if r is _WAKE:
+                continue
             r.error = err
             r.done.set()
 
@@ -288,15 +326,30 @@ class InferenceClient:
             time.sleep(0.5)
             d, p = self._deadline, self._proc
             if d is not None and p is not None and time.monotonic() > d and p.poll() is None:
-                log.error("inference worker %s did not answer in time: killing it", p.pid)
-                try:
-                    p.kill()
-                except OSError:
-                    pass
+                self._kill(p, "did not answer in time")
+            # -- heartbeat: a ready worker that stopped beating (or died while idle) is restarted now --
+            beats = self._beats
+            if self.state == "ready" and p is not None and p is self._proc and beats is not None and (
+                    p.poll() is not None or not self.responsive):
+                if p.poll() is None:
+                    self._kill(p, f"sent no heartbeat for {beats.age():.1f} s (bound {self.heartbeat_timeout:g} s)")
+                self.last_error = "worker unresponsive or gone: restarted"
+                self.state = "starting"
+                self._ready.clear()
+                self._q.put(_WAKE)
+
+    @staticmethod
+    def _kill(p, why: str) -> None:
+        log.error("inference worker %s %s: killing it", p.pid, why)
+        try:
+            p.kill()
+        except OSError:
+            pass
 
     def status(self) -> dict:
         return {"state": self.state, "pid": self.pid, "restarts": self.restarts, "batches": self.batches,
                 "frames": self.frames, "mean_batch": round(self.frames / self.batches, 2) if self.batches else None,
                 "last_error": self.last_error, "members": (self.info or {}).get("members"),
                 "labels": (self.info or {}).get("labels"), "rule": (self.info or {}).get("rule"),
-                "tta": (self.info or {}).get("tta"), "queued": self._q.qsize()}
+                "tta": (self.info or {}).get("tta"), "queued": self._q.qsize(),
+                "heartbeat_s": round(self._beats.age(), 1) if self._beats is not None else None}

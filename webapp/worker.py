@@ -1,7 +1,7 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
     python -m webapp.worker --models DIR [--max-faces 8] [--max-pixels N] [--warm-up 32]
-                            [--tta auto|none|flip|zoom-flip] [--tf-threads N]
+                            [--tta auto|none|flip|zoom-flip] [--tf-threads N] [--heartbeat-fd FD]
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
 read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
@@ -29,6 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--tta", choices=("auto",) + TTA_MODES, default="auto",
                    help="test-time views (auto: the models folder's ensemble.json; fer_core/tta.py)")
     p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
+    p.add_argument("--heartbeat-fd", type=int, default=-1, help="write a heartbeat byte to this fd (webapp/heartbeat.py)")
     return p.parse_args(argv)
 
 
@@ -87,8 +88,13 @@ def main(argv=None) -> int:
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     proto_in = sys.stdin.buffer
-    # Ctrl-C in a terminal reaches the whole process group: the web process decides when we stop.
+    # Ctrl-C in a terminal, or a SIGTERM to the server's process group, reaches us too: the web
+    # process decides when we stop (it answers the frames we hold first, webapp/lifecycle.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.heartbeat_fd >= 0:  # first: loading TensorFlow takes a while, and we are alive meanwhile
+        from webapp import heartbeat
+        heartbeat.beat(args.heartbeat_fd)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import warnings
     # Pillow warns about images over 89 M pixels; decode_image refuses anything over --max-pixels anyway.
