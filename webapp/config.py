@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from fer_core.tta import resolve as _tta_mode
 
+from .guard import parse_hosts, parse_networks
+
 
 @dataclass
 class WebConfig:
@@ -75,7 +77,6 @@ class WebConfig:
             self.tta = _tta_mode(tta)
         self.cors_allowed_origins  # raises ValueError on a malformed list
         # -- hostile clients --
-        from .guard import parse_hosts, parse_networks
         parse_hosts(self.allowed_hosts)
         parse_networks(self.trusted_proxies)
         if self.worker_heartbeat_timeout < 0 or self.shutdown_timeout < 0:

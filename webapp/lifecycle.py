@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-from . import green
+from . import green, transport
 
 log = logging.getLogger("webapp.lifecycle")
 
@@ -40,7 +40,7 @@ def shutdown(app, timeout: float | None = None) -> float:
     sio = app.extensions.get("socketio")
     if sio is not None and getattr(sio, "server", None) is not None:
         try:
-            sio.server.eio.disconnect()  # every client: the WebSockets close, so the server's wait ends
+            transport.close_all(sio.server)  # every client: the WebSockets close, so the server's wait ends
         except Exception as e:  # noqa: BLE001 - a client that went away meanwhile
             log.debug("disconnecting clients: %s", type(e).__name__)
     took = time.monotonic() - t0

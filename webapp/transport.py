@@ -12,10 +12,11 @@ format closed at once (docs/protocol.md).
   and ours) and kept the connection open. It also makes Engine.IO's server-side disconnect return at
   once: ``Socket.close(wait=True)`` waits for the client to poll for its CLOSE packet, which a
   long-polling client that went away never does (python-engineio PR #60 describes the same hang).
-  For a WebSocket it also ends the reading side of the TCP connection: Engine.IO's writer closes
-  the socket under the reader, epoll reports nothing for a closed descriptor (gevent #26 describes
-  the same), and the reader waited out its 45 s timeout, holding every stop of gunicorn for its
-  whole graceful timeout.
+* ``close_all(server)`` (the server stopping) also ends the reading side of every WebSocket's TCP
+  connection: Engine.IO's writer closes the socket under the reader, epoll reports nothing for a
+  closed descriptor (gevent #26 describes the same), and the reader waited out its 45 s timeout,
+  holding every stop of gunicorn for its whole graceful timeout. Only then: a socket closed with
+  unread data sends a reset, which can cost a client that is still sending its last answers.
 """
 from __future__ import annotations
 
@@ -100,16 +101,25 @@ def harden(server, on_refused=None) -> None:
     def disconnect(sid=None):
         for s in ([sid] if sid is not None else list(eio.sockets)):
             sock = eio.sockets.get(s)
-            tcp = _tcp_socket(server.environ.get(s)) if sock is not None and sock.upgraded else None
             if sock is not None and not sock.closed:
                 sock.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)  # queues CLOSE for the writer
             eio.sockets.pop(s, None)
-            if tcp is not None:
-                _stop_reading(tcp)
 
     server._handle_eio_message = message
     eio.on("message", message)
     eio.disconnect = disconnect
+
+
+def close_all(server) -> int:
+    """Disconnect every client of ``server`` (hardened) and end its WebSocket readers; returns how many."""
+    eio = server.eio
+    tcp = [_tcp_socket(server.environ.get(s)) for s, sock in list(eio.sockets.items()) if sock.upgraded]
+    n = len(eio.sockets)
+    eio.disconnect()  # queues each one's CLOSE packet, after its last answers
+    for sock in tcp:
+        if sock is not None:
+            _stop_reading(sock)
+    return n
 
 
 def _tcp_socket(environ):
