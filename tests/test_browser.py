@@ -46,7 +46,8 @@ def browser_models(tiny_models, tmp_path_factory):
 def server(browser_models, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("browser") / "server.log"
-    proc = start(dev_cmd(port, browser_models), server_env(browser_models), log)
+    # fer-insecure.test: the made-up name of test_insecure_context_message, allowed like a deployment's own
+    proc = start(dev_cmd(port, browser_models), server_env(browser_models, FER_ALLOWED_HOSTS="fer-insecure.test"), log)
     try:
         health = wait_healthy(port, proc, log)
         yield port, health

@@ -323,7 +323,7 @@ def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsy
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkerConfig))
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.max_faces = 3
-    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == w
+    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == (w, -1)
     assert WorkerConfig.from_json(WebConfig().worker("/m").to_json()).tta is None  # the folder's own views
     for bad in ('{"models_dir": "/m"}', "[1]", "--models /m", dict(json.loads(w.to_json()), tta="sideways")):
         with pytest.raises(ValueError, match="not a worker config"):

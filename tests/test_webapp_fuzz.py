@@ -2,7 +2,9 @@
 Socket.IO `frame` event (Flask-SocketIO's test client, the real inference worker on the tiny models),
 while a well-behaved client keeps sending the astronaut photo in another thread. It must get the same
 answer as before the fuzzing throughout; the fuzzing clients get one answer per payload (or are
-disconnected for their violations, then connect again); the worker never crashes.
+disconnected for their violations, then connect again); a payload with more binary attachments
+than the protocol allows (one for `frame`, none elsewhere) ends its connection without an answer;
+the worker never crashes.
 
 The payloads come from a seeded RNG (FER_FUZZ_SEED, FER_FUZZ_N to change them).
 """
@@ -128,13 +130,29 @@ def payloads(jpeg: bytes, rng: np.random.Generator, n: int):
         elif k == 9:  # several arguments, or none
             out.append(("frame", tuple(_nested(rng) for _ in range(int(rng.choice([0, 2, 3]))))
                         if rng.random() < 0.7 else (jpeg, jpeg)))
-        elif k == 10:  # other events
+        elif k == 10:  # other events, with a binary payload (refused: none allowed) or a text one
             out.append((str(rng.choice(["photo", "message", "json", "result", "hello", "error", "Frame",
-                                        "frame ", "x" * 300, "\u00e9v\u00e9nement"])), (jpeg,)))
+                                        "frame ", "x" * 300, "\u00e9v\u00e9nement"])),
+                        (jpeg,) if rng.random() < 0.5 else ("text",)))
         else:  # small real images of odd shapes
             w, h = int(rng.integers(1, 400)), int(rng.integers(1, 400))
             out.append(("frame", (_image(str(rng.choice(["PNG", "JPEG", "BMP"])), w, h),)))
     return out[:n]
+
+
+def binary_parts(value) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        return 1
+    if isinstance(value, (list, tuple)):
+        return sum(binary_parts(v) for v in value)
+    if isinstance(value, dict):
+        return sum(binary_parts(v) for v in value.values())
+    return 0
+
+
+def refused(event, args) -> bool:
+    """More binary attachments than docs/protocol.md allows: the connection ends, without an answer."""
+    return binary_parts(args) > (1 if event == "frame" else 0)
 
 
 def test_fuzz_frames_while_a_good_client_keeps_working(app, astronaut_jpeg):
@@ -171,16 +189,24 @@ def test_fuzz_frames_while_a_good_client_keeps_working(app, astronaut_jpeg):
     rng = np.random.default_rng(SEED)
     cases = payloads(astronaut_jpeg, rng, N)
     fuzzer, codes, results, reconnects, bad = _connect(app), {}, 0, 0, []
+    refusals, was_refused = 0, False
+    bad_packets = app.extensions["fer"].stats.errors.get("bad_packet", 0)
     t0 = time.monotonic()
     try:
         for event, args in cases:
             if not fuzzer.is_connected():
                 fuzzer = _connect(app)
-                reconnects += 1
+                reconnects += not was_refused
+            was_refused = refused(event, args)
             fuzzer.emit(event, *args)
             got = [(e["name"], e["args"][0] if e["args"] else None) for e in fuzzer.queue
                    if e["name"] in ("result", "error")]
             fuzzer.queue.clear()
+            if was_refused:
+                refusals += 1
+                if got or fuzzer.is_connected():
+                    bad.append((event, "not refused", got))
+                continue
             if event != "frame" and not got:
                 bad.append((event, "no answer"))
             for name, data in got:
@@ -198,13 +224,14 @@ def test_fuzz_frames_while_a_good_client_keeps_working(app, astronaut_jpeg):
         t.join(30)
     elapsed = time.monotonic() - t0
     print(f"\n{len(cases)} payloads in {elapsed:.1f} s: {results} results, errors {codes}, "
-          f"{reconnects} reconnects after 'abuse'; good client: {len(good_answers)} frames")
+          f"{reconnects} reconnects after 'abuse', {refusals} refused packets; good client: {len(good_answers)} frames")
     assert not bad, bad[:5]
     assert not good_failures, good_failures[:3]
     assert len(good_answers) >= 20
     assert codes.get("bad_image", 0) > 100 and codes.get("bad_frame", 0) > 100 and results > 50
     assert codes.get("too_large") and codes.get("unknown_event")
-    assert reconnects >= 10 and codes.get("abuse") == reconnects + (0 if fuzzer.is_connected() else 1)
+    assert reconnects >= 10 and codes.get("abuse") == reconnects + (0 if fuzzer.is_connected() or was_refused else 1)
+    assert refusals > 50 and app.extensions["fer"].stats.errors.get("bad_packet", 0) == bad_packets + refusals
     # the server is fine: same worker, healthy, and a new client is served correctly
     assert inf.restarts == restarts and inf.pid == pid and inf.state == "ready"
     assert app.test_client().get("/healthz").status_code == 200

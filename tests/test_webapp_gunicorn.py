@@ -14,7 +14,8 @@ import time
 import pytest
 import requests
 
-from webapp_testutil import ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_healthy, wss_frames
+from webapp_testutil import (ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_gone,
+                             wait_healthy, wss_frames)
 
 pytestmark = pytest.mark.slow
 
@@ -226,16 +227,7 @@ def test_log_has_no_frame_data_and_shutdown_is_clean(gunicorn, astronaut_jpeg):
     text = log.read_bytes()
     assert astronaut_jpeg[1000:1064] not in text
     assert b"Traceback" not in text, text.decode(errors="replace")[-3000:]
-    # the inference worker went with the server
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            os.kill(worker_pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"inference worker {worker_pid} outlived the server")
+    assert wait_gone(worker_pid, 10), f"inference worker {worker_pid} outlived the server"
 
 
 def test_dev_server(tiny_models, tmp_path, astronaut_jpeg):

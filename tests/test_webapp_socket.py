@@ -163,7 +163,7 @@ BAD = {
     "none": ((None,), "bad_frame"),
     "number": ((42,), "bad_frame"),
     "no_args": ((), "bad_frame"),
-    "two_args": (("TWO",), "bad_frame"),
+    "two_args": (("TWO",), "bad_frame"),  # a binary frame and a text argument: one attachment, allowed
     "deeply_nested": (({"a": [{"b": [{"c": [1, {"d": b"x"}]}]}]},), "bad_frame"),
 }
 
@@ -177,7 +177,7 @@ def test_bad_input_gets_an_error_and_the_connection_survives(app, astronaut_jpeg
              "BIG": astronaut_jpeg + b"\0" * (1_000_001 - len(astronaut_jpeg)),
              "B64": base64.b64encode(astronaut_jpeg).decode()}
     if args and args[0] == "TWO":
-        args = (astronaut_jpeg, astronaut_jpeg)
+        args = (astronaut_jpeg, "and a second argument")
     else:
         args = tuple(subst.get(a, a) if isinstance(a, str) else a for a in args)
     c, other = client(app), client(app)
@@ -196,9 +196,30 @@ def test_bad_input_gets_an_error_and_the_connection_survives(app, astronaut_jpeg
     other.disconnect()
 
 
+@pytest.mark.parametrize("event,args", [("frame", ("JPEG", "JPEG")), ("photo", ("JPEG",)),
+                                        ("frame", ({"a": b"x", "b": [b"y"]},))])
+def test_more_attachments_than_the_protocol_allows_end_the_connection(app, astronaut_jpeg, event, args):
+    """Issue #13, item 2: one binary attachment for 'frame', none elsewhere. A packet declaring more
+    ends its connection at once (nothing is buffered); other clients are unaffected, and the client
+    may connect again."""
+    args = tuple(astronaut_jpeg if a == "JPEG" else a for a in args)
+    stats = app.extensions["fer"].stats
+    refused = stats.errors.get("bad_packet", 0)
+    c, other = client(app), client(app)
+    c.emit(event, *args)
+    assert not c.is_connected()
+    assert [e for e in c.queue if e["name"] in ("result", "error")] == []
+    assert stats.errors.get("bad_packet", 0) == refused + 1
+    assert send(other, astronaut_jpeg)[0] == "result"
+    again = client(app)
+    assert send(again, astronaut_jpeg)[0] == "result"
+    again.disconnect()
+    other.disconnect()
+
+
 def test_unknown_event(app, astronaut_jpeg):
     c = client(app)
-    c.emit("photo", astronaut_jpeg)
+    c.emit("photo", "a text payload")
     (e,) = c.get_received()
     assert e["name"] == "error" and e["args"][0]["code"] == "unknown_event"
     assert send(c, astronaut_jpeg)[0] == "result"

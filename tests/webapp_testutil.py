@@ -77,6 +77,18 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     return proc.returncode
 
 
+def wait_gone(pid: int, timeout: float) -> bool:
+    """True once process ``pid`` no longer exists (within ``timeout`` seconds)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 class Client:
     """A python-socketio client that records 'result', 'error' and 'hello' events in order."""
 

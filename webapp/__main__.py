@@ -18,6 +18,7 @@ import sys  # noqa: E402
 
 
 _MAIN = None  # the main greenlet, where socketio.run() serves
+SOCKET_TIMEOUT = 60.0  # eventlet's reads of a request (line, headers, body) end after this: none parks forever
 
 
 def _stop(signum, frame):
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         p.error("--certfile and --keyfile go together")
 
     from fer_core.store import ModelsError
-    from webapp import WebConfig, create_app
+    from webapp import WebConfig, create_app, lifecycle
 
     try:
         cfg = WebConfig.from_env(**({"models_dir": args.models} if args.models else {}))
@@ -61,13 +62,12 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     try:
-        app.extensions["socketio"].run(app, host=args.host, port=args.port, log_output=args.access_log, **tls)
+        app.extensions["socketio"].run(app, host=args.host, port=args.port, log_output=args.access_log,
+                                       socket_timeout=SOCKET_TIMEOUT, **tls)
     except KeyboardInterrupt:
         pass
     finally:
-        st = app.extensions["fer"]
-        if st.inference is not None:
-            st.inference.close()
+        lifecycle.shutdown(app)  # answers the frames in flight, closes the clients and the worker
     return 0
 
 

@@ -9,7 +9,6 @@ an address with ``admin_max_failures`` wrong passwords within ``admin_failure_wi
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 from fer_core import store
 from fer_core.metrics import report_tables
 from fer_core.tta import of as tta_of
+from .guard import LOOPBACK, peer_in
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger("webapp.admin")
@@ -93,13 +93,7 @@ def is_local() -> bool:
     """A loopback peer that did not come through a proxy (a proxy on this host looks local otherwise)."""
     if any(h in request.headers for h in _PROXY_HEADERS):
         return False
-    try:
-        ip = ipaddress.ip_address((request.remote_addr or "").split("%")[0])
-    except ValueError:
-        return False
-    if getattr(ip, "ipv4_mapped", None):
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return peer_in(request.remote_addr, LOOPBACK)
 
 
 def _denied(status: int, message: str):

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from flask import Flask, jsonify, render_template
 from flask_socketio import SocketIO
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fer_core import store  # numpy only: the web process never imports TensorFlow
 
-from . import admin, events, security, wsmask
+from . import admin, events, guard, lifecycle, logsafe, security, transport, wsmask
 from .config import WebConfig
 from .inference import InferenceClient
 from .stats import Stats
@@ -35,6 +34,7 @@ class AppState:
     stats: Stats
     admin_limiter: admin.FailureLimiter
     gates: dict = field(default_factory=dict)  # Socket.IO sid -> events.ClientGate
+    stopping: bool = False                     # set by lifecycle.shutdown
 
 
 def _async_mode(cfg: WebConfig) -> str:
@@ -57,6 +57,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     models_dir = store.resolve_models_dir(cfg.models_dir).resolve()
     if not models_dir.is_dir():
         raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set FER_MODELS)")
+    logsafe.install(logging.INFO)  # one line per event, client text escaped, repeats limited
     security.init_logging()
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
@@ -69,14 +70,17 @@ def create_app(config: WebConfig | None = None) -> Flask:
     if async_mode == "eventlet":
         wsmask.install()  # eventlet unmasks client frames byte by byte in Python: ~2.5 ms per frame
     # One SocketIO per app: its server, options and handlers belong to this app alone.
-    # Loggers off: engine.io's packet log would otherwise be the one place frame bytes could leak.
+    # Transport loggers at WARNING: engine.io's packet log (INFO) would otherwise be the one place
+    # frame bytes could leak.
     socketio = SocketIO(app, async_mode=async_mode, max_http_buffer_size=cfg.transport_max_bytes,
-                        logger=False, engineio_logger=False, message_queue=cfg.message_queue,
-                        cors_allowed_origins=cfg.cors_allowed_origins)
+                        logger=logsafe.transport_logger("socketio"), engineio_logger=logsafe.transport_logger("engineio"),
+                        message_queue=cfg.message_queue, cors_allowed_origins=cfg.cors_allowed_origins,
+                        serializer=transport.FramePacket)
     events.init_app(socketio)
-    if cfg.trust_proxy:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trust_proxy, x_proto=cfg.trust_proxy,
-                                x_host=cfg.trust_proxy)
+    # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
+    transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
+    app.wsgi_app = guard.wrap(app.wsgi_app, cfg)  # ProxyFix (trust_proxy hops) only for trusted peers
+    lifecycle.install_gunicorn(app)
     app.register_blueprint(admin.bp)
     security.init_app(app)
 
@@ -89,7 +93,10 @@ def create_app(config: WebConfig | None = None) -> Flask:
         st = app.extensions["fer"]
         if st.inference is None:
             return jsonify(status="no_worker"), 503
-        body = {"status": st.inference.state}
+        body = {"status": st.inference.state, "heartbeat_s": st.inference.status()["heartbeat_s"]}
+        if st.inference.ready and not st.inference.responsive:
+            body["status"] = "unresponsive"  # killed and restarted by the watchdog (heartbeat bound)
+            return jsonify(body), 503
         if st.inference.ready:
             body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"))
             return jsonify(body), 200

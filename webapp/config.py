@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from fer_core.tta import TTA, resolve as resolve_tta
 
+from .guard import parse_hosts, parse_networks
+
 
 @dataclass
 class WebConfig:
@@ -49,6 +51,12 @@ class WebConfig:
     violation_window: float = 10.0       # this many times within this many seconds is disconnected; 0: never
     admin_max_failures: int = 10         # wrong admin passwords from one address within the window ...
     admin_failure_window: float = 300.0  # ... lock that address out (429 + Retry-After) until they age out
+    # -- hostile clients (webapp/guard.py, webapp/heartbeat.py, webapp/lifecycle.py) --
+    allowed_hosts: str | None = None     # Host names served besides localhost/127.0.0.1/[::1] on the server's
+    #                                      own port: 'name' (any port), 'name:port', '*' (any); DNS rebinding
+    trusted_proxies: str = "127.0.0.0/8,::1"  # peers whose X-Forwarded-* headers count (trust_proxy hops)
+    worker_heartbeat_timeout: float = 10.0  # a ready worker silent this long is killed and restarted; 0: never
+    shutdown_timeout: float = 3.0        # on SIGTERM, the worker gets this long to answer the frames it holds
 
     def __post_init__(self):
         if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch_frames < 1 or self.max_faces < 1:
@@ -70,6 +78,12 @@ class WebConfig:
             word = str(self.tta).strip().lower()
             self.tta = resolve_tta(_BOOLEAN.get(word, self.tta) if isinstance(self.tta, str) else self.tta)
         self.cors_allowed_origins  # raises ValueError on a malformed list
+        # -- hostile clients --
+        parse_hosts(self.allowed_hosts)
+        parse_networks(self.trusted_proxies)
+        if self.worker_heartbeat_timeout < 0 or self.shutdown_timeout < 0:
+            raise ValueError(f"worker_heartbeat_timeout and shutdown_timeout must be >= 0, got "
+                             f"{self.worker_heartbeat_timeout!r}, {self.shutdown_timeout!r}")
 
     @property
     def cors_allowed_origins(self):
@@ -122,6 +136,7 @@ class WorkerConfig:
     tf_threads: int
     worker_start_timeout: float
     worker_batch_timeout: float
+    worker_heartbeat_timeout: float      # the web process's watchdog reads it; the worker only beats
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -159,6 +174,10 @@ ENV = {
     "violation_window": "FER_VIOLATION_WINDOW",
     "admin_max_failures": "FER_ADMIN_MAX_FAILURES",
     "admin_failure_window": "FER_ADMIN_FAILURE_WINDOW",
+    "allowed_hosts": "FER_ALLOWED_HOSTS",
+    "trusted_proxies": "FER_TRUSTED_PROXIES",
+    "worker_heartbeat_timeout": "FER_WORKER_HEARTBEAT_TIMEOUT",
+    "shutdown_timeout": "FER_SHUTDOWN_TIMEOUT",
 }
 
 

@@ -11,8 +11,11 @@ threads stopped answering after a few hundred frames). Instead::
   ``max_batch_frames``), sends it as one batch, reads the answer and wakes each waiter. While the worker is
   busy, new requests pile up in the queue and go together next time: micro-batching without timers.
 * A watchdog thread kills a worker that takes longer than ``worker_batch_timeout`` on a batch (or
-  ``worker_start_timeout`` to start). A dead worker fails its batch's requests with an error; the dispatcher
+  ``worker_start_timeout`` to start), and a ready worker whose heartbeat (webapp/heartbeat.py) is older
+  than ``worker_heartbeat_timeout``. A dead worker fails its batch's requests with an error; the dispatcher
   starts a new worker (backing off when it keeps dying), and requests meanwhile get 'starting'.
+* The worker's stderr (its log lines, and what libjpeg, libpng and TensorFlow print from C) is read
+  here and logged line by line under the log rules of webapp/logsafe.py.
 
 Only ``threading``, ``queue`` and ``subprocess`` are used, so the same code runs on real threads
 (tests, threading async mode) and on greenlets once eventlet has monkey-patched those modules
@@ -31,10 +34,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import wire
+from . import heartbeat, logsafe, wire
 from .config import WorkerConfig
 
 log = logging.getLogger("webapp.inference")
+_WAKE = object()  # queued by the watchdog so that an idle dispatcher restarts a dead worker at once
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,6 +69,7 @@ class InferenceClient:
     def __init__(self, config: WorkerConfig, python: str | None = None):
         self.config = config                 # handed to each worker it starts, whole
         self.python = python or sys.executable
+        self._beats: heartbeat.Monitor | None = None
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
@@ -83,6 +88,11 @@ class InferenceClient:
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+    @property
+    def responsive(self) -> bool:
+        """False when the worker's last heartbeat is older than ``heartbeat_timeout``."""
+        return not self.config.worker_heartbeat_timeout or self._beats is None or self._beats.age() <= self.config.worker_heartbeat_timeout
 
     @property
     def pid(self) -> int | None:
@@ -121,13 +131,25 @@ class InferenceClient:
         return req.result
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the dispatcher and the worker (closing its stdin ends it; killed if it lingers)."""
+        """Stop the dispatcher and the worker. The batch in flight gets ``timeout`` seconds to be
+        answered; then the worker is killed and its frames fail with 'unavailable'. The worker's
+        stdin (closing it ends an idle worker) is closed only then: the dispatcher may be writing
+        a batch into it."""
         if self._closed:
             return
         self._closed = True
         self.state = "closed"
         self._q.put(None)
-        self._stop_worker(timeout)
+        d = self._dispatcher
+        if d is not None and d is not threading.current_thread():
+            try:
+                d.join(timeout)
+                if d.is_alive() and self._proc is not None:
+                    self._proc.kill()
+                    d.join(2.0)
+            except Exception:  # noqa: BLE001 - at interpreter exit the hub may be gone
+                pass
+        self._stop_worker(2.0)
 
     # -- the worker process ----------------------------------------------------------------------
     def _spawn(self) -> None:
@@ -135,8 +157,17 @@ class InferenceClient:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         cmd = [self.python, "-m", "webapp.worker", self.config.to_json()]
-        # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
+        beats = heartbeat.Monitor()
+        cmd += ["--heartbeat-fd", str(beats.fd)]
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          env=env, cwd=str(ROOT), pass_fds=(beats.fd,))
+        except BaseException:
+            beats.discard()
+            raise
+        beats.started()
+        self._beats = beats
+        logsafe.pump(self._proc.stderr, logging.getLogger("webapp.worker"))
 
     def _stop_worker(self, timeout: float = 5.0) -> None:
         p = self._proc
@@ -204,6 +235,8 @@ class InferenceClient:
             req = self._q.get()
             if req is None:
                 break
+            if req is _WAKE:
+                continue
             batch = [req]
             while len(batch) < self.config.max_batch_frames:
                 try:
@@ -213,7 +246,8 @@ class InferenceClient:
                 if r is None:
                     self._closed = True
                     break
-                batch.append(r)
+                if r is not _WAKE:
+                    batch.append(r)
             batch = [r for r in batch if not r.cancelled]
             if batch:
                 self._send(batch)
@@ -233,7 +267,10 @@ class InferenceClient:
             self._deadline = None
             code = proc.poll()
             self.last_error = f"worker crashed ({type(e).__name__}; exit code {code})"
-            log.error("inference worker %s failed during a batch of %d: %s", proc.pid, len(batch), self.last_error)
+            if self._closed:  # close() stopped it: its frames get 'unavailable'
+                log.info("inference worker %s stopped with a batch of %d in flight", proc.pid, len(batch))
+            else:
+                log.error("inference worker %s failed during a batch of %d: %s", proc.pid, len(batch), self.last_error)
             self._ready.clear()
             self.state = "starting"
             err = (InferenceError("unavailable", "the server is shutting down") if self._closed else
@@ -267,6 +304,8 @@ class InferenceClient:
             if r is None:
                 self._closed = True
                 continue
+            if r is _WAKE:
+                continue
             r.fail(err)
 
     def _sleep_unless_closed(self, seconds: float) -> None:
@@ -280,15 +319,30 @@ class InferenceClient:
             time.sleep(0.5)
             d, p = self._deadline, self._proc
             if d is not None and p is not None and time.monotonic() > d and p.poll() is None:
-                log.error("inference worker %s did not answer in time: killing it", p.pid)
-                try:
-                    p.kill()
-                except OSError:
-                    pass
+                self._kill(p, "did not answer in time")
+            # -- heartbeat: a ready worker that stopped beating (or died while idle) is restarted now --
+            beats = self._beats
+            if self.state == "ready" and p is not None and p is self._proc and beats is not None and (
+                    p.poll() is not None or not self.responsive):
+                if p.poll() is None:
+                    self._kill(p, f"sent no heartbeat for {beats.age():.1f} s (bound {self.config.worker_heartbeat_timeout:g} s)")
+                self.last_error = "worker unresponsive or gone: restarted"
+                self.state = "starting"
+                self._ready.clear()
+                self._q.put(_WAKE)
+
+    @staticmethod
+    def _kill(p, why: str) -> None:
+        log.error("inference worker %s %s: killing it", p.pid, why)
+        try:
+            p.kill()
+        except OSError:
+            pass
 
     def status(self) -> dict:
         return {"state": self.state, "pid": self.pid, "restarts": self.restarts, "batches": self.batches,
                 "frames": self.frames, "mean_batch": round(self.frames / self.batches, 2) if self.batches else None,
                 "last_error": self.last_error, "members": (self.info or {}).get("members"),
                 "labels": (self.info or {}).get("labels"), "rule": (self.info or {}).get("rule"),
-                "tta": (self.info or {}).get("tta"), "queued": self._q.qsize()}
+                "tta": (self.info or {}).get("tta"), "queued": self._q.qsize(),
+                "heartbeat_s": round(self._beats.age(), 1) if self._beats is not None else None}

@@ -13,6 +13,8 @@ Only this module's plain-stdlib code runs on both sides, so the web process neve
 from __future__ import annotations
 
 import json
+import os
+import select
 import struct
 
 MAX_MESSAGE = 1 << 30  # a corrupt length prefix must not allocate gigabytes
@@ -72,7 +74,34 @@ def read_message(f) -> tuple[dict, list[bytes]]:
 
 def write_message(f, header: dict, blobs=()) -> None:
     data = memoryview(encode(header, blobs))
+    fd = _nonblocking_fd(f)
+    if fd is not None:
+        _write_nonblocking(fd, data)
+        return
     while data:
         n = f.write(data)
         data = data[len(data) if n is None else n:]
     f.flush()
+
+
+def _nonblocking_fd(f) -> int | None:
+    try:
+        fd = f.fileno()
+        return None if os.get_blocking(fd) else fd
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _write_nonblocking(fd: int, data: memoryview) -> None:
+    """All of ``data`` to a non-blocking pipe (eventlet's green pipes are): waits for room with
+    select (green under eventlet) and raises BrokenPipeError once the reader is gone. eventlet 0.41's
+    green os.write retries EPIPE as if it were EAGAIN, so a write into a killed worker's full pipe
+    spun forever and the dispatcher never saw the crash (the retry came with eventlet PR #975)."""
+    import posix  # the C function itself: eventlet's green os module wraps os.write, never posix.write
+    while data:
+        try:
+            n = posix.write(fd, data)
+        except BlockingIOError:
+            select.select([], [fd], [fd])
+            continue
+        data = data[n:]

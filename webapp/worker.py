@@ -1,6 +1,7 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
-    python -m webapp.worker CONFIG_JSON      # a webapp.config.WorkerConfig, as InferenceClient starts it
+    python -m webapp.worker CONFIG_JSON [--heartbeat-fd FD]
+        # CONFIG_JSON: a webapp.config.WorkerConfig, as InferenceClient starts it; FD: webapp/heartbeat.py
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
 read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
@@ -19,12 +20,13 @@ import time
 from webapp.config import WorkerConfig
 
 
-def parse_args(argv=None) -> WorkerConfig:
+def parse_args(argv=None) -> tuple[WorkerConfig, int]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="the worker's settings as JSON (webapp.config.WorkerConfig)")
+    p.add_argument("--heartbeat-fd", type=int, default=-1, help="write a heartbeat byte to this fd (webapp/heartbeat.py)")
     args = p.parse_args(argv)
     try:
-        return WorkerConfig.from_json(args.config)
+        return WorkerConfig.from_json(args.config), args.heartbeat_fd
     except ValueError as e:
         p.error(str(e))
 
@@ -79,13 +81,18 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dic
 
 
 def main(argv=None) -> int:
-    cfg = parse_args(argv)
+    cfg, heartbeat_fd = parse_args(argv)
     # The protocol owns the real stdout; anything else printing to fd 1 (Python or C code) goes to stderr.
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     proto_in = sys.stdin.buffer
-    # Ctrl-C in a terminal reaches the whole process group: the web process decides when we stop.
+    # Ctrl-C in a terminal, or a SIGTERM to the server's process group, reaches us too: the web
+    # process decides when we stop (it answers the frames we hold first, webapp/lifecycle.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if heartbeat_fd >= 0:  # first: loading TensorFlow takes a while, and we are alive meanwhile
+        from webapp import heartbeat
+        heartbeat.beat(heartbeat_fd)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import warnings
     # Pillow warns about images over 89 M pixels; decode_image refuses anything over max_pixels anyway.

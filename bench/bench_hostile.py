@@ -1,0 +1,168 @@
+"""Hostile clients against a server started the documented way, with a well-behaved client alongside.
+
+    python bench/bench_hostile.py [--server gunicorn|dev] [--models DIR] [--seconds 20] [--json FILE]
+
+Starts ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (or ``python -m webapp``) on a free port of
+127.0.0.1 with FER_MODELS (default: the shipped models/), then runs, one after the other, for
+``--seconds`` each: no attack (the baseline), and the attacks of issue #13 items 1-3, each from
+``--attackers`` threads, loopback only, bounded in time:
+
+1. oversize long-polling POSTs: a polling session, then a POST declaring 3 MB and sending nothing;
+2. attachment floods: a `frame` event declaring 5,999,999 attachments, then 1 MB binary messages;
+3. invalid packets: a new WebSocket per packet, one of broken JSON, a placeholder pointing at a
+   missing attachment, JSON nested 100,000 deep, a stray binary message, binary on another event.
+
+Meanwhile one well-behaved client sends the astronaut photo (320 px JPEG, one face) over WebSocket at
+most ``--fps`` frames/s, one in flight, as the page does, and records every round trip. Reported per
+phase: what the attackers sent and what the server answered, whether the server held (sockets left
+in CLOSE_WAIT, memory of the serving process, /healthz, log lines added), and the good client's
+frames, errors and round-trip p50/p95/max. Prints Markdown; ``--json`` keeps the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import hostile_clients as hc  # noqa: E402
+from bench_load import frame_jpeg, pct  # noqa: E402
+from webapp_testutil import (Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop,  # noqa: E402
+                             wait_healthy)
+
+
+def good_client(port: int, jpeg: bytes, fps: float, stop_at: float, out: dict) -> None:
+    """One frame in flight, at most ``fps`` a second; round trips in ms, errors by code."""
+    try:
+        c = Client(port)
+    except Exception as e:  # noqa: BLE001
+        out["errors"]["connect:" + type(e).__name__] = 1
+        return
+    try:
+        while time.monotonic() < stop_at:
+            t0 = time.monotonic()
+            try:
+                name, res = c.send(jpeg, timeout=30)
+            except Exception as e:  # noqa: BLE001 - a lost answer or connection is an error too
+                out["errors"][type(e).__name__] = out["errors"].get(type(e).__name__, 0) + 1
+                break
+            ms = (time.monotonic() - t0) * 1000
+            if name == "result" and len(res["faces"]) == 1:
+                out["rtt"].append(ms)
+            else:
+                code = res.get("code", "no_face") if isinstance(res, dict) else "?"
+                out["errors"][code] = out["errors"].get(code, 0) + 1
+            time.sleep(max(0.0, 1 / fps - (time.monotonic() - t0)))
+    finally:
+        c.close()
+
+
+def attack_oversize(port: int, stop_at: float, tally: dict) -> None:
+    while time.monotonic() < stop_at:
+        status = hc.oversize_post(port, declared=3_000_000, timeout=10)
+        tally["requests"] += 1
+        tally[f"status {status}"] = tally.get(f"status {status}", 0) + 1
+
+
+def attack_attachments(port: int, stop_at: float, tally: dict) -> None:
+    while time.monotonic() < stop_at:
+        sent, closed = hc.attachment_flood(port, declared=5_999_999, messages=20, size=1_000_000,
+                                           seconds=max(0.5, min(10.0, stop_at - time.monotonic())))
+        tally["connections"] += 1
+        tally["MB sent"] = tally.get("MB sent", 0) + sent / 1e6
+        tally["closed by the server"] = tally.get("closed by the server", 0) + bool(closed)
+
+
+def attack_packets(port: int, stop_at: float, tally: dict) -> None:
+    cases = list(hc.INVALID_PACKETS)
+    i = 0
+    while time.monotonic() < stop_at:
+        closed = hc.invalid_packet(port, cases[i % len(cases)])
+        i += 1
+        tally["packets"] += 1
+        tally["closed by the server"] = tally.get("closed by the server", 0) + bool(closed)
+
+
+ATTACKS = {"none": None, "1 oversize polling POSTs": (attack_oversize, "requests"),
+           "2 attachment floods": (attack_attachments, "connections"),
+           "3 invalid packets": (attack_packets, "packets")}
+
+
+def run_phase(name, port, proc, log, jpeg, args) -> dict:
+    web = hc.web_pid(proc.pid)
+    rss0, lines0 = hc.rss_mb(web), len(log.read_bytes().splitlines())
+    stop_at = time.monotonic() + args.seconds
+    good = {"rtt": [], "errors": {}}
+    threads = [threading.Thread(target=good_client, args=(port, jpeg, args.fps, stop_at, good))]
+    tally = {}
+    if ATTACKS[name] is not None:
+        fn, unit = ATTACKS[name]
+        tally[unit] = 0
+        threads += [threading.Thread(target=fn, args=(port, stop_at, tally), daemon=True)
+                    for _ in range(args.attackers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(args.seconds + 60)
+    time.sleep(2.0)  # let the server finish closing what the attackers left
+    import requests
+    health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code
+    r = good["rtt"]
+    return {"phase": name, "sent": {k: round(v, 1) if isinstance(v, float) else v for k, v in tally.items()},
+            "close_wait": hc.close_wait(port), "rss_mb": [round(rss0), round(hc.rss_mb(web))], "healthz": health,
+            "log_lines": len(log.read_bytes().splitlines()) - lines0,
+            "good": {"frames": len(r), "errors": good["errors"], "p50": round(pct(r, 50), 1),
+                     "p95": round(pct(r, 95), 1), "max": round(max(r), 1) if r else None}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", choices=("gunicorn", "dev"), default="gunicorn")
+    p.add_argument("--models", default=os.environ.get("FER_MODELS", str(ROOT / "models")))
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    p.add_argument("--attackers", type=int, default=4, help="attacking threads per phase")
+    p.add_argument("--fps", type=float, default=10.0, help="the good client's most frames per second")
+    p.add_argument("--json", help="write the numbers here too")
+    args = p.parse_args(argv)
+    if args.seconds <= 0 or args.attackers < 1 or args.fps <= 0:
+        p.error(f"--seconds, --attackers and --fps must be positive, got {args.seconds}, {args.attackers}, {args.fps}")
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="bench_hostile_")) / "server.log"
+    cmd = gunicorn_cmd(port) if args.server == "gunicorn" else dev_cmd(port, args.models)
+    proc = start(cmd, server_env(args.models), log)
+    rows = []
+    try:
+        wait_healthy(port, proc, log, timeout=300)
+        jpeg = frame_jpeg()
+        for name in ATTACKS:
+            rows.append(run_phase(name, port, proc, log, jpeg, args))
+            print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+    finally:
+        stop(proc)
+    print(f"\nserver: {args.server}, models {args.models}, {args.seconds:g} s per phase, {args.attackers} attacking "
+          f"threads, good client at most {args.fps:g} frames/s; {os.cpu_count()} CPUs\n")
+    print("| attack | sent by the attackers | CLOSE_WAIT after | server RSS MB before → after | /healthz | log lines "
+          "| good client: frames, errors | p50 / p95 / max ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        g = r["good"]
+        sent = ", ".join(f"{k}: {v}" for k, v in r["sent"].items()) or "-"
+        print(f"| {r['phase']} | {sent} | {r['close_wait']} | {r['rss_mb'][0]} → {r['rss_mb'][1]} | {r['healthz']} "
+              f"| {r['log_lines']} | {g['frames']}, {sum(g['errors'].values())} {g['errors'] or ''} "
+              f"| {g['p50']} / {g['p95']} / {g['max']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

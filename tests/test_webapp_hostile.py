@@ -1,0 +1,392 @@
+"""Hostile clients (issue #13), each item's regression test: raw sockets and raw Engine.IO/Socket.IO
+packets against both documented servers (`gunicorn -k eventlet -w 1` and `python -m webapp`) on
+127.0.0.1, and the Flask app in-process where HTTP is enough. Every attack is bounded in count and
+time; tests/hostile_clients.py has the raw clients (bench/bench_hostile.py uses them too)."""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+import hostile_clients as hc
+from webapp_testutil import Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop, wait_gone, wait_healthy
+
+pytestmark = pytest.mark.slow
+TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} |\[\d{4}-\d\d-\d\d )")
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_models, tmp_path_factory):
+    """{'gunicorn': (port, proc, log), 'dev': (...)}, started together (each loads the models)."""
+    d = tmp_path_factory.mktemp("hostile")
+    out = {}
+    try:
+        for name, cmd in (("gunicorn", gunicorn_cmd), ("dev", lambda p: dev_cmd(p, tiny_models))):
+            port = free_port()
+            log = d / f"{name}.log"
+            out[name] = (port, start(cmd(port), server_env(tiny_models), log), log)
+        for port, proc, log in out.values():
+            wait_healthy(port, proc, log, timeout=180)
+        yield out
+    finally:
+        for _, proc, _ in out.values():
+            stop(proc)
+
+
+def _served(port: int, jpeg: bytes) -> None:
+    """A well-behaved client gets its result, and /healthz answers 200."""
+    c = Client(port)
+    try:
+        name, res = c.send(jpeg)
+        assert name == "result" and len(res["faces"]) == 1, res
+    finally:
+        c.close()
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+
+
+def _log_lines(log) -> list[bytes]:
+    return log.read_bytes().splitlines()
+
+
+# -- item 8 (first: Engine.IO logs a bad session id as an ERROR the first time only) ----------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_client_text_in_the_log_is_escaped_and_bounded(servers, name):
+    port, _, log = servers[name]
+    status, _ = hc.http_request(port, "GET", "/socket.io/?EIO=4&transport=polling&sid=abc%0AINJECTED-LINE%0D"
+                                + "x" * 3000)
+    assert status == 400
+    time.sleep(0.5)
+    lines = _log_lines(log)
+    assert not any(l.startswith(b"INJECTED-LINE") for l in lines), lines[-5:]
+    assert any(b"abc\\nINJECTED-LINE\\r" in l for l in lines), lines[-5:]  # logged, on one line
+    assert max(len(l) for l in lines) < 3000
+
+
+def test_log_has_one_event_per_line_and_no_close_noise(servers):
+    """eventlet's WebSocket wrote 'socket shutdown error: [Errno 9]' on every close under gunicorn,
+    without a newline, so the next record ran into it."""
+    port, _, log = servers["gunicorn"]
+    for _ in range(5):
+        hc.ws_connect(port).close()
+    time.sleep(1.0)
+    text = log.read_bytes()
+    assert b"socket shutdown error" not in text
+    for line in text.splitlines():
+        assert len(TIMESTAMP.findall(line)) <= 1 and not re.search(rb".\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line), line
+
+
+def _corrupt_jpeg(jpeg: bytes, extra: int) -> bytes:
+    """Still decodable, but libjpeg warns 'Corrupt JPEG data: N extraneous bytes before marker 0xd9'."""
+    return jpeg[:-2] + b"\x00" * extra + b"\xff\xd9"
+
+
+def test_codec_warnings_are_captured_and_rate_limited(servers, astronaut_jpeg):
+    port, _, log = servers["gunicorn"]
+    before = sum(b"Corrupt JPEG data" in l for l in _log_lines(log))
+    c = Client(port)
+    try:
+        for i in range(12):
+            assert c.send(_corrupt_jpeg(astronaut_jpeg, 40 + i))[0] == "result"
+    finally:
+        c.close()
+    time.sleep(1.0)
+    lines = [l for l in _log_lines(log) if b"Corrupt JPEG data" in l]
+    assert 1 <= len(lines) - before <= 5, lines  # a kind of line: at most 5 a minute
+    assert all(TIMESTAMP.match(l) for l in lines)  # a log record, not raw stderr
+
+
+# -- item 1: oversize long-polling bodies -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_oversize_polling_post_is_refused_and_parks_nothing(servers, name, astronaut_jpeg):
+    """A POST declaring 3 MB and sending nothing, on a live polling session: 413 at once; before,
+    the handler never returned and its socket stayed in CLOSE_WAIT after the client left."""
+    port, _, _ = servers[name]
+    for i in range(20):
+        status = hc.oversize_post(port, timeout=10)
+        assert status == 413, (i, status)
+    end = time.monotonic() + 10
+    while hc.close_wait(port) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert hc.close_wait(port) == 0
+    _served(port, astronaut_jpeg)
+
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_polling_post_with_an_invalid_engineio_packet_is_answered(servers, name):
+    """Engine.IO closes the session on an unknown packet type ('7'), the same wait as for an oversize
+    body: the POST must still be answered."""
+    port, _, _ = servers[name]
+    sid = hc.polling_session(port)
+    status, _ = hc.http_request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", b"7",
+                                headers={"Content-Type": "text/plain"}, timeout=10)
+    assert status == 400
+
+
+def test_slow_polling_body_times_out(servers):
+    """A body that never arrives ends with 408 within the body deadline (10 s), not never."""
+    port, _, _ = servers["gunicorn"]
+    sid = hc.polling_session(port)
+    t0 = time.monotonic()
+    status, _ = hc.http_request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}",
+                                headers={"Content-Length": "100", "Content-Type": "text/plain"},
+                                timeout=20, send_body=False)
+    assert status == 408 and time.monotonic() - t0 < 15
+
+
+# -- item 2: attachment counts ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_attachment_flood_is_refused(servers, name, astronaut_jpeg):
+    """A frame declaring 5,999,999 attachments, then 1 MB binary messages: the connection is closed
+    after the first packet and the server buffers nothing (before: 300 MB in 2 s, no error)."""
+    port, proc, _ = servers[name]
+    pid = hc.web_pid(proc.pid)
+    rss0 = hc.rss_mb(pid)
+    sent, closed = hc.attachment_flood(port, messages=60, size=1_000_000, seconds=20)
+    assert closed
+    assert hc.rss_mb(pid) - rss0 < 40, (sent, hc.rss_mb(pid), rss0)
+    _served(port, astronaut_jpeg)
+
+
+# -- item 3: invalid packets ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_invalid_packets_close_the_connection_with_one_log_line(servers, name, astronaut_jpeg):
+    port, _, log = servers[name]
+    n0 = len(_log_lines(log))
+    for case in hc.INVALID_PACKETS:
+        for _ in range(6):  # 30 refused connections in all
+            assert hc.invalid_packet(port, case), case
+    time.sleep(1.0)
+    new = _log_lines(log)[n0:]
+    refused = [l for l in new if b"not valid Socket.IO" in l]
+    assert 1 <= len(refused) <= 5, refused  # one line each, then rate-limited
+    assert not any(b"handler error" in l for l in new), new[:5]
+    _served(port, astronaut_jpeg)
+    assert requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["errors"].get("bad_packet", 0) >= 30
+
+
+# -- item 4: Host allow-list ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_dns_rebinding_host_is_refused(servers, name):
+    """Host and Origin both evil.example:PORT: passed the same-origin check and counted as localhost
+    for /admin. Refused on every route and on the Socket.IO handshake."""
+    port, _, _ = servers[name]
+    evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    for target in ("/", "/healthz", "/admin", "/admin/stats", "/socket.io/?EIO=4&transport=polling"):
+        assert hc.http_request(port, "GET", target, headers=evil)[0] == 400, target
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert hc.http_request(port, "GET", "/admin/stats", headers={"Host": host})[0] == 200, host
+    assert hc.http_request(port, "GET", "/healthz", headers={"Host": f"127.0.0.1:{port + 1}"})[0] == 400
+    import websocket
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", timeout=10,
+                                    host=f"evil.example:{port}", origin=f"http://evil.example:{port}")
+    assert e.value.status_code == 400
+
+
+def _app(tiny_models, **kw):
+    from webapp import WebConfig, create_app
+    kw.setdefault("worker_start", False)
+    return create_app(WebConfig(models_dir=str(tiny_models), **kw))
+
+
+def test_allowed_hosts_setting(tiny_models, monkeypatch):
+    app = _app(tiny_models)
+    c = app.test_client()
+    assert c.get("/healthz").status_code == 503  # Host 'localhost' on the default port: allowed
+    assert c.get("/healthz", headers={"Host": "classroom.example"}).status_code == 400
+    assert c.get("/healthz", headers={"Host": "[::1]"}).status_code == 503
+    monkeypatch.setenv("FER_ALLOWED_HOSTS", "classroom.example, 192.168.1.20:8443")
+    from webapp.config import WebConfig
+    cfg = WebConfig.from_env(models_dir=str(tiny_models), worker_start=False)
+    assert cfg.allowed_hosts == "classroom.example, 192.168.1.20:8443"
+    c = _app(tiny_models, allowed_hosts=cfg.allowed_hosts).test_client()
+    for host, code in (("classroom.example", 503), ("classroom.example:8443", 503), ("192.168.1.20:8443", 503),
+                       ("192.168.1.20", 400), ("192.168.1.20:80", 400), ("evil.example", 400)):
+        assert c.get("/healthz", headers={"Host": host}).status_code == code, host
+    assert _app(tiny_models, allowed_hosts="*").test_client().get(
+        "/healthz", headers={"Host": "anything.example"}).status_code == 503
+    for bad in ("http://x.example", "x.example:port", "::1", "a b"):
+        with pytest.raises(ValueError, match="allowed_hosts"):
+            _app(tiny_models, allowed_hosts=bad)
+
+
+# -- item 5: proxy trust ----------------------------------------------------------------------------
+
+def _basic(password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()}
+
+
+def test_forwarded_for_from_a_client_that_is_not_a_proxy_is_ignored(tiny_models, caplog):
+    """FER_TRUST_PROXY=1 and no proxy in front: a client that changes X-Forwarded-For on every request
+    escaped the admin lockout and chose the address in the log. Only trusted proxies' headers count."""
+    app = _app(tiny_models, trust_proxy=1, admin_secret="right", admin_max_failures=3)
+    c = app.test_client()
+    direct = {"REMOTE_ADDR": "198.51.100.7"}
+    caplog.set_level(logging.WARNING, logger="webapp.admin")
+    codes = [c.get("/admin", environ_base=direct, headers={"X-Forwarded-For": f"203.0.113.{i}", **_basic("guess")}
+                   ).status_code for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429], codes
+    assert all("198.51.100.7" in r.getMessage() for r in caplog.records if "wrong admin password" in r.getMessage())
+    assert c.get("/admin", environ_base={"REMOTE_ADDR": "198.51.100.8"}, headers=_basic("right")).status_code == 200
+
+
+def test_forwarded_for_through_a_trusted_proxy_counts_per_client(tiny_models):
+    app = _app(tiny_models, trust_proxy=1, admin_secret="right", admin_max_failures=3,
+               trusted_proxies="10.0.0.2")
+    c = app.test_client()
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    for _ in range(3):
+        assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9", **_basic("no")}
+                     ).status_code == 401
+    assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9", **_basic("right")}
+                 ).status_code == 429
+    # another client behind the same proxy is not locked out; a spoofed extra hop changes nothing
+    assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.10", **_basic("right")}
+                 ).status_code == 200
+    assert c.get("/admin", environ_base=proxy, headers={"X-Forwarded-For": "1.2.3.4, 203.0.113.9", **_basic("right")}
+                 ).status_code == 429
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        _app(tiny_models, trusted_proxies="proxy.example")
+
+
+# -- item 6: liveness -------------------------------------------------------------------------------
+
+def test_frozen_worker_is_reported_and_restarted(tiny_models, astronaut_jpeg):
+    """SIGSTOP on the inference worker: /healthz kept answering 200 and frames waited for 30 s
+    timeouts for a minute. Now the heartbeat bound (10 s by default) reports it and restarts it."""
+    from webapp import WebConfig, create_app
+    app = create_app(WebConfig(models_dir=str(tiny_models)))
+    socketio = app.extensions["socketio"]
+    inf = app.extensions["fer"].inference
+    try:
+        assert inf.wait_ready(180), inf.last_error
+        c = socketio.test_client(app)
+        c.get_received()
+        pid = inf.pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        got = []
+        t = threading.Thread(target=lambda: (c.emit("frame", astronaut_jpeg), got.extend(c.get_received())))
+        t.start()
+        http = app.test_client()
+        while http.get("/healthz").status_code == 200:
+            assert time.monotonic() - t0 < 15, "still 'ready' 15 s after the worker froze"
+            time.sleep(0.2)
+        assert http.get("/healthz").get_json()["status"] in ("unresponsive", "starting")
+        t.join(30)
+        answers = [(e["name"], e["args"][0]) for e in got if e["name"] in ("result", "error")]
+        assert answers and answers[0][0] == "error" and answers[0][1]["code"] == "worker_crashed", answers
+        assert time.monotonic() - t0 < 20
+        assert inf.wait_ready(180), inf.last_error
+        assert inf.pid != pid
+        c.emit("frame", astronaut_jpeg)
+        assert [e["name"] for e in c.get_received()] == ["result"]
+        assert http.get("/healthz").status_code == 200
+        c.disconnect()
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except (ProcessLookupError, UnboundLocalError):
+            pass
+        inf.close()
+
+
+def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path):
+    """Under eventlet, writing a batch larger than the pipe into a worker that is then killed: the
+    write must fail (the frames get 'worker_crashed'). eventlet's green os.write retried EPIPE for ever,
+    so the dispatcher never learnt of the crash."""
+    import subprocess
+    import sys
+    import textwrap
+    from webapp_testutil import ROOT
+    script = tmp_path / "pipe.py"
+    script.write_text(textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import os, signal, subprocess, sys, threading, time
+        sys.path.insert(0, sys.argv[1])
+        from webapp import wire
+        p = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE)
+        os.kill(p.pid, signal.SIGSTOP)
+        out = []
+        def write():
+            try:
+                wire.write_message(p.stdin, {"type": "batch"}, [b"x" * 300_000])
+                out.append("written")
+            except OSError as e:
+                out.append(type(e).__name__)
+        t = threading.Thread(target=write)
+        t.start()
+        time.sleep(0.5)
+        p.kill(); p.wait()
+        t.join(3)
+        print("RESULT", out, t.is_alive(), flush=True)
+        os._exit(0)
+    """))
+    out = subprocess.run([sys.executable, "-W", "ignore", str(script), str(ROOT)], capture_output=True, text=True,
+                         timeout=60)
+    assert "RESULT ['BrokenPipeError'] False" in out.stdout, (out.stdout, out.stderr[-2000:])
+
+
+# -- item 7: shutdown under gunicorn ----------------------------------------------------------------
+
+def test_gunicorn_sigterm_answers_frames_in_flight_and_stops_fast(tiny_models, tmp_path, astronaut_jpeg):
+    """4 frames held by a frozen inference worker, then SIGTERM to gunicorn: it used to take the full
+    30 s graceful timeout, then kill the worker, with no answer to those frames."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    proc = start(gunicorn_cmd(port), server_env(tiny_models), log)
+    clients = []
+    try:
+        wait_healthy(port, proc, log, timeout=180)
+        worker_pid = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["worker"]["pid"]
+        clients = [Client(port) for _ in range(4)]
+        os.kill(worker_pid, signal.SIGSTOP)
+        for c in clients:
+            c.sio.emit("frame", astronaut_jpeg)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except Exception:  # noqa: BLE001 - report below
+            pass
+        took = time.monotonic() - t0
+        assert proc.poll() is not None, "gunicorn still running 20 s after SIGTERM"
+        assert took < 15, took
+        for c in clients:
+            (name, err), = c.wait_answers(1, timeout=5)
+            assert name == "error" and err["code"] == "unavailable", err
+        assert wait_gone(worker_pid, 5), "the inference worker outlived the server"
+        text = log.read_text()
+        assert "shutting down: 4 clients, 4 frames in flight" in text and "shut down in" in text
+    finally:
+        for c in clients:
+            c.close()
+        stop(proc)
+
+
+# -- the rate limit under a flood of refused hosts ----------------------------------------------------
+
+def test_repeated_refusals_are_rate_limited_in_the_log(servers):
+    port, _, log = servers["gunicorn"]
+    n0 = len(_log_lines(log))
+    with ThreadPoolExecutor(4) as ex:
+        codes = list(ex.map(lambda i: hc.http_request(port, "GET", "/", headers={"Host": f"evil{i}.example"})[0],
+                            range(40)))
+    assert codes == [400] * 40
+    time.sleep(0.5)
+    lines = [l for l in _log_lines(log)[n0:] if b"not an allowed host" in l]
+    assert len(lines) <= 5, lines  # 40 refusals: at most 5 lines a minute (earlier tests may have used them)
