@@ -37,6 +37,8 @@ class WebConfig:
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
+    track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
+    #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
     # -- scale-out (docs/classroom.md) --
     message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
     #                                      sticky proxy share it (Flask-SocketIO's message queue); None: one process
@@ -61,6 +63,8 @@ class WebConfig:
             self.message_queue = None
         if self.tf_threads < 0 or self.max_violations < 0 or self.admin_max_failures < 0:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
+        if self.track_every < 0:
+            raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
         if self.tta is not None:  # the mode names of fer_core/tta.py, or a boolean as FER_TTA=1/0 used to be
@@ -119,6 +123,7 @@ ENV = {
     "async_mode": "FER_ASYNC_MODE",
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
+    "track_every": "FER_TRACK_EVERY",
     "message_queue": "FER_MESSAGE_QUEUE",
     "cors_origins": "FER_CORS_ORIGINS",
     "max_violations": "FER_MAX_VIOLATIONS",

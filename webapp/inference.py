@@ -46,10 +46,10 @@ class InferenceError(Exception):
 
 
 class _Request:
-    __slots__ = ("id", "data", "done", "result", "error", "cancelled")
+    __slots__ = ("id", "data", "done", "result", "error", "cancelled", "client")
 
-    def __init__(self, rid: int, data: bytes):
-        self.id, self.data = rid, data
+    def __init__(self, rid: int, data: bytes, client: str | None = None):
+        self.id, self.data, self.client = rid, data, client
         self.done = threading.Event()
         self.result = self.error = None
         self.cancelled = False
@@ -58,12 +58,12 @@ class _Request:
 class InferenceClient:
     def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
                  warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
-                 python: str | None = None, tta: str | None = None, tf_threads: int = 0):
+                 python: str | None = None, tta: str | None = None, tf_threads: int = 0, track_every: int = 8):
         self.models_dir = str(models_dir)
         self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
         self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
         self.python = python or sys.executable
-        self.tta, self.tf_threads = tta, tf_threads
+        self.tta, self.tf_threads, self.track_every = tta, tf_threads, track_every
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
@@ -103,15 +103,16 @@ class InferenceClient:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    def infer(self, data: bytes, timeout: float = 30.0) -> dict:
-        """{faces, width, height} for one encoded frame, or InferenceError."""
+    def infer(self, data: bytes, timeout: float = 30.0, client: str | None = None) -> dict:
+        """{faces, width, height} for one encoded frame, or InferenceError. ``client``: the video
+        stream the frame belongs to, whose faces the worker follows from frame to frame."""
         if self._closed:
             raise InferenceError("unavailable", "the server is shutting down")
         if self.state != "ready":
             if self.state == "failed":
                 raise InferenceError("unavailable", "the model could not be loaded; see the server log")
             raise InferenceError("starting", "the model is loading, try again in a moment")
-        req = _Request(next(self._ids), data)
+        req = _Request(next(self._ids), data, client)
         self._q.put(req)
         if not req.done.wait(timeout):
             req.cancelled = True  # the dispatcher drops it if it has not sent it yet
@@ -136,7 +137,8 @@ class InferenceClient:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
                "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
-               "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads)]
+               "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads),
+               "--track-every", str(self.track_every)]
         # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
 
@@ -226,7 +228,10 @@ class InferenceClient:
         proc = self._proc
         try:
             self._deadline = time.monotonic() + self.batch_timeout
-            wire.write_message(proc.stdin, {"type": "batch", "ids": [r.id for r in batch]}, [r.data for r in batch])
+            head = {"type": "batch", "ids": [r.id for r in batch]}
+            if any(r.client is not None for r in batch):  # per-client face tracking in the worker
+                head["clients"] = [r.client for r in batch]
+            wire.write_message(proc.stdin, head, [r.data for r in batch])
             header, _ = wire.read_message(proc.stdout)
             if header.get("type") != "results":
                 raise wire.WireError(f"unexpected message {header.get('type')!r}")

@@ -29,6 +29,8 @@ def parse_args(argv=None):
     p.add_argument("--tta", choices=("auto",) + TTA_MODES, default="auto",
                    help="test-time views (auto: the models folder's ensemble.json; fer_core/tta.py)")
     p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
+    p.add_argument("--track-every", type=int, default=8,
+                   help="follow each client's faces, searching its whole frame every N frames (0: every frame)")
     return p.parse_args(argv)
 
 
@@ -36,12 +38,17 @@ def log(msg: str) -> None:
     print(f"[fer-worker {os.getpid()}] {msg}", file=sys.stderr, flush=True)
 
 
-def prepare(data: bytes, detector, max_faces: int, max_pixels: int):
-    """(result without faces, boxes, crops) for one frame, or (error result, None, None)."""
-    from fer_core.faces import ImageError, decode_image, find_faces
+def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None):
+    """(result without faces, boxes, crops) for one frame, or (error result, None, None). With a
+    ``tracker`` (fer_core.track, the client's own), faces are followed from the client's last frame."""
+    from fer_core.faces import ImageError, crop_faces, decode_image, find_faces
     try:
         img = decode_image(data, max_pixels=max_pixels, grey=True)  # detection and crops need grey only
-        boxes, crops = find_faces(img, detector, max_faces=max_faces)
+        if tracker is None:
+            boxes, crops = find_faces(img, detector, max_faces=max_faces)
+        else:
+            boxes = tracker.update(img)[:max_faces]
+            crops = crop_faces(img, boxes)
     except ImageError as e:
         return {"error": str(e), "code": "bad_image"}, None, None
     except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
@@ -50,15 +57,19 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int):
     return {"faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])}, boxes, crops
 
 
-def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dict]:
+def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None) -> list[dict]:
     """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}.
 
     Every frame is decoded and searched for faces (one after the other: OpenCV already spreads one
     search over the cores, and a CascadeClassifier must not be shared between threads), then all
-    faces of the batch go through one ensemble call."""
+    faces of the batch go through one ensemble call. ``clients`` (one key per frame, or None) with
+    ``trackers`` (fer_core.track.Trackers) follows each client's faces instead of searching anew."""
     import numpy as np
 
-    prepared = [prepare(d, pred.detector, max_faces, max_pixels) for d in frames]
+    now = time.monotonic()
+    clients = clients if trackers is not None and clients and len(clients) == len(frames) else [None] * len(frames)
+    prepared = [prepare(d, pred.detector, max_faces, max_pixels,
+                        trackers.get(c, now) if c is not None else None) for d, c in zip(frames, clients)]
     out, found = [], []  # found: (index in out, boxes, crops)
     for fid, (res, boxes, crops) in zip(ids, prepared):
         out.append(dict(res, id=fid))
@@ -110,11 +121,17 @@ def main(argv=None) -> int:
         log(f"cannot load the models: {reason}")
         wire.write_message(proto_out, {"type": "fatal", "reason": reason})
         return 1
+    trackers = None
+    if args.track_every > 0:  # fer_core/track.py: per-client face tracking (docs/benchmarks.md)
+        from fer_core.track import FaceTracker, Trackers
+        det = pred.detector
+        trackers = Trackers(lambda: FaceTracker(det.detect, det.detect_near, redetect_every=args.track_every))
     load_s = time.perf_counter() - t0
     log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {load_s:.1f} s")
     wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
-                                   "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid()})
+                                   "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
+                                   "track_every": args.track_every})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
@@ -124,7 +141,7 @@ def main(argv=None) -> int:
             log(f"unknown message type {header.get('type')!r}")
             continue
         ids = header.get("ids", [])
-        results = handle_batch(pred, ids, blobs, args.max_faces, args.max_pixels)
+        results = handle_batch(pred, ids, blobs, args.max_faces, args.max_pixels, header.get("clients"), trackers)
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):
