@@ -21,16 +21,21 @@ def member_probabilities(pred: Predictor, data: FerData, splits=EVAL_SPLITS) -> 
     return {s: pred.member_probs(data[s].x).transpose(1, 0, 2) for s in splits if s in data.splits}
 
 
-def evaluate(models_dir, data: FerData, all_members: bool = True) -> dict:
+def evaluate(models_dir, data: FerData, all_members: bool = True, runtime: str | None = "tensorflow",
+             precision: str = "float32", tta_mode: str | None = None) -> dict:
     """Scores of each member, of the chosen ensemble, and of every combination rule over the chosen
-    members (rule weights from PublicTest), on PublicTest and PrivateTest, 7- and 6-class protocols."""
+    members (rule weights from PublicTest), on PublicTest and PrivateTest, 7- and 6-class protocols.
+    The chosen members run in ``runtime`` at ``precision`` with views ``tta_mode`` (None: the
+    ensemble's), so that what a server runs can be scored exactly (fer_core/runtime.py); members
+    outside the ensemble run in TensorFlow."""
     models_dir = store.resolve_models_dir(models_dir)
-    chosen = Predictor(models_dir)
+    chosen = Predictor(models_dir, tta=tta_mode, runtime=runtime, precision=precision)
     probs = member_probabilities(chosen, data)
     y = {s: data[s].y for s in probs}
     out = {"members": {}, "ensemble": {}, "rules": {}, "chosen": {
         "members": chosen.member_names, "rule": chosen.spec.get("rule"),
-        "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta}}
+        "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta,
+        "runtime": chosen.runtime, "precision": chosen.precision}}
     # Members outside the chosen ensemble are scored too, so the tables show what was left out.
     names = list(chosen.member_names)
     extra = [n for n in store.list_members(models_dir) if n not in names] if all_members else []
@@ -93,7 +98,9 @@ def report_markdown(metrics: dict) -> str:
              f"Generated {metrics['generated']} from the weights in this folder, data `{metrics['data']}`.",
              f"Recompute with `python -m fer_core evaluate --models <this folder> --data <fer2013.csv.gz>`.", "",
              f"Chosen ensemble (on PublicTest): rule **{ch['rule']}**, members {', '.join(ch['members'])}, "
-             f"test-time views `{tta.resolve(ch['tta'])}` (fer_core/tta.py).", "", "## Members", "",
+             f"test-time views `{tta.resolve(ch['tta'])}` (fer_core/tta.py), run in "
+             f"{ch.get('runtime', 'tensorflow')} {ch.get('precision', 'float32')} (fer_core/runtime.py).", "",
+             "## Members", "",
              "| member | architecture | parameters | epochs | minutes | recipe |", "|---|---|---|---|---|---|"]
     for n, info in metrics["member_info"].items():
         t = info.get("trained") or {}

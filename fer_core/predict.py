@@ -23,7 +23,8 @@ class Predictor:
     backend, never an eager per-layer call).
     """
 
-    def __init__(self, models_dir=None, tta: str | bool | None = None, detector: FaceDetector | None = None):
+    def __init__(self, models_dir=None, tta: str | bool | None = None, detector: FaceDetector | None = None,
+                 runtime: str | None = "tensorflow", precision: str = "float32", threads: int = 0):
         import keras
 
         self.models_dir = store.resolve_models_dir(models_dir)
@@ -64,12 +65,17 @@ class Predictor:
             [keras.layers.Reshape((1, c), name=f"{n}_out")(o) for n, o in zip(self.member_names, outs)])
         self.model = keras.Model(inp, stacked, name="ensemble")
         self.detector = detector or FaceDetector()
+        # what runs self.model: TensorFlow, or an exported copy in LiteRT / ONNX Runtime (fer_core/runtime.py)
+        from . import runtime as runtimes
+        self.runner = runtimes.load(self.model, runtime, precision, models_dir=self.models_dir,
+                                    members=self.member_names, views=self.tta, threads=threads)
+        self.runtime, self.precision = self.runner.runtime, self.runner.precision
 
     def warm_up(self, max_batch: int = 16) -> None:
         """Compile the predict function for every bucket up to ``max_batch`` faces."""
         for b in BUCKETS:
             if b <= max_batch * tta_views.n_views(self.tta):
-                self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
+                self.runner(np.zeros((b, 48, 48, 1), np.float32))
 
     def member_probs(self, faces: np.ndarray) -> np.ndarray:
         """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48)."""
@@ -84,9 +90,9 @@ class Predictor:
         out = []
         for i in range(0, len(x), BUCKETS[-1]):
             chunk = x[i:i + BUCKETS[-1]]
-            b = next(s for s in BUCKETS if s >= len(chunk))
+            b = next(s for s in BUCKETS if s >= len(chunk)) if self.runner.pads else len(chunk)
             padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
-            out.append(np.asarray(self.model.predict_on_batch(padded))[:len(chunk)])
+            out.append(np.asarray(self.runner(padded))[:len(chunk)])
         p = np.concatenate(out).astype(np.float64)
         return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
 

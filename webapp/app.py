@@ -113,7 +113,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
                                     max_pixels=cfg.max_pixels, warm_up=cfg.warm_up_faces,
                                     start_timeout=cfg.worker_start_timeout,
                                     batch_timeout=cfg.worker_batch_timeout, tta=cfg.tta,
-                                    tf_threads=cfg.tf_threads, track_every=cfg.track_every)
+                                    tf_threads=cfg.tf_threads, track_every=cfg.track_every,
+                                    runtime=cfg.runtime, precision=cfg.precision)
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=FailureLimiter(cfg.admin_max_failures, cfg.admin_failure_window))
 

@@ -37,6 +37,9 @@ class WebConfig:
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
+    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto: LiteRT where
+    #                                      installed, else TensorFlow (fer_core/runtime.py; docs/benchmarks.md)
+    precision: str = "float32"           # of an exported runtime: float32|float16|int8
     track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
     # -- scale-out (docs/classroom.md) --
@@ -63,6 +66,10 @@ class WebConfig:
             self.message_queue = None
         if self.tf_threads < 0 or self.max_violations < 0 or self.admin_max_failures < 0:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
+        if self.runtime not in ("auto", "tensorflow", "litert", "onnx"):
+            raise ValueError(f"runtime must be auto, tensorflow, litert or onnx, got {self.runtime!r}")
+        if self.precision not in ("float32", "float16", "int8"):
+            raise ValueError(f"precision must be float32, float16 or int8, got {self.precision!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
@@ -124,6 +131,8 @@ ENV = {
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
     "track_every": "FER_TRACK_EVERY",
+    "runtime": "FER_RUNTIME",
+    "precision": "FER_PRECISION",
     "message_queue": "FER_MESSAGE_QUEUE",
     "cors_origins": "FER_CORS_ORIGINS",
     "max_violations": "FER_MAX_VIOLATIONS",

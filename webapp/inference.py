@@ -58,12 +58,14 @@ class _Request:
 class InferenceClient:
     def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
                  warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
-                 python: str | None = None, tta: str | None = None, tf_threads: int = 0, track_every: int = 8):
+                 python: str | None = None, tta: str | None = None, tf_threads: int = 0, track_every: int = 8,
+                 runtime: str = "auto", precision: str = "float32"):
         self.models_dir = str(models_dir)
         self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
         self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
         self.python = python or sys.executable
         self.tta, self.tf_threads, self.track_every = tta, tf_threads, track_every
+        self.runtime, self.precision = runtime, precision
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
@@ -138,7 +140,7 @@ class InferenceClient:
         cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
                "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
                "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads),
-               "--track-every", str(self.track_every)]
+               "--track-every", str(self.track_every), "--runtime", self.runtime, "--precision", self.precision]
         # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
 
@@ -301,4 +303,6 @@ class InferenceClient:
                 "frames": self.frames, "mean_batch": round(self.frames / self.batches, 2) if self.batches else None,
                 "last_error": self.last_error, "members": (self.info or {}).get("members"),
                 "labels": (self.info or {}).get("labels"), "rule": (self.info or {}).get("rule"),
-                "tta": (self.info or {}).get("tta"), "queued": self._q.qsize()}
+                "tta": (self.info or {}).get("tta"), "queued": self._q.qsize(),
+                "runtime": (self.info or {}).get("runtime"), "precision": (self.info or {}).get("precision"),
+                "track_every": (self.info or {}).get("track_every")}

@@ -1,7 +1,8 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
     python -m webapp.worker --models DIR [--max-faces 8] [--max-pixels N] [--warm-up 32]
-                            [--tta auto|none|flip|zoom-flip] [--tf-threads N]
+                            [--tta auto|none|flip|zoom-flip] [--tf-threads N] [--track-every 8]
+                            [--runtime auto|tensorflow|litert|onnx] [--precision float32|float16|int8]
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
 read from stdin (see ``webapp.wire``): every frame is decoded, its faces found and cropped, and all
@@ -29,6 +30,9 @@ def parse_args(argv=None):
     p.add_argument("--tta", choices=("auto",) + TTA_MODES, default="auto",
                    help="test-time views (auto: the models folder's ensemble.json; fer_core/tta.py)")
     p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
+    p.add_argument("--runtime", choices=("auto", "tensorflow", "litert", "onnx"), default="auto",
+                   help="what runs the members (auto: LiteRT where installed, else TensorFlow; fer_core/runtime.py)")
+    p.add_argument("--precision", choices=("float32", "float16", "int8"), default="float32")
     p.add_argument("--track-every", type=int, default=8,
                    help="follow each client's faces, searching its whole frame every N frames (0: every frame)")
     return p.parse_args(argv)
@@ -114,7 +118,8 @@ def main(argv=None) -> int:
             tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
         from fer_core.predict import Predictor
-        pred = Predictor(args.models, tta=None if args.tta == "auto" else args.tta)
+        pred = Predictor(args.models, tta=None if args.tta == "auto" else args.tta, runtime=args.runtime,
+                         precision=args.precision, threads=args.tf_threads)
         pred.warm_up(args.warm_up)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
@@ -127,11 +132,13 @@ def main(argv=None) -> int:
         det = pred.detector
         trackers = Trackers(lambda: FaceTracker(det.detect, det.detect_near, redetect_every=args.track_every))
     load_s = time.perf_counter() - t0
-    log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {load_s:.1f} s")
+    log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {pred.runtime} {pred.precision} "
+        f"in {load_s:.1f} s")
     wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
                                    "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
-                                   "track_every": args.track_every})
+                                   "track_every": args.track_every, "runtime": pred.runtime,
+                                   "precision": pred.precision})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
