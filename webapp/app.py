@@ -114,7 +114,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
                                     start_timeout=cfg.worker_start_timeout,
                                     batch_timeout=cfg.worker_batch_timeout, tta=cfg.tta,
                                     tf_threads=cfg.tf_threads, track_every=cfg.track_every,
-                                    runtime=cfg.runtime, precision=cfg.precision)
+                                    runtime=cfg.runtime, precision=cfg.precision, prep_chunks=cfg.prep_chunks)
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=FailureLimiter(cfg.admin_max_failures, cfg.admin_failure_window))
 

@@ -40,6 +40,8 @@ class WebConfig:
     runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto: LiteRT where
     #                                      installed, else TensorFlow (fer_core/runtime.py; docs/benchmarks.md)
     precision: str = "float32"           # of an exported runtime: float32|float16|int8
+    prep_chunks: int = 4                 # the worker decodes part k+1 of a batch while the ensemble runs on part k
+    #                                      (both cores busy); 0 or 1: decode the whole batch first
     track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
     # -- scale-out (docs/classroom.md) --
@@ -70,6 +72,8 @@ class WebConfig:
             raise ValueError(f"runtime must be auto, tensorflow, litert or onnx, got {self.runtime!r}")
         if self.precision not in ("float32", "float16", "int8"):
             raise ValueError(f"precision must be float32, float16 or int8, got {self.precision!r}")
+        if self.prep_chunks < 0:
+            raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
@@ -131,6 +135,7 @@ ENV = {
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
     "track_every": "FER_TRACK_EVERY",
+    "prep_chunks": "FER_PREP_CHUNKS",
     "runtime": "FER_RUNTIME",
     "precision": "FER_PRECISION",
     "message_queue": "FER_MESSAGE_QUEUE",

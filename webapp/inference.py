@@ -59,13 +59,13 @@ class InferenceClient:
     def __init__(self, models_dir, max_batch: int = 16, max_faces: int = 8, max_pixels: int = 2_100_000,
                  warm_up: int = 32, start_timeout: float = 300.0, batch_timeout: float = 60.0,
                  python: str | None = None, tta: str | None = None, tf_threads: int = 0, track_every: int = 8,
-                 runtime: str = "auto", precision: str = "float32"):
+                 runtime: str = "auto", precision: str = "float32", prep_chunks: int = 4):
         self.models_dir = str(models_dir)
         self.max_batch, self.max_faces, self.max_pixels, self.warm_up = max_batch, max_faces, max_pixels, warm_up
         self.start_timeout, self.batch_timeout = start_timeout, batch_timeout
         self.python = python or sys.executable
         self.tta, self.tf_threads, self.track_every = tta, tf_threads, track_every
-        self.runtime, self.precision = runtime, precision
+        self.runtime, self.precision, self.prep_chunks = runtime, precision, prep_chunks
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
@@ -140,7 +140,8 @@ class InferenceClient:
         cmd = [self.python, "-m", "webapp.worker", "--models", self.models_dir, "--max-faces", str(self.max_faces),
                "--max-pixels", str(self.max_pixels), "--warm-up", str(self.warm_up),
                "--tta", self.tta or "auto", "--tf-threads", str(self.tf_threads),
-               "--track-every", str(self.track_every), "--runtime", self.runtime, "--precision", self.precision]
+               "--track-every", str(self.track_every), "--runtime", self.runtime, "--precision", self.precision,
+               "--prep-chunks", str(self.prep_chunks)]
         # stderr is inherited: the worker's (and TensorFlow's) log lines go to the server's log.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
 

@@ -33,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--runtime", choices=("auto", "tensorflow", "litert", "onnx"), default="auto",
                    help="what runs the members (auto: LiteRT where installed, else TensorFlow; fer_core/runtime.py)")
     p.add_argument("--precision", choices=("float32", "float16", "int8"), default="float32")
+    p.add_argument("--prep-chunks", type=int, default=4,
+                   help="cut a batch into N parts, decoding the next while the ensemble runs (<2: no overlap)")
     p.add_argument("--track-every", type=int, default=8,
                    help="follow each client's faces, searching its whole frame every N frames (0: every frame)")
     return p.parse_args(argv)
@@ -61,19 +63,42 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None
     return {"faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])}, boxes, crops
 
 
-def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None) -> list[dict]:
+def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None,
+                 prep_pool=None, chunks: int = 4) -> list[dict]:
     """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}.
 
-    Every frame is decoded and searched for faces (one after the other: OpenCV already spreads one
-    search over the cores, and a CascadeClassifier must not be shared between threads), then all
-    faces of the batch go through one ensemble call. ``clients`` (one key per frame, or None) with
-    ``trackers`` (fer_core.track.Trackers) follows each client's faces instead of searching anew."""
+    Every frame is decoded and searched for faces (one after the other: a CascadeClassifier must not
+    be shared between threads), then the faces go through the ensemble. ``clients`` (one key per
+    frame, or None) with ``trackers`` (fer_core.track.Trackers) follows each client's faces instead
+    of searching anew.
+
+    With ``prep_pool`` (a one-thread executor, the only thread that decodes and detects), the batch
+    is cut into up to ``chunks`` parts: while the ensemble runs on one part's faces, the pool
+    prepares the next part, so that both cores stay busy (docs/benchmarks.md). Without it, every
+    frame is prepared first and all faces of the batch go through one ensemble call."""
+    now = time.monotonic()
+    n = len(frames)
+    clients = clients if trackers is not None and clients and len(clients) == n else [None] * n
+
+    def prep(lo, hi):
+        return [prepare(frames[k], pred.detector, max_faces, max_pixels,
+                        trackers.get(clients[k], now) if clients[k] is not None else None) for k in range(lo, hi)]
+
+    if prep_pool is None or n < 2 or chunks < 2:
+        return _classify(pred, ids, prep(0, n))
+    size = -(-n // chunks)
+    parts = [(lo, prep_pool.submit(prep, lo, min(n, lo + size))) for lo in range(0, n, size)]
+    out = []
+    for lo, fut in parts:
+        prepared = fut.result()
+        out += _classify(pred, ids[lo:lo + len(prepared)], prepared)
+    return out
+
+
+def _classify(pred, ids, prepared) -> list[dict]:
+    """Results for prepared frames: all their faces through one ensemble call."""
     import numpy as np
 
-    now = time.monotonic()
-    clients = clients if trackers is not None and clients and len(clients) == len(frames) else [None] * len(frames)
-    prepared = [prepare(d, pred.detector, max_faces, max_pixels,
-                        trackers.get(c, now) if c is not None else None) for d, c in zip(frames, clients)]
     out, found = [], []  # found: (index in out, boxes, crops)
     for fid, (res, boxes, crops) in zip(ids, prepared):
         out.append(dict(res, id=fid))
@@ -82,7 +107,7 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
     if found:
         crops = np.concatenate([c for _, _, c in found])
         try:
-            probs, member_probs = pred.predict_faces(crops)  # one call for every face of the batch
+            probs, member_probs = pred.predict_faces(crops)  # one call for every face of these frames
         except Exception as e:  # noqa: BLE001
             log(f"inference failed: {type(e).__name__}: {e}")
             for i, _, _ in found:
@@ -131,6 +156,10 @@ def main(argv=None) -> int:
         from fer_core.track import FaceTracker, Trackers
         det = pred.detector
         trackers = Trackers(lambda: FaceTracker(det.detect, det.detect_near, redetect_every=args.track_every))
+    prep_pool = None
+    if args.prep_chunks >= 2:  # one thread decodes and detects (the cascade must stay in one thread)
+        from concurrent.futures import ThreadPoolExecutor
+        prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     load_s = time.perf_counter() - t0
     log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {pred.runtime} {pred.precision} "
         f"in {load_s:.1f} s")
@@ -138,7 +167,7 @@ def main(argv=None) -> int:
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
                                    "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
                                    "track_every": args.track_every, "runtime": pred.runtime,
-                                   "precision": pred.precision})
+                                   "precision": pred.precision, "prep_chunks": args.prep_chunks})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
@@ -148,7 +177,8 @@ def main(argv=None) -> int:
             log(f"unknown message type {header.get('type')!r}")
             continue
         ids = header.get("ids", [])
-        results = handle_batch(pred, ids, blobs, args.max_faces, args.max_pixels, header.get("clients"), trackers)
+        results = handle_batch(pred, ids, blobs, args.max_faces, args.max_pixels, header.get("clients"), trackers,
+                               prep_pool, args.prep_chunks)
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):
