@@ -73,6 +73,9 @@ def bench_predictor(models_dir: Path, reps: int, jpeg: bytes) -> dict:
     out["other_tta_batch16"] = per_face(other, 16)
     out["other_tta"] = other_mode
     out["params"] = int(pred.model.count_params())
+    from fer_core import cost, tta as tta_views
+    out["gflop"] = cost.model_gflop(pred.model) * tta_views.n_views(pred.tta)
+    out["matmul_gflops"] = cost.matmul_gflops()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -145,6 +148,9 @@ def main(argv=None) -> int:
     print(f"| the same, batch 16, test-time views {p['other_tta']}: ms per face (per call) | "
           f"{p['other_tta_batch16'][1]:.2f} ({p['other_tta_batch16'][0]:.2f}) |")
     print(f"| ensemble parameters | {p['params']:,} |")
+    print(f"| ensemble GFLOP per face (conv + dense, x views) | {p['gflop']:.2f} |")
+    print(f"| the same at batch 16, GFLOP/s (numpy float32 matmul, same run) | "
+          f"{p['gflop'] / p['batch16'][1] * 1000:.0f} ({p['matmul_gflops']:.0f}) |")
     print(f"| decode + face detection, 320x320 JPEG, ms | {p['detect_ms']:.1f} |")
     print(f"| Predictor load + warm-up, s | {p['load_s']:.1f} |")
     print(f"| gunicorn start to /healthz 200, s | {s['ready_s']:.1f} |")

@@ -60,7 +60,8 @@ def _evaluate(args) -> int:
         raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
     models_dir = store.resolve_models_dir(args.models)
     progress.note("loading the models ...")
-    metrics = evaluate(models_dir, data, progress=progress)
+    metrics = evaluate(models_dir, data, progress=progress, runtime=args.runtime, precision=args.precision,
+                       tta_mode=args.tta)
     if args.write:
         write_metrics(models_dir, metrics)
     if args.json:
@@ -147,6 +148,12 @@ def main(argv=None) -> int:
     e.add_argument("--classes", type=int, choices=(6, 7), help="only this protocol")
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
     e.add_argument("--write", action="store_true", help="also rewrite metrics.json and report.md")
+    e.add_argument("--runtime", default="tensorflow", choices=("auto", "tensorflow", "litert", "onnx"),
+                   help="run the ensemble's members in this runtime (auto: what the server runs; fer_core/runtime.py)")
+    e.add_argument("--precision", default="float32", choices=("float32", "float16", "int8"),
+                   help="precision of an exported runtime")
+    e.add_argument("--tta", choices=("none", "flip", "zoom-flip"),
+                   help="test-time views (default: the ensemble's own, as the server uses them)")
     e.set_defaults(fn=_evaluate)
     r = sub.add_parser("predict", help="find faces in images and classify them")
     r.add_argument("images", nargs="+", metavar="IMAGE")

@@ -65,15 +65,18 @@ def member_probabilities(pred: Predictor, data: FerData, splits=SCORED_SPLITS, p
             for s in splits if s in data.splits}
 
 
-def evaluate(models_dir, data: FerData, progress=None) -> dict:
+def evaluate(models_dir, data: FerData, progress=None, runtime: str | None = "tensorflow",
+             precision: str = "float32", tta_mode: str | None = None) -> dict:
     """Scores of each member (those left out of the ensemble too), of the chosen ensemble, and of every
     combination rule over the chosen members (rule weights from PublicTest), on PublicTest and
-    PrivateTest, 7- and 6-class protocols, all with the chosen ensemble's test-time views.
+    PrivateTest, 7- and 6-class protocols, all with the test-time views ``tta_mode`` (None: the
+    ensemble's). The chosen members run in ``runtime`` at ``precision``, so that what a server runs
+    can be scored exactly (fer_core/runtime.py); members outside the ensemble run in TensorFlow.
 
     ``progress(done, total)``, if given, is called as images are scored (an image counts once per
     model that scores it: the chosen ensemble, then each member left out of it)."""
     models_dir = store.resolve_models_dir(models_dir)
-    chosen = Predictor(models_dir)
+    chosen = Predictor(models_dir, tta=tta_mode, runtime=runtime, precision=precision)
     # Members outside the chosen ensemble are scored too, so the tables show what was left out.
     names = list(chosen.member_names)
     others = []
@@ -96,7 +99,8 @@ def evaluate(models_dir, data: FerData, progress=None) -> dict:
     out = {"tta": chosen.tta,  # the views of every score below
            "members": {}, "ensemble": {}, "rules": {}, "chosen": {
         "members": chosen.member_names, "rule": chosen.spec.get("rule"),
-        "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta}}
+        "weights": chosen.weights.round(6).tolist(), "tta": chosen.tta,
+        "runtime": chosen.runtime, "precision": chosen.precision}}
     for n, m in others:
         for s in probs:
             p = _chunked(lambda x: probabilities(m, x, chosen.tta), data[s].x, tick)
@@ -132,7 +136,9 @@ def report_markdown(metrics: dict) -> str:
              f"Generated {metrics['generated']} from the weights in this folder, data `{metrics['data']}`.",
              f"Recompute with `python -m fer_core evaluate --models <this folder> --data <fer2013.csv.gz>`.", "",
              f"Chosen ensemble (on PublicTest): rule **{ch['rule']}**, members {', '.join(ch['members'])}, "
-             f"test-time views `{tta.of(ch)}` (fer_core/tta.py).", "", "## Members", "",
+             f"test-time views `{tta.of(ch)}` (fer_core/tta.py), run in "
+             f"{ch.get('runtime', 'tensorflow')} {ch.get('precision', 'float32')} (fer_core/runtime.py).", "",
+             "## Members", "",
              "| member | architecture | parameters | epochs | minutes | recipe |", "|---|---|---|---|---|---|"]
     for n, info in metrics["member_info"].items():
         t = info.get("trained") or {}

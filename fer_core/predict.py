@@ -17,11 +17,14 @@ BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
-    """A Keras model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
+    """A model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
     (fer_core.tta): float64 (N, C) for a member, (N, M, C) for the Predictor's stacked members.
+    ``model`` is a Keras model or a ``fer_core.runtime.Runner`` (the same model exported).
 
-    Every view of every face goes through ``predict_on_batch`` in chunks of at most the largest
-    bucket, each padded up to a bucket size."""
+    Every view of every face goes through the model in chunks of at most the largest bucket; for
+    Keras (one compiled function per shape) each chunk is padded up to a bucket size."""
+    run = getattr(model, "predict_on_batch", model)
+    pads = getattr(model, "pads", True)
     views = tta_views.views(faces, tta)  # checks the shape
     n = len(views[0])
     if n == 0:
@@ -30,9 +33,9 @@ def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
     out = []
     for i in range(0, len(x), BUCKETS[-1]):
         chunk = x[i:i + BUCKETS[-1]]
-        b = next(s for s in BUCKETS if s >= len(chunk))
+        b = next(s for s in BUCKETS if s >= len(chunk)) if pads else len(chunk)
         padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
-        out.append(np.asarray(model.predict_on_batch(padded))[:len(chunk)])
+        out.append(np.asarray(run(padded))[:len(chunk)])
     p = np.concatenate(out).astype(np.float64)
     return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
 
@@ -47,7 +50,8 @@ class Predictor:
     """
 
     def __init__(self, models_dir=None, tta: tta_views.TTA | str | bool | None = None,
-                 detector: FaceDetector | None = None):
+                 detector: FaceDetector | None = None, runtime: str | None = "tensorflow",
+                 precision: str = "float32", threads: int = 0):
         import keras
 
         self.models_dir = store.resolve_models_dir(models_dir)
@@ -88,16 +92,22 @@ class Predictor:
             [keras.layers.Reshape((1, c), name=f"{n}_out")(o) for n, o in zip(self.member_names, outs)])
         self.model = keras.Model(inp, stacked, name="ensemble")
         self.detector = detector or FaceDetector()
+        # what runs self.model: TensorFlow, or an exported copy in LiteRT / ONNX Runtime (fer_core/runtime.py)
+        from . import runtime as runtimes
+        self.runner = runtimes.load(self.model, runtime, precision, models_dir=self.models_dir,
+                                    members=self.member_names, views=self.tta, threads=threads)
+        self.runtime, self.precision = self.runner.runtime, self.runner.precision
 
     def warm_up(self, faces: int) -> None:
         """Compile the predict function for every bucket up to ``faces`` faces (their views, that is)."""
         for b in BUCKETS:
             if b <= faces * tta_views.n_views(self.tta):
-                self.model.predict_on_batch(np.zeros((b, 48, 48, 1), np.float32))
+                self.runner(np.zeros((b, 48, 48, 1), np.float32))
 
     def member_probs(self, faces: np.ndarray) -> np.ndarray:
-        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48): all members in one call."""
-        return probabilities(self.model, faces, self.tta)
+        """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48): all members in one call, in
+        the runtime this predictor was loaded with."""
+        return probabilities(self.runner, faces, self.tta)
 
     def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ensemble probabilities (N, C), members' probabilities (N, M, C))."""

@@ -41,6 +41,13 @@ class WebConfig:
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
+    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto: LiteRT where
+    #                                      installed, else TensorFlow (fer_core/runtime.py; docs/benchmarks.md)
+    precision: str = "float32"           # of an exported runtime: float32|float16|int8
+    prep_chunks: int = 4                 # the worker decodes part k+1 of a batch while the ensemble runs on part k
+    #                                      (both cores busy); 0 or 1: decode the whole batch first
+    track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
+    #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
     # -- scale-out (docs/classroom.md) --
     message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
     #                                      sticky proxy share it (Flask-SocketIO's message queue); None: one process
@@ -72,6 +79,14 @@ class WebConfig:
             self.message_queue = None
         if self.tf_threads < 0 or self.max_violations < 0 or self.admin_max_failures < 0:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
+        if self.runtime not in ("auto", "tensorflow", "litert", "onnx"):
+            raise ValueError(f"runtime must be auto, tensorflow, litert or onnx, got {self.runtime!r}")
+        if self.precision not in ("float32", "float16", "int8"):
+            raise ValueError(f"precision must be float32, float16 or int8, got {self.precision!r}")
+        if self.prep_chunks < 0:
+            raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
+        if self.track_every < 0:
+            raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
         if self.tta is not None:  # FER_TTA was a boolean switch before it named a mode: 1/0 still work
@@ -137,6 +152,10 @@ class WorkerConfig:
     worker_start_timeout: float
     worker_batch_timeout: float
     worker_heartbeat_timeout: float      # the web process's watchdog reads it; the worker only beats
+    runtime: str
+    precision: str
+    prep_chunks: int
+    track_every: int
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -168,6 +187,10 @@ ENV = {
     "async_mode": "FER_ASYNC_MODE",
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
+    "track_every": "FER_TRACK_EVERY",
+    "prep_chunks": "FER_PREP_CHUNKS",
+    "runtime": "FER_RUNTIME",
+    "precision": "FER_PRECISION",
     "message_queue": "FER_MESSAGE_QUEUE",
     "cors_origins": "FER_CORS_ORIGINS",
     "max_violations": "FER_MAX_VIOLATIONS",

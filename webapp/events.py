@@ -169,7 +169,7 @@ def on_frame(*args):
     try:
         if st.inference is None:
             raise InferenceError("unavailable", "this server runs without an inference worker")
-        out = st.inference.infer(bytes(data), timeout=cfg.request_timeout)
+        out = st.inference.infer(bytes(data), timeout=cfg.request_timeout, client=request.sid)
     except InferenceError as e:
         return _error(e.code, e.reason)
     except Exception as e:  # noqa: BLE001 - the client gets a reason, the log gets the type only

@@ -51,10 +51,10 @@ class InferenceError(Exception):
 
 
 class _Request:
-    __slots__ = ("id", "data", "done", "result", "error", "cancelled")
+    __slots__ = ("id", "data", "done", "result", "error", "cancelled", "client")
 
-    def __init__(self, rid: int, data: bytes):
-        self.id, self.data = rid, data
+    def __init__(self, rid: int, data: bytes, client: str | None = None):
+        self.id, self.data, self.client = rid, data, client
         self.done = threading.Event()
         self.result = self.error = None
         self.cancelled = False
@@ -113,15 +113,16 @@ class InferenceClient:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    def infer(self, data: bytes, timeout: float = 30.0) -> dict:
-        """{faces, width, height} for one encoded frame, or InferenceError."""
+    def infer(self, data: bytes, timeout: float = 30.0, client: str | None = None) -> dict:
+        """{faces, width, height} for one encoded frame, or InferenceError. ``client``: the video
+        stream the frame belongs to, whose faces the worker follows from frame to frame."""
         if self._closed:
             raise InferenceError("unavailable", "the server is shutting down")
         if self.state != "ready":
             if self.state == "failed":
                 raise InferenceError("unavailable", "the model could not be loaded; see the server log")
             raise InferenceError("starting", "the model is loading, try again in a moment")
-        req = _Request(next(self._ids), data)
+        req = _Request(next(self._ids), data, client)
         self._q.put(req)
         if not req.done.wait(timeout):
             req.cancelled = True  # the dispatcher drops it if it has not sent it yet
@@ -258,7 +259,10 @@ class InferenceClient:
         proc = self._proc
         try:
             self._deadline = time.monotonic() + self.config.worker_batch_timeout
-            wire.write_message(proc.stdin, {"type": "batch", "ids": [r.id for r in batch]}, [r.data for r in batch])
+            head = {"type": "batch", "ids": [r.id for r in batch]}
+            if any(r.client is not None for r in batch):  # per-client face tracking in the worker
+                head["clients"] = [r.client for r in batch]
+            wire.write_message(proc.stdin, head, [r.data for r in batch])
             header, _ = wire.read_message(proc.stdout)
             if header.get("type") != "results":
                 raise wire.WireError(f"unexpected message {header.get('type')!r}")
@@ -345,4 +349,6 @@ class InferenceClient:
                 "last_error": self.last_error, "members": (self.info or {}).get("members"),
                 "labels": (self.info or {}).get("labels"), "rule": (self.info or {}).get("rule"),
                 "tta": (self.info or {}).get("tta"), "queued": self._q.qsize(),
-                "heartbeat_s": round(self._beats.age(), 1) if self._beats is not None else None}
+                "heartbeat_s": round(self._beats.age(), 1) if self._beats is not None else None,
+                "runtime": (self.info or {}).get("runtime"), "precision": (self.info or {}).get("precision"),
+                "track_every": (self.info or {}).get("track_every")}

@@ -3,7 +3,8 @@
 A message is ``u32 length`` + body; the body is ``u32 header length`` + a UTF-8 JSON header + binary
 blobs laid end to end, their sizes listed in the header's ``sizes`` (big-endian throughout)::
 
-    web -> worker   {"type": "batch", "ids": [...], "sizes": [...]} + the frames' bytes
+    web -> worker   {"type": "batch", "ids": [...], "sizes": [...], "clients": [...]} + the frames' bytes
+                    (clients, optional: each frame's video stream, for face tracking)
     worker -> web   {"type": "ready", "labels": [...], "members": [...], "models_dir": ..., "load_s": ...}
                     {"type": "fatal", "reason": "..."}            (then the worker exits)
                     {"type": "results", "results": [{"id", "faces", "width", "height"} | {"id", "error"}]}

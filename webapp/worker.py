@@ -35,12 +35,17 @@ def log(msg: str) -> None:
     print(f"[fer-worker {os.getpid()}] {msg}", file=sys.stderr, flush=True)
 
 
-def prepare(data: bytes, detector, max_faces: int, max_pixels: int):
-    """(result without faces, boxes, crops) for one frame, or (error result, None, None)."""
-    from fer_core.faces import ImageError, decode_image, find_faces
+def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None):
+    """(result without faces, boxes, crops) for one frame, or (error result, None, None). With a
+    ``tracker`` (fer_core.track, the client's own), faces are followed from the client's last frame."""
+    from fer_core.faces import ImageError, crop_faces, decode_image, find_faces
     try:
         img = decode_image(data, max_pixels=max_pixels, grey=True)  # detection and crops need grey only
-        boxes, crops = find_faces(img, detector, max_faces=max_faces)
+        if tracker is None:
+            boxes, crops = find_faces(img, detector, max_faces=max_faces)
+        else:
+            boxes = tracker.update(img)[:max_faces]
+            crops = crop_faces(img, boxes)
     except ImageError as e:
         return {"error": str(e), "code": "bad_image"}, None, None
     except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
@@ -49,15 +54,42 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int):
     return {"faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])}, boxes, crops
 
 
-def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dict]:
+def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None,
+                 prep_pool=None, chunks: int = 4) -> list[dict]:
     """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}.
 
-    Every frame is decoded and searched for faces (one after the other: OpenCV already spreads one
-    search over the cores, and a CascadeClassifier must not be shared between threads), then all
-    faces of the batch go through one ensemble call."""
+    Every frame is decoded and searched for faces (one after the other: a CascadeClassifier must not
+    be shared between threads), then the faces go through the ensemble. ``clients`` (one key per
+    frame, or None) with ``trackers`` (fer_core.track.Trackers) follows each client's faces instead
+    of searching anew.
+
+    With ``prep_pool`` (a one-thread executor, the only thread that decodes and detects), the batch
+    is cut into up to ``chunks`` parts: while the ensemble runs on one part's faces, the pool
+    prepares the next part, so that both cores stay busy (docs/benchmarks.md). Without it, every
+    frame is prepared first and all faces of the batch go through one ensemble call."""
+    now = time.monotonic()
+    n = len(frames)
+    clients = clients if trackers is not None and clients and len(clients) == n else [None] * n
+
+    def prep(lo, hi):
+        return [prepare(frames[k], pred.detector, max_faces, max_pixels,
+                        trackers.get(clients[k], now) if clients[k] is not None else None) for k in range(lo, hi)]
+
+    if prep_pool is None or n < 2 or chunks < 2:
+        return _classify(pred, ids, prep(0, n))
+    size = -(-n // chunks)
+    parts = [(lo, prep_pool.submit(prep, lo, min(n, lo + size))) for lo in range(0, n, size)]
+    out = []
+    for lo, fut in parts:
+        prepared = fut.result()
+        out += _classify(pred, ids[lo:lo + len(prepared)], prepared)
+    return out
+
+
+def _classify(pred, ids, prepared) -> list[dict]:
+    """Results for prepared frames: all their faces through one ensemble call."""
     import numpy as np
 
-    prepared = [prepare(d, pred.detector, max_faces, max_pixels) for d in frames]
     out, found = [], []  # found: (index in out, boxes, crops)
     for fid, (res, boxes, crops) in zip(ids, prepared):
         out.append(dict(res, id=fid))
@@ -66,7 +98,7 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int) -> list[dic
     if found:
         crops = np.concatenate([c for _, _, c in found])
         try:
-            probs, member_probs = pred.predict_faces(crops)  # one call for every face of the batch
+            probs, member_probs = pred.predict_faces(crops)  # one call for every face of these frames
         except Exception as e:  # noqa: BLE001
             log(f"inference failed: {type(e).__name__}: {e}")
             for i, _, _ in found:
@@ -107,18 +139,31 @@ def main(argv=None) -> int:
             tf.config.threading.set_intra_op_parallelism_threads(cfg.tf_threads)
             tf.config.threading.set_inter_op_parallelism_threads(cfg.tf_threads)
         from fer_core.predict import Predictor
-        pred = Predictor(cfg.models_dir, tta=cfg.tta)
+        pred = Predictor(cfg.models_dir, tta=cfg.tta, runtime=cfg.runtime, precision=cfg.precision,
+                         threads=cfg.tf_threads)
         pred.warm_up(cfg.warm_up_faces)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
         log(f"cannot load the models: {reason}")
         wire.write_message(proto_out, {"type": "fatal", "reason": reason})
         return 1
+    trackers = None
+    if cfg.track_every > 0:  # fer_core/track.py: per-client face tracking (docs/benchmarks.md)
+        from fer_core.track import FaceTracker, Trackers
+        det = pred.detector
+        trackers = Trackers(lambda: FaceTracker(det.detect, det.detect_near, redetect_every=cfg.track_every))
+    prep_pool = None
+    if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade must stay in one thread)
+        from concurrent.futures import ThreadPoolExecutor
+        prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     load_s = time.perf_counter() - t0
-    log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {load_s:.1f} s")
+    log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {pred.runtime} {pred.precision} "
+        f"in {load_s:.1f} s")
     wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
-                                   "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid()})
+                                   "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
+                                   "track_every": cfg.track_every, "runtime": pred.runtime,
+                                   "precision": pred.precision, "prep_chunks": cfg.prep_chunks})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
@@ -128,7 +173,8 @@ def main(argv=None) -> int:
             log(f"unknown message type {header.get('type')!r}")
             continue
         ids = header.get("ids", [])
-        results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels)
+        results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels, header.get("clients"), trackers,
+                               prep_pool, cfg.prep_chunks)
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):

@@ -1,0 +1,135 @@
+"""Following faces from frame to frame instead of searching every whole frame for them.
+
+A webcam's next frame almost always shows its faces where the last one did. ``FaceTracker`` keeps
+the last boxes of one video stream and, for each new frame, searches only near each of them (a few
+sizes of a small region: ``FaceDetector.detect_near``). The whole frame is searched again
+
+* every ``redetect_every`` frames, so that a face that enters is found within that many frames;
+* at once, in the same frame, when a face is not found near its last box (it moved fast, turned
+  away or left), so that a lost face costs one full search, never a wrong box.
+
+The tracker itself is plain numpy: the two searches are passed in, so tests can drive it with
+synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
+``FaceDetector.detect`` returns them.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Sequence
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _match(prev: Sequence, found: Sequence, min_iou: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one pairs (i in prev, j in found), best overlap first, each at least ``min_iou``."""
+    pairs = sorted(((iou(p, f), i, j) for i, p in enumerate(prev) for j, f in enumerate(found)), reverse=True)
+    used_i, used_j, out = set(), set(), []
+    for o, i, j in pairs:
+        if o < min_iou:
+            break
+        if i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+            out.append((i, j))
+    return out
+
+
+class FaceTracker:
+    """The faces of one video stream. ``update(frame)`` returns this frame's boxes.
+
+    ``detect(frame)`` searches the whole frame; ``detect_near(frame, box)`` searches near ``box``.
+    A followed box stays where it is while the face is found overlapping it by at least ``hold_iou``
+    (intersection over union): a still face's box does not tremble with the detector's pixel and
+    scale steps (nor differ between the two searches), and the same frame gets the same answer; a
+    face that moves further is followed at once. A face is the same one from frame to frame when
+    its boxes overlap by at least ``min_iou``."""
+
+    def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = 8,
+                 hold_iou: float = 0.85, min_iou: float = 0.2):
+        if redetect_every < 1:
+            raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
+        if not 0 < min_iou <= hold_iou <= 1:
+            raise ValueError(f"need 0 < min_iou <= hold_iou <= 1, got {min_iou!r}, {hold_iou!r}")
+        self.detect, self.detect_near = detect, detect_near
+        self.redetect_every, self.hold_iou, self.min_iou = redetect_every, hold_iou, min_iou
+        self.boxes: list[tuple] = []
+        self.since_full = 0                 # frames since the last full search
+        self.full_searches = self.near_searches = self.frames = 0
+
+    def _follow(self, old, new) -> tuple:
+        return old if iou(old, new) >= self.hold_iou else tuple(new)
+
+    def _full(self, frame) -> None:
+        found = list(self.detect(frame))
+        self.full_searches += 1
+        self.since_full = 0
+        pairs = dict((j, i) for i, j in _match(self.boxes, found, self.min_iou))
+        # what the whole-frame search finds is the truth; known faces that stayed put keep their box
+        self.boxes = [self._follow(self.boxes[pairs[j]], f) if j in pairs else tuple(f) for j, f in enumerate(found)]
+
+    def update(self, frame) -> list[Box]:
+        self.frames += 1
+        if not self.boxes or self.since_full + 1 >= self.redetect_every:
+            self._full(frame)
+        else:
+            self.since_full += 1
+            kept = []
+            for b in self.boxes:
+                self.near_searches += 1
+                found = list(self.detect_near(frame, b))
+                best = max(found, key=lambda f: iou(b, f), default=None)
+                if best is None or iou(b, best) < self.min_iou:
+                    self._full(frame)  # lost near its last place: look everywhere, in this same frame
+                    break
+                kept.append(self._follow(b, best))
+            else:
+                # two boxes that followed onto the same face become one (the larger, found first)
+                self.boxes = []
+                for b in sorted(kept, key=lambda b: -b[2] * b[3]):
+                    if all(iou(b, o) < 0.5 for o in self.boxes):
+                        self.boxes.append(b)
+        return self.current()
+
+    def current(self) -> list[Box]:
+        out = [tuple(int(round(v)) for v in b) for b in self.boxes]
+        return sorted(out, key=lambda b: -b[2] * b[3])
+
+
+class Trackers:
+    """One ``FaceTracker`` per video stream (a client's key), forgotten after ``idle_s`` without a
+    frame or beyond ``max_streams`` (the least recently seen first): a worker serving many clients
+    keeps bounded state, and a client that reconnects simply starts with a full search."""
+
+    def __init__(self, make: Callable[[], FaceTracker], idle_s: float = 30.0, max_streams: int = 1024):
+        if idle_s <= 0 or max_streams < 1:
+            raise ValueError(f"need idle_s > 0 and max_streams >= 1, got {idle_s!r}, {max_streams!r}")
+        self.make, self.idle_s, self.max_streams = make, idle_s, max_streams
+        self._streams: OrderedDict = OrderedDict()  # key -> (tracker, last seen)
+
+    def get(self, key, now: float) -> FaceTracker:
+        while self._streams:
+            k, (_, seen) = next(iter(self._streams.items()))
+            if now - seen <= self.idle_s and len(self._streams) < self.max_streams:
+                break
+            if k == key and now - seen <= self.idle_s:
+                break
+            del self._streams[k]
+        t = self._streams.pop(key, (None, 0))[0] or self.make()
+        self._streams[key] = (t, now)
+        return t
+
+    def __len__(self) -> int:
+        return len(self._streams)

@@ -1,0 +1,199 @@
+"""The face tracker: driven by synthetic detectors whose every answer is known (like test_ensemble),
+then once with OpenCV's real detector on a moving photo."""
+import numpy as np
+import pytest
+
+from fer_core.track import FaceTracker, Trackers, iou
+
+
+class Scene:
+    """A 'frame' is the list of true face boxes; the fake detectors see exactly those and count calls."""
+
+    def __init__(self, jitter=None):
+        self.full = self.near = 0
+        self.jitter = jitter  # per call, an offset added to every box found (a detector's pixel steps)
+
+    def _seen(self, boxes):
+        if self.jitter is None:
+            return [tuple(b) for b in boxes]
+        dx = self.jitter[(self.full + self.near) % len(self.jitter)]
+        return [(x + dx, y + dx, w, h) for x, y, w, h in boxes]
+
+    def detect(self, frame):
+        self.full += 1
+        return self._seen(frame)
+
+    def detect_near(self, frame, box, search=0.5):
+        self.near += 1
+        x, y, w, h = box
+        region = (x - search * w, y - search * h, w * (1 + 2 * search), h * (1 + 2 * search))
+        # a face is found near the box only if it lies inside the searched region
+        return self._seen([b for b in frame if iou(region, b) > 0 and
+                           region[0] <= b[0] and b[0] + b[2] <= region[0] + region[2] and
+                           region[1] <= b[1] and b[1] + b[3] <= region[1] + region[3]])
+
+
+def tracker(scene, **kw):
+    kw.setdefault("hold_iou", 1.0)  # boxes held only when found unchanged, unless a test asks
+    return FaceTracker(scene.detect, scene.detect_near, **kw)
+
+
+def test_iou_by_hand():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 0, 10, 10)) == 0
+
+
+def test_a_moving_face_is_followed_with_one_full_search_every_n_frames():
+    s = Scene()
+    t = tracker(s, redetect_every=5)
+    path = [(100 + 4 * k, 60 + 2 * k, 80, 80) for k in range(20)]
+    for k, box in enumerate(path):
+        assert t.update([box]) == [box], k
+    assert s.full == 4 and s.near == 16  # frames 1, 6, 11, 16 searched whole; the rest near the face
+    assert t.full_searches == 4 and t.near_searches == 16
+
+
+def test_a_face_that_leaves_is_gone_in_that_same_frame():
+    s = Scene()
+    t = tracker(s, redetect_every=10)
+    for _ in range(3):
+        assert t.update([(100, 60, 80, 80)]) == [(100, 60, 80, 80)]
+    assert s.full == 1
+    assert t.update([]) == []  # not near its box: a full search at once, which finds nobody
+    assert s.full == 2
+    assert t.update([]) == [] and s.full == 3  # no face known: every frame is searched whole
+
+
+def test_a_second_face_that_enters_is_found_at_the_next_full_search():
+    s = Scene()
+    t = tracker(s, redetect_every=4)
+    a, b = (40, 60, 80, 80), (200, 50, 60, 60)
+    assert t.update([a]) == [a]                 # frame 1: full
+    assert t.update([a, b]) == [a]              # frame 2: b enters, only a's surroundings are searched
+    assert t.update([a, b]) == [a]              # frame 3
+    assert t.update([a, b]) == [a]              # frame 4
+    assert t.update([a, b]) == [a, b]           # frame 5: the full search finds b (largest first)
+    assert t.update([a, b]) == [a, b] and s.full == 2  # frame 6: both followed near their boxes
+    assert s.near == 3 + 2
+
+
+def test_a_face_that_jumps_away_is_found_again_in_the_same_frame():
+    s = Scene()
+    t = tracker(s, redetect_every=50)
+    t.update([(10, 10, 50, 50)])
+    assert t.update([(250, 150, 50, 50)]) == [(250, 150, 50, 50)]
+    assert s.full == 2
+
+
+def test_one_of_two_faces_leaving_keeps_the_other():
+    s = Scene()
+    t = tracker(s, redetect_every=50)
+    a, b = (40, 60, 80, 80), (200, 50, 60, 60)
+    t.update([a, b])
+    assert t.update([a]) == [a]
+    assert t.update([a]) == [a] and s.full == 2
+
+
+def test_a_trembling_box_is_held_and_a_real_move_followed():
+    jitter = [0, 2, 0, 2, 0, 2, 0, 2, 0, 2]     # the detector's box steps 2 px back and forth
+    raw, s = Scene(jitter), Scene(jitter)
+    t_raw, t = tracker(raw, redetect_every=3), tracker(s, redetect_every=3, hold_iou=0.8)
+    still = [(100, 60, 80, 80)]
+    xs_raw = [t_raw.update(still)[0][0] for _ in range(10)]
+    xs = [t.update(still)[0][0] for _ in range(10)]
+    assert np.ptp(xs_raw) == 2 and np.ptp(xs) == 0  # 2 px of 80: overlap 0.91, held (full searches too)
+    moved = t.update([(130, 60, 80, 80)])[0]    # 30 px: overlap 0.45, taken at once
+    assert moved[0] in (130, 132)
+
+
+def test_bad_arguments_name_the_value():
+    s = Scene()
+    with pytest.raises(ValueError, match="got 0"):
+        FaceTracker(s.detect, s.detect_near, redetect_every=0)
+    with pytest.raises(ValueError, match="got 0.2, 1.5"):
+        FaceTracker(s.detect, s.detect_near, hold_iou=1.5)
+    with pytest.raises(ValueError, match="got 0, 1"):
+        Trackers(lambda: None, idle_s=0, max_streams=1)
+
+
+def test_trackers_keep_one_per_stream_and_forget_idle_and_excess_ones():
+    made = []
+
+    def make():
+        made.append(object())
+        return made[-1]
+
+    ts = Trackers(make, idle_s=10, max_streams=2)
+    a = ts.get("a", now=0)
+    assert ts.get("a", now=5) is a and len(made) == 1
+    b = ts.get("b", now=6)
+    assert b is not a and len(ts) == 2
+    ts.get("c", now=7)                           # over max_streams: the least recently seen ('a') goes
+    assert len(ts) == 2 and ts.get("b", now=8) is b
+    assert ts.get("a", now=9) is not a           # 'a' was forgotten: a fresh tracker
+    assert len(ts) == 2
+    ts.get("d", now=30)                          # everything else idle for more than 10 s
+    assert len(ts) == 1
+
+
+# -- with OpenCV's detector ---------------------------------------------------------------------------
+
+def _scene(face, positions, size=(240, 320)):
+    frame = np.full(size, 110, np.uint8)
+    for x, y in positions:
+        h, w = face.shape
+        frame[y:y + h, x:x + w] = face
+    return frame
+
+
+@pytest.fixture(scope="module")
+def face_patch():
+    import cv2
+    from skimage import data
+    grey = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey[20:260, 110:350], (120, 120), interpolation=cv2.INTER_AREA)  # her head, 120 px
+
+
+def test_real_detector_follows_a_moving_face_loses_it_and_finds_a_second(face_patch):
+    from fer_core.faces import FaceDetector
+    d = FaceDetector()
+    t = FaceTracker(d.detect, d.detect_near, redetect_every=6)
+    centres = []
+    for k in range(10):  # moves right 6 px a frame
+        boxes = t.update(_scene(face_patch, [(20 + 6 * k, 40)]))
+        assert len(boxes) == 1, (k, boxes)
+        x, y, w, h = boxes[0]
+        centres.append(x + w / 2)
+    assert t.near_searches >= 7                   # most frames were searched only near the face
+    assert np.all(np.diff(centres) >= 0)          # and the box went along with it (held while it overlaps)
+    assert abs(centres[-1] - centres[0] - 54) < 20
+    assert t.update(_scene(face_patch, [])) == []  # it left
+    found = []
+    for k in range(7):                            # a face on the left, then a second enters on the right
+        found.append(len(t.update(_scene(face_patch, [(10, 40)] + ([(180, 60)] if k >= 1 else [])))))
+    assert found == [1, 1, 1, 1, 1, 1, 2]          # found at the full search 6 frames after the first
+
+
+def test_worker_follows_each_clients_faces(tiny_models, astronaut_jpeg):
+    """The worker's batch step with per-client trackers: the same faces as a full search, while each
+    client's later frames are searched only near its face; a frame without a client is searched whole."""
+    from fer_core.predict import Predictor
+    from webapp.worker import handle_batch
+    p = Predictor(tiny_models)
+    made = []
+
+    def make():
+        made.append(FaceTracker(p.detector.detect, p.detector.detect_near, redetect_every=8))
+        return made[-1]
+
+    ts = Trackers(make)
+    plain = handle_batch(p, [1], [astronaut_jpeg], 8, 2_100_000)
+    for rnd in range(3):
+        out = handle_batch(p, [1, 2, 3], [astronaut_jpeg] * 3, 8, 2_100_000, clients=["a", "b", None], trackers=ts)
+        assert [len(r["faces"]) for r in out] == [1, 1, 1]
+        for r in out:
+            assert r["faces"][0]["label"] == plain[0]["faces"][0]["label"]
+            assert np.abs(np.subtract(r["faces"][0]["box"], plain[0]["faces"][0]["box"])).max() <= 4
+    assert len(made) == 2 and len(ts) == 2
+    assert [(t.full_searches, t.near_searches) for t in made] == [(1, 2), (1, 2)]

@@ -1,0 +1,44 @@
+"""The worker's overlap of decoding and detection with the ensemble (webapp.worker.handle_batch with
+a prep pool): the same answers as the serial path, detection only in the pool's one thread, and the
+ensemble called on each part as soon as that part is prepared."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fer_core.predict import Predictor
+from webapp.worker import handle_batch
+
+
+def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpeg, monkeypatch):
+    p = Predictor(tiny_models)
+    frames = [astronaut_jpeg, b"junk", astronaut_jpeg, astronaut_jpeg, astronaut_jpeg[:700], astronaut_jpeg, astronaut_jpeg]
+    ids = list(range(10, 10 + len(frames)))
+    serial = handle_batch(p, ids, frames, 8, 2_100_000)
+
+    detect_threads, calls = set(), []
+    real_detect, real_predict = p.detector.detect, p.predict_faces
+
+    def detect(gray):
+        detect_threads.add(threading.current_thread().name)
+        return real_detect(gray)
+
+    def predict(crops):
+        calls.append(len(crops))
+        return real_predict(crops)
+
+    monkeypatch.setattr(p.detector, "detect", detect)
+    monkeypatch.setattr(p, "predict_faces", predict)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep") as pool:
+        out = handle_batch(p, ids, frames, 8, 2_100_000, prep_pool=pool, chunks=3)
+    assert [r["id"] for r in out] == ids
+    assert [r.get("code") for r in out] == [r.get("code") for r in serial] == [None, "bad_image", None, None,
+                                                                                 "bad_image", None, None]
+    for a, b in zip(out, serial):
+        assert a.get("faces") is not None or a.get("error")
+        if "faces" in a:
+            assert [f["box"] for f in a["faces"]] == [f["box"] for f in b["faces"]]
+            np.testing.assert_allclose([list(f["probabilities"].values()) for f in a["faces"]],
+                                       [list(f["probabilities"].values()) for f in b["faces"]], atol=2e-4)
+    assert len(detect_threads) == 1 and next(iter(detect_threads)).startswith("fer-prep")
+    assert calls == [2, 2, 1]  # parts of 3, 3 and 1 frames: 2, 2 and 1 faces (two frames are broken)
