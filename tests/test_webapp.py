@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -573,3 +574,20 @@ def test_fast_websocket_unmasking_matches_eventlets():
             for length in {None, n, max(0, n - 3)}:
                 assert apply_mask(data, mask, length, offset) == original(data, mask, length, offset)
         assert apply_mask(bytearray(data), list(mask)) == original(data, mask)
+
+
+def test_admin_shows_the_training_campaign_when_the_folder_has_one(models_with_metrics, tmp_path):
+    md = tmp_path / "m"
+    shutil.copytree(models_with_metrics, md)
+    c = make_app(md).test_client()
+    assert "campaign.png" not in c.get("/admin").get_data(as_text=True)  # no log: no empty picture
+    assert c.get("/admin/files/campaign.png").status_code == 404
+    shipped = Path(__file__).resolve().parent.parent / "models"
+    for f in ("campaign.csv", "campaign.png"):
+        shutil.copy(shipped / f, md / f)
+    html = c.get("/admin").get_data(as_text=True)
+    assert "Training campaign" in html and "/admin/files/campaign.png" in html
+    r = c.get("/admin/files/campaign.png")
+    assert r.status_code == 200 and r.get_data()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert c.get("/admin/files/campaign.csv").get_data(as_text=True).startswith("date,session,training_hours")
+    assert c.get("/admin/files/campaign.png", environ_base=REMOTE).status_code == 403

@@ -29,7 +29,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger("webapp.admin")
 
 TOP_FILES = {"confusion.png": "image/png", "report.md": "text/markdown; charset=utf-8",
-             "metrics.json": "application/json"}
+             "metrics.json": "application/json", "campaign.png": "image/png",
+             "campaign.csv": "text/csv; charset=utf-8"}
 MEMBER_FILES = {"curve.png": "image/png", "log.csv": "text/csv; charset=utf-8",
                 "member.json": "application/json"}
 MISSING = "missing"  # the notice for a models folder without metrics.json (worded in the template)
@@ -187,6 +188,7 @@ def page():
     curves = [n for n in members if (md / n / "curve.png").is_file()]
     return render_template("admin.html", tables=tables, notice=notice, info=info, chosen=chosen,
                            members=members, curves=curves, has_confusion=(md / "confusion.png").is_file(),
+                           has_campaign=(md / "campaign.png").is_file(),
                            has_report=(md / "report.md").is_file(), metrics=metrics, models_name=md.name,
                            worker=st.inference.status() if st.inference is not None else None)
 
