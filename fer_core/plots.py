@@ -1,5 +1,5 @@
-"""The pictures of a models folder: each member's training curves and the ensemble's confusion matrix,
-drawn off-screen and written atomically as PNG (fer_core.store)."""
+"""The pictures of a models folder: each member's training curves, the ensemble's confusion matrix and
+the training campaign's progress, drawn off-screen and written atomically as PNG (fer_core.store)."""
 from __future__ import annotations
 
 import csv
@@ -60,3 +60,45 @@ def confusion_png(cm, labels, path: Path, title: str) -> None:
                     color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     ax.set_xlabel("predicted"); ax.set_ylabel("true"); ax.set_title(title)
     _write(plt, fig, path)
+
+
+# models/campaign.csv: one row per ensemble that shipped, its accuracies against the training hours.
+CAMPAIGN_COLUMNS = ("training_hours", "publictest_7", "privatetest_7", "privatetest_6")
+CAMPAIGN_TARGETS = {"report (6 classes)": 71.52, "our bar (7 and 6 classes)": 72.5}
+
+
+def read_campaign(path: Path) -> list[dict]:
+    """Rows of a campaign log with the numeric columns as floats; ValueError names a bad row."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in CAMPAIGN_COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} missing (has {list(rows[0])})")
+    for i, r in enumerate(rows, start=2):
+        for c in CAMPAIGN_COLUMNS:
+            try:
+                r[c] = float(r[c])
+            except ValueError:
+                raise ValueError(f"{path}:{i}: {c} is not a number: {r[c]!r}") from None
+    return rows
+
+
+def campaign_png(rows: list[dict], png: Path) -> None:
+    """The shipped ensemble's PublicTest and PrivateTest accuracy against the training hours spent."""
+    plt = _pyplot()
+    h = [r["training_hours"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=90)
+    for col, name, style in (("publictest_7", "PublicTest, 7 classes (chooses)", "o-"),
+                             ("privatetest_7", "PrivateTest, 7 classes (reported)", "s-"),
+                             ("privatetest_6", "PrivateTest, 6 classes", "^--")):
+        ax.plot(h, [r[col] for r in rows], style, label=name)
+    for name, y in CAMPAIGN_TARGETS.items():
+        ax.axhline(y, color="grey", lw=0.8, ls=":")
+        ax.text(0.01, y + 0.08, name, fontsize=7, color="dimgrey", transform=ax.get_yaxis_transform())
+    ax.set_xlim(0, max(h) * 1.05)
+    ax.set_xlabel("training hours spent on the 2-core CPU machine (cumulative)")
+    ax.set_ylabel("ensemble accuracy, %")
+    ax.set_title("FER2013 training campaign")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    _write(plt, fig, png)
