@@ -27,7 +27,7 @@ def browser_models(tiny_models, tmp_path_factory):
     if os.environ.get("FER_BROWSER_MODELS"):
         return Path(os.environ["FER_BROWSER_MODELS"])
     from conftest import write_random_metrics
-    from fer_core.train import plot_curves
+    from fer_core.plots import curves_png
 
     md = tmp_path_factory.mktemp("browser_models") / "models"
     shutil.copytree(tiny_models, md)
@@ -38,7 +38,7 @@ def browser_models(tiny_models, tmp_path_factory):
         rows = ["epoch,loss,accuracy,val_loss,val_accuracy"] + [
             f"{e},{2.2 - 2 * a:.4f},{a + 0.002 * e:.4f},{2.25 - 2 * a:.4f},{a:.4f}" for e, a in zip(ep, acc)]
         log.write_text("\n".join(rows) + "\n")
-        plot_curves(log, md / n / "curve.png", n)
+        curves_png(log, md / n / "curve.png", n)
     return md
 
 
