@@ -18,13 +18,13 @@ worst client's p95, errors (error events, wrong labels, disconnects, timeouts), 
 client's own CPU use (it runs on the same machine). Prints Markdown; ``--json FILE`` keeps the raw
 numbers. The clients run in ``--procs`` processes (threads inside), so one GIL does not serialise them.
 
-The header also gives this machine's float32 matmul GFLOP/s (numpy, ``fer_core.cost.matmul_rates``),
+The header also gives this machine's float32 matmul GFLOP/s (numpy, ``fer_core.cost.matmul_gflops``),
 measured in the same run just before and just after the load (the mean of the two), and the
 **capacity index** = faces/s at 30 clients / GFLOP/s x 100 (a column for every client count): the
 machine's speed moves from day to day, the index compares runs on different days. On a machine that
-other processes share, both numbers move with their load; the **CPU index** divides per CPU-second
-instead (faces per second of the server's CPU time / matmul GFLOP per second of its CPU time x 100):
-the capacity index the server would reach keeping every core busy, steady whatever else runs.
+other processes share, both move with their load (each by its own share of the cores); the **faces
+per server CPU-second** (faces/s / the server's CPU cores used) moves far less, and compares code
+versions measured on such a machine.
 """
 from __future__ import annotations
 
@@ -329,7 +329,7 @@ def main(argv=None) -> int:
         k, _, v = kv.partition("=")
         env_extra[k] = v
     models_dir = store.resolve_models_dir(args.models).resolve()
-    gflops = [cost.matmul_rates(seconds=args.gflops_seconds)]  # before the server loads the cores
+    gflops = [cost.matmul_gflops(seconds=args.gflops_seconds)]  # before the server loads the cores
     tmp = tempfile.TemporaryDirectory()
     proc = None
     if args.url:
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
             raw["runs"].append(total)
     finally:
         if proc is not None and rows:  # the server idles now; measured before it stops, as before it started
-            gflops.append(cost.matmul_rates(seconds=args.gflops_seconds))
+            gflops.append(cost.matmul_gflops(seconds=args.gflops_seconds))
         if sampler:
             sampler.stop()
         if proc is not None:
@@ -400,16 +400,12 @@ def main(argv=None) -> int:
 
     import keras  # noqa: F401 - only for the version line
     members = worker.get("members") or []
-    gf = statistics.fmean(g for g, _ in gflops)
-    gf_cpu = statistics.fmean(c for _, c in gflops)
-    raw["matmul_gflops"], raw["matmul_gflop_per_cpu_s"] = [g for g, _ in gflops], [c for _, c in gflops]
+    gf = statistics.fmean(gflops)
+    raw["matmul_gflops"] = gflops
     for r in rows:
         r["capacity_index"] = cost.capacity_index(r["faces_per_s"], gf)
-        # Per CPU-second on both sides: what the index would be with every core busy serving, whatever
-        # else ran on the machine (an upper bound: a server that leaves cores idle scores lower above).
-        cores = r.get("server_cpu_cores")
+        cores = r.get("server_cpu_cores")  # gunicorn + inference worker
         r["faces_per_cpu_s"] = r["faces_per_s"] / cores if cores else float("nan")
-        r["cpu_index"] = r["faces_per_cpu_s"] / gf_cpu * 100 if cores else float("nan")
     at30 = next((r for r in rows if r["clients"] == 30), None)
     print(f"\n**Load benchmark** · {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {platform.machine()}, "
           f"{os.cpu_count()} cores (server, inference worker and load clients share them) · models "
@@ -422,16 +418,12 @@ def main(argv=None) -> int:
         from fer_core import tta as tta_views
         face_gflop = cost.ensemble_gflop_per_face([store.load_member(models_dir / n)[0] for n in members],
                                                   tta_views.n_views(worker["tta"]))
-    print(f"float32 matmul (numpy, 1024x1024, median): {' / '.join(f'{g:.0f}' for g, _ in gflops)} GFLOP/s "
+    print(f"float32 matmul (numpy, 1024x1024, median): {' / '.join(f'{g:.0f}' for g in gflops)} GFLOP/s "
           f"{'before / after the load' if len(gflops) > 1 else 'before the load'}, mean **{gf:.0f} GFLOP/s**"
           + (f" · the ensemble costs {face_gflop:.2f} GFLOP per face" if face_gflop else "")
           + (f" · **capacity index {at30['capacity_index']:.1f}** ({at30['faces_per_s']:.1f} faces/s at 30 "
              f"clients / {gf:.0f} GFLOP/s x 100)" if at30 else "") + ".\n")
-    if at30 and at30.get("cpu_index") == at30.get("cpu_index"):
-        print(f"Per CPU-second (robust to other processes on the machine): the server served "
-              f"{at30['faces_per_cpu_s']:.1f} faces per CPU-second at 30 clients, the matmul ran "
-              f"{gf_cpu:.0f} GFLOP per CPU-second: **CPU index {at30['cpu_index']:.1f}** (the capacity index "
-              f"if the server kept every core busy).\n")
+
     if idle_rss:
         print(f"Server RSS idle after start: {' + '.join(f'{k} {v:.0f}' for k, v in idle_rss.items())} "
               f"= {sum(idle_rss.values()):.0f} MB.\n")
@@ -442,7 +434,7 @@ def main(argv=None) -> int:
         web = c.get("arbiter", 0) + c.get("worker", 0) + c.get("server", 0)
         return f"{r['server_cpu_cores']:.2f} ({web:.2f} + {c.get('inference', float('nan')):.2f})"
 
-    print("| clients | faces/s | capacity index | faces per server CPU-s (CPU index) | slowest client, frames/s | round trip p50 / p95 / p99, ms | worst client p95, ms "
+    print("| clients | faces/s | capacity index | faces per server CPU-s | slowest client, frames/s | round trip p50 / p95 / p99, ms | worst client p95, ms "
           "| errors | mean batch | server RSS max, MB (gunicorn + inference) | server CPU, cores (gunicorn + "
           "inference) | load client CPU, cores |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -454,7 +446,7 @@ def main(argv=None) -> int:
         err_s = str(errs) if not errs else f"{errs} ({', '.join(f'{k} {v}' for k, v in r['errors'].items())}" \
             f"{'; ' + '; '.join(r['problems'][:3]) if r['problems'] else ''})"
         print(f"| {r['clients']} | {fmt(r['faces_per_s'], 1)} | {fmt(r['capacity_index'], 1)} | "
-              f"{fmt(r['faces_per_cpu_s'], 1)} ({fmt(r['cpu_index'], 1)}) | "
+              f"{fmt(r['faces_per_cpu_s'], 1)} | "
               f"{fmt(r['min_client_fps'], 2)} | "
               f"{fmt(r['p50'])} / {fmt(r['p95'])} / {fmt(r['p99'])} | {fmt(r['worst_client_p95'])} | {err_s} | "
               f"{fmt(r.get('server_mean_batch', r['mean_batch']), 1)} | {rss_s} | {cpu_s_(r)} | "

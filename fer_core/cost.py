@@ -57,29 +57,21 @@ def ensemble_gflop_per_face(models, views: int) -> float:
     return views * sum(model_gflop(m) for m in models)
 
 
-def matmul_rates(n: int = 1024, seconds: float = 2.0, reps_min: int = 5) -> tuple[float, float]:
-    """numpy's float32 (n x n) @ (n x n), all BLAS threads, repeated for about ``seconds``:
-    (the median GFLOP/s of wall time, GFLOP per CPU-second of this process). The first is what the
-    machine gave us (a median, because other processes share the cores); the second barely moves
-    when they do, since it counts only the time our threads ran."""
+def matmul_gflops(n: int = 1024, seconds: float = 2.0, reps_min: int = 5) -> float:
+    """numpy's float32 (n x n) @ (n x n), all BLAS threads: the median GFLOP/s over repeated calls
+    for about ``seconds`` (a median, because other processes share the cores)."""
     if n < 16 or seconds <= 0:
         raise ValueError(f"need n >= 16 and seconds > 0, got n={n!r}, seconds={seconds!r}")
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     a @ b  # BLAS thread start-up and page faults out of the timing
-    rates, end, cpu0 = [], time.perf_counter() + seconds, time.process_time()
+    rates, end = [], time.perf_counter() + seconds
     while len(rates) < reps_min or time.perf_counter() < end:
         t = time.perf_counter()
         a @ b
         rates.append(2 * n ** 3 / (time.perf_counter() - t) / 1e9)
-    per_cpu_s = 2 * n ** 3 * len(rates) / max(1e-9, time.process_time() - cpu0) / 1e9
-    return float(np.median(rates)), float(per_cpu_s)
-
-
-def matmul_gflops(n: int = 1024, seconds: float = 2.0, reps_min: int = 5) -> float:
-    """The median wall-time GFLOP/s of ``matmul_rates``: the capacity index's yardstick."""
-    return matmul_rates(n, seconds, reps_min)[0]
+    return float(np.median(rates))
 
 
 def capacity_index(faces_per_s: float, gflops: float) -> float:

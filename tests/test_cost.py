@@ -52,8 +52,7 @@ def test_shipped_member_cost_matches_its_architecture():
 
 def test_matmul_gflops_and_capacity_index():
     g = cost.matmul_gflops(n=64, seconds=0.01)
-    wall, per_cpu_s = cost.matmul_rates(n=64, seconds=0.01)
-    assert g > 0 and wall > 0 and per_cpu_s > 0
+    assert g > 0
     assert cost.capacity_index(40.5, 166.0) == pytest.approx(24.4, abs=0.05)
     with pytest.raises(ValueError, match="got n=8"):
         cost.matmul_gflops(n=8)
