@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         det = pred.detector
         trackers = Trackers(lambda: FaceTracker(det.detect, det.detect_near, redetect_every=args.track_every))
     prep_pool = None
-    if args.prep_chunks >= 2:  # one thread decodes and detects (the cascade must stay in one thread)
+    if args.prep_chunks >= 2:  # decoding and detection overlap the ensemble; the cascade never runs in two threads at once
         from concurrent.futures import ThreadPoolExecutor
         prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     load_s = time.perf_counter() - t0
