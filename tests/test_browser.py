@@ -205,7 +205,9 @@ def test_live_page_shows_a_label(server, y4m, size, tmp_path):
         d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(dl)})
         assert d.find_element(By.ID, "csv").is_enabled()
         d.find_element(By.ID, "csv").click()
-        got = _wait(lambda: [f for f in dl.glob("expressions-*.csv")], 10, "the downloaded CSV")
+        # Chromium makes an empty file under the final name first and writes through a .crdownload
+        got = _wait(lambda: not list(dl.glob("*.crdownload"))
+                    and [f for f in dl.glob("expressions-*.csv") if f.stat().st_size > 0], 10, "the downloaded CSV")
         saved = got[0].read_bytes().decode()  # as written: CRLF line ends kept
         assert saved.startswith(csv_text.split("\r\n", 2)[0] + "\r\n" + csv_text.split("\r\n", 2)[1])
         assert len(_check_csv(saved, labels7)) >= len(body)

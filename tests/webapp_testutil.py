@@ -111,6 +111,13 @@ class Client:
     def answers(self) -> list[tuple[str, object]]:
         return [e for e in self.events if e[0] in ("result", "error")]
 
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        """Whether ``predicate(answers)`` came true within ``timeout``. python-socketio runs each
+        event's handler in a thread of its own, so an event can be recorded after the disconnect that
+        followed it on the wire, and two events in another order than they were sent."""
+        with self._cv:
+            return self._cv.wait_for(lambda: predicate(self.answers()), timeout)
+
     def wait_answers(self, n: int, timeout: float = 30.0) -> list[tuple[str, object]]:
         with self._cv:
             ok = self._cv.wait_for(lambda: len(self.answers()) >= n, timeout)
