@@ -38,6 +38,11 @@ class TrainConfig:
     # training accuracy), and a new cycle from the committed float16 weights needs nothing that is not
     # in the repository, so training progresses across sessions.
     init_from: str | None = None
+    # Knowledge distillation (fer_core/distill.py): the targets become (1 - distill) * labels +
+    # distill * the teacher ensemble's probabilities on the same Training image, under its served
+    # views. ``teacher`` is a models folder, or "shipped" for the repository's ensemble (models/).
+    teacher: str | None = None
+    distill: float = 0.0
 
     def __post_init__(self):
         choices = {"optimizer": ("adam", "adamw", "sgd"), "schedule": ("plateau", "cosine"),
@@ -47,6 +52,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs!r}, {self.batch_size!r}")
+        if not 0.0 <= self.distill <= 1.0 or (self.distill > 0) != (self.teacher is not None):
+            raise ValueError(f"distill must be in [0, 1] and > 0 exactly when a teacher is named, got "
+                             f"distill={self.distill!r}, teacher={self.teacher!r}")
         self.tta = resolve_tta(self.tta)
 
     def to_dict(self) -> dict:
@@ -138,8 +146,23 @@ MEMBERS.update({
     "resnet_s_c2": MemberSpec("resnet", MEMBERS["resnet_s"].kwargs, dict(_CYCLE2, seed=12, init_from="resnet_s"),
                               "resnet_s continued: a second 8-epoch cosine cycle"),
 })
+# Distilled cycles: the same warm restart, with targets that mix the labels and the shipped ensemble's
+# zoom-flip probabilities (0.3 / 0.7; Hinton et al. weight the soft term most). The 8-epoch plain cycle
+# gained nothing on the served views (docs/training.md); the teacher is 0.9-1.4 pp above each member
+# on PublicTest, and a student that learns its probabilities can close some of that gap at no
+# inference cost. No label smoothing: the teacher's probabilities are soft already.
+_DISTILL = dict(_CYCLE2, epochs=10, teacher="shipped", distill=0.7, label_smoothing=0.0)
+MEMBERS.update({
+    "vgg_s_kd": MemberSpec("vgg", _VGG_S, dict(_DISTILL, seed=20, init_from="vgg_s"),
+                           "vgg_s continued 10 epochs, distilled from the shipped ensemble"),
+    "vgg_s2_kd": MemberSpec("vgg", _VGG_S, dict(_DISTILL, seed=21, init_from="vgg_s2"),
+                            "vgg_s2 continued 10 epochs, distilled from the shipped ensemble"),
+    "resnet_s_kd": MemberSpec("resnet", MEMBERS["resnet_s"].kwargs, dict(_DISTILL, seed=22, init_from="resnet_s"),
+                              "resnet_s continued 10 epochs, distilled from the shipped ensemble"),
+})
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
-SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2", "inc_s")
+SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2",
+                 "vgg_s_kd", "vgg_s2_kd", "resnet_s_kd", "inc_s")
 # What --quick trains: each family at a tiny width, on a data subset, in a few CPU minutes. Adam without
 # warm-up and a fast batch-norm momentum, because a short run has only tens of steps.
 QUICK = dict(MODERN, optimizer="adam", lr=3e-3, warmup_epochs=0, weight_decay=0.0, epochs=3)

@@ -210,6 +210,11 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
     if gpu_available():
         keras.mixed_precision.set_global_policy("mixed_bfloat16")  # GPU only: CPUs gain nothing
     train = to_protocol(data["Training"], cfg.classes)
+    teacher = None
+    if cfg.teacher:
+        from . import distill
+        q, teacher = distill.teacher_probabilities(cfg.teacher, train.x, cfg.classes, Path(out_dir) / "_teacher")
+        train = Split(train.x, train.y, distill.mix(_targets(train, cfg.classes), q, cfg.distill))
     if cfg.oversample:
         train = oversample(train, cfg.oversample, keep_class=labels_for(cfg.classes).index("happy"), seed=cfg.seed)
     val = to_protocol(data["PublicTest"], cfg.classes)
@@ -266,10 +271,11 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
     progress.state["done"] = True
     progress.save()
     net.load_weights(out / "ckpt" / "best.weights.h5")
-    return finalize_member(name, spec.arch, kwargs, cfg, net, data, out, progress.state)
+    return finalize_member(name, spec.arch, kwargs, cfg, net, data, out, progress.state, teacher)
 
 
-def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, out: Path, state: dict) -> dict:
+def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, out: Path, state: dict,
+                    teacher: dict | None = None) -> dict:
     """Store the best weights as float16 and a sidecar with metrics on PublicTest and PrivateTest."""
     store.save_member_weights(net, out / "weights.npz")
     from .models import build
@@ -290,6 +296,8 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
             # A warm restart names the exact weights it started from.
             **({"init": {"member": cfg.init_from,
                          "sha256": _sha256(out.parent / cfg.init_from / "weights.npz")}} if cfg.init_from else {}),
+            # A distilled member names the ensemble it learned from (members, views, digest).
+            **({"teacher": teacher} if teacher else {}),
             "metrics_tta": cfg.tta, "metrics": metrics}
     store.atomic_write_json(out / "member.json", side)
     try:
