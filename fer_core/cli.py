@@ -9,6 +9,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .tta import TTA  # noqa: E402 - numpy only; the parser lists its modes
+
 
 class Progress:
     """A one-line progress counter on ``stream``, redrawn at most every ``interval`` seconds;
@@ -82,7 +84,6 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from .predict import Predictor
-    from .tta import TTA
 
     pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
     results, failed = [], 0
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
                    help="run the ensemble's members in this runtime (auto: what the server runs; fer_core/runtime.py)")
     e.add_argument("--precision", default="float32", choices=("float32", "float16", "int8"),
                    help="precision of an exported runtime")
-    e.add_argument("--tta", choices=("none", "flip", "zoom-flip"),
+    e.add_argument("--tta", choices=[str(m) for m in TTA],
                    help="test-time views (default: the ensemble's own, as the server uses them)")
     e.set_defaults(fn=_evaluate)
     r = sub.add_parser("predict", help="find faces in images and classify them")

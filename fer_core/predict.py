@@ -104,14 +104,15 @@ class Predictor:
             if b <= faces * tta_views.n_views(self.tta):
                 self.runner(np.zeros((b, 48, 48, 1), np.float32))
 
-    def member_probs(self, faces: np.ndarray) -> np.ndarray:
+    def member_probs(self, faces: np.ndarray, tta=None) -> np.ndarray:
         """Members' probabilities (N, M, C) for uint8 crops (N, 48, 48): all members in one call, in
-        the runtime this predictor was loaded with."""
-        return probabilities(self.runner, faces, self.tta)
+        the runtime this predictor was loaded with, under its views or ``tta``'s."""
+        return probabilities(self.runner, faces, self.tta if tta is None else tta)
 
-    def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ensemble probabilities (N, C), members' probabilities (N, M, C))."""
-        mp = self.member_probs(faces)
+    def predict_faces(self, faces: np.ndarray, tta=None) -> tuple[np.ndarray, np.ndarray]:
+        """(ensemble probabilities (N, C), members' probabilities (N, M, C)); ``tta`` overrides the
+        predictor's views for this call (a server under load uses fewer)."""
+        mp = self.member_probs(faces, tta)
         if len(mp) == 0:
             return np.zeros((0, len(self.labels))), mp
         return combine(mp.transpose(1, 0, 2), self.weights), mp

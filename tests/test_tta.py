@@ -36,7 +36,9 @@ def test_views_per_mode():
     za, zb = tta.views(x, "zoom-flip")
     np.testing.assert_allclose(za, tta.zoom(x))
     np.testing.assert_allclose(zb, tta.zoom(x)[:, :, ::-1])
-    assert [tta.n_views(m) for m in tta.MODES] == [1, 2, 2]
+    (z,) = tta.views(x, "zoom")
+    np.testing.assert_allclose(z, tta.zoom(x))
+    assert [tta.n_views(m) for m in tta.MODES] == [1, 2, 2, 1]
 
 
 def test_legacy_booleans_and_bad_modes():

@@ -539,6 +539,14 @@ def test_new_settings_from_env():
     assert d.tta is None and d.message_queue is None and d.cors_allowed_origins is None
     assert d.max_violations > 0 and d.admin_max_failures > 0
     assert WebConfig.from_env({"FER_MESSAGE_QUEUE": ""}).message_queue is None
+    # a server under load: which views a full batch gets, and from how many frames
+    light = WebConfig.from_env({"FER_LOAD_VIEWS": "none", "FER_LOAD_VIEWS_FROM": "6"})
+    assert (light.load_views, light.load_views_from) == ("none", 6) and (d.load_views, d.load_views_from) == ("zoom", 12)
+    w = light.worker("/m")
+    assert type(w).from_json(w.to_json()).load_views == "none"
+    for bad in ({"FER_LOAD_VIEWS": "half"}, {"FER_LOAD_VIEWS_FROM": "-1"}):
+        with pytest.raises(ValueError, match="half|-1"):
+            WebConfig.from_env(bad)
 
 
 def test_client_gate_counts_violations():

@@ -23,9 +23,9 @@ def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpe
         detect_threads.add(threading.current_thread().name)
         return real_detect(gray)
 
-    def predict(crops):
+    def predict(crops, views=None):
         calls.append(len(crops))
-        return real_predict(crops)
+        return real_predict(crops, views)
 
     monkeypatch.setattr(p.detector, "detect", detect)
     monkeypatch.setattr(p, "predict_faces", predict)
@@ -42,3 +42,29 @@ def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpe
                                        [list(f["probabilities"].values()) for f in b["faces"]], atol=2e-4)
     assert len(detect_threads) == 1 and next(iter(detect_threads)).startswith("fer-prep")
     assert calls == [2, 2, 1]  # parts of 3, 3 and 1 frames: 2, 2 and 1 faces (two frames are broken)
+
+
+def test_a_full_batch_is_classified_with_the_lighter_views(tiny_models, astronaut_jpeg):
+    """load_views_from frames or more in one batch: every face gets load_views (one view), and each
+    result says which views it got; a smaller batch keeps the ensemble's own."""
+    from fer_core.tta import TTA
+
+    p = Predictor(tiny_models, tta="zoom-flip")
+    small = handle_batch(p, [1, 2], [astronaut_jpeg] * 2, 8, 2_100_000, load_views=TTA.ZOOM, load_views_from=3)
+    full = handle_batch(p, [1, 2, 3], [astronaut_jpeg, b"junk", astronaut_jpeg], 8, 2_100_000,
+                        load_views=TTA.ZOOM, load_views_from=3)
+    never = handle_batch(p, [1, 2, 3], [astronaut_jpeg] * 3, 8, 2_100_000, load_views=TTA.ZOOM, load_views_from=0)
+    assert [r["views"] for r in small] == ["zoom-flip"] * 2 and [r["views"] for r in never] == ["zoom-flip"] * 3
+    assert full[0]["views"] == full[2]["views"] == "zoom" and "views" not in full[1]  # the junk frame's error
+    faces = [r["faces"][0] for r in (small[0], full[0])]
+    assert faces[0]["box"] == faces[1]["box"]
+    crop = _main_crop(p, astronaut_jpeg)
+    for face, views in zip(faces, ("zoom-flip", "zoom")):
+        np.testing.assert_allclose(list(face["probabilities"].values()), p.predict_faces(crop, views)[0][0], atol=1e-4)
+    # the two modes are different computations: the probabilities differ
+    assert not np.allclose(list(faces[0]["probabilities"].values()), list(faces[1]["probabilities"].values()), atol=1e-6)
+
+
+def _main_crop(p, jpeg):
+    from fer_core.faces import decode_image, find_faces
+    return find_faces(decode_image(jpeg, grey=True), p.detector, max_faces=1)[1]

@@ -58,7 +58,6 @@ def create_app(config: WebConfig | None = None) -> Flask:
     if not models_dir.is_dir():
         raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set FER_MODELS)")
     logsafe.install(logging.INFO)  # one line per event, client text escaped, repeats limited
-    security.init_logging()
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     inference = InferenceClient(cfg.worker(models_dir)) if cfg.worker_start else None

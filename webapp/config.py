@@ -48,6 +48,10 @@ class WebConfig:
     #                                      (both cores busy); 0 or 1: decode the whole batch first
     track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
+    load_views: TTA = TTA.ZOOM           # the views of a batch of load_views_from frames or more: one view, half
+    #                                      the model time, 0.8 pp below zoom-flip on PrivateTest (docs/benchmarks.md)
+    load_views_from: int = 12            # frames in one batch (each a client waiting) that make a class, not a demo;
+    #                                      below it every face gets the ensemble's own views; 0: never lighter
     # -- scale-out (docs/classroom.md) --
     message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
     #                                      sticky proxy share it (Flask-SocketIO's message queue); None: one process
@@ -87,6 +91,9 @@ class WebConfig:
             raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
+        if self.load_views_from < 0:
+            raise ValueError(f"load_views_from must be >= 0, got {self.load_views_from!r}")
+        self.load_views = resolve_tta(self.load_views)
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
         if self.tta is not None:  # FER_TTA was a boolean switch before it named a mode: 1/0 still work
@@ -156,6 +163,8 @@ class WorkerConfig:
     precision: str
     prep_chunks: int
     track_every: int
+    load_views: TTA
+    load_views_from: int
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -164,7 +173,8 @@ class WorkerConfig:
     def from_json(cls, text: str) -> "WorkerConfig":
         try:
             d = json.loads(text)
-            return cls(**dict(d, tta=None if d["tta"] is None else resolve_tta(d["tta"])))
+            return cls(**dict(d, tta=None if d["tta"] is None else resolve_tta(d["tta"]),
+                              load_views=resolve_tta(d["load_views"])))
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"not a worker config ({type(e).__name__}: {e}): {text[:200]!r}") from None
 
@@ -188,6 +198,8 @@ ENV = {
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
     "track_every": "FER_TRACK_EVERY",
+    "load_views": "FER_LOAD_VIEWS",
+    "load_views_from": "FER_LOAD_VIEWS_FROM",
     "prep_chunks": "FER_PREP_CHUNKS",
     "runtime": "FER_RUNTIME",
     "precision": "FER_PRECISION",

@@ -179,7 +179,7 @@ def on_frame(*args):
         gate.end()
     ms = (time.perf_counter() - t0) * 1000
     out["ms"] = round(ms, 1)
-    st.stats.frame(ms, len(out["faces"]))
+    st.stats.frame(ms, len(out["faces"]), out.get("views"))
     emit("result", out, ignore_queue=True)
 
 

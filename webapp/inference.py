@@ -294,7 +294,7 @@ class InferenceClient:
                 r.fail(InferenceError(res.get("code", "bad_image"), str(res["error"])))
                 continue
             r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
-                        "batch": len(batch)}
+                        "batch": len(batch), "views": res.get("views")}
             r.done.set()
         for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
             r.fail(InferenceError("internal", "no result for this frame"))

@@ -169,6 +169,10 @@ def transport_logger(name: str) -> logging.Logger:
     every error twice, once unformatted)."""
     lg = logging.getLogger(f"webapp.transport.{name}")
     lg.setLevel(logging.WARNING)
+    # A decoding error's message can quote a hostile packet: the rules hold here even where the root
+    # logger's handlers are someone else's (an app embedding ours).
+    if not any(isinstance(f, _LineRules) for f in lg.filters):
+        lg.addFilter(_LineRules())
     return lg
 
 

@@ -48,6 +48,7 @@ class Stats:
         self.frames = 0
         self.faces = 0
         self.errors: Counter = Counter()
+        self.views: Counter = Counter()  # frames by the test-time views they got (lighter under load)
         self.latency = LatencyHistogram()
         self._recent: deque = deque()
         self._lock = threading.Lock()
@@ -60,9 +61,11 @@ class Stats:
         with self._lock:
             self.clients = max(0, self.clients - 1)
 
-    def frame(self, ms: float, faces: int) -> None:
+    def frame(self, ms: float, faces: int, views: str | None = None) -> None:
         now = time.monotonic()
         with self._lock:
+            if views:
+                self.views[views] += 1
             self.frames += 1
             self.faces += faces
             self.latency.add(ms)
@@ -86,4 +89,4 @@ class Stats:
                     "fps": round(len(self._recent) / self.fps_window, 1),
                     "latency_ms": {"p50": r(self.latency.percentile(50)), "p95": r(self.latency.percentile(95)),
                                    "max": r(self.latency.max) if self.latency.n else None},
-                    "errors": dict(self.errors), "uptime_s": round(time.time() - self.started)}
+                    "errors": dict(self.errors), "views": dict(self.views), "uptime_s": round(time.time() - self.started)}

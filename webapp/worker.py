@@ -55,20 +55,25 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None
 
 
 def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None,
-                 prep_pool=None, chunks: int = 4) -> list[dict]:
-    """Per-frame results in ``ids`` order: {id, faces, width, height} or {id, error}.
+                 prep_pool=None, chunks: int = 4, load_views=None, load_views_from: int = 0) -> list[dict]:
+    """Per-frame results in ``ids`` order: {id, faces, width, height, views} or {id, error}.
 
-    Every frame is decoded and searched for faces (one after the other: a CascadeClassifier must not
-    be shared between threads), then the faces go through the ensemble. ``clients`` (one key per
+    Frames are decoded and searched for faces by one thread only (a CascadeClassifier must not be
+    shared between threads), then their faces go through the ensemble. ``clients`` (one key per
     frame, or None) with ``trackers`` (fer_core.track.Trackers) follows each client's faces instead
     of searching anew.
 
-    With ``prep_pool`` (a one-thread executor, the only thread that decodes and detects), the batch
-    is cut into up to ``chunks`` parts: while the ensemble runs on one part's faces, the pool
-    prepares the next part, so that both cores stay busy (docs/benchmarks.md). Without it, every
-    frame is prepared first and all faces of the batch go through one ensemble call."""
+    With ``prep_pool`` (a one-thread executor), the batch is cut into up to ``chunks`` parts, and
+    while the ensemble runs on one part's faces, the pool prepares the next part, so that both cores
+    stay busy (docs/benchmarks.md). Without it, every frame is prepared first and all faces of the
+    batch go through one ensemble call.
+
+    A batch of ``load_views_from`` frames or more (0: never) is classified with ``load_views`` (a
+    lighter fer_core.tta mode) instead of the ensemble's own views: a full batch means clients are
+    waiting, and one view halves the model time."""
     now = time.monotonic()
     n = len(frames)
+    views = load_views if load_views is not None and 0 < load_views_from <= n else pred.tta
     clients = clients if trackers is not None and clients and len(clients) == n else [None] * n
 
     def prep(lo, hi):
@@ -76,29 +81,29 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
                         trackers.get(clients[k], now) if clients[k] is not None else None) for k in range(lo, hi)]
 
     if prep_pool is None or n < 2 or chunks < 2:
-        return _classify(pred, ids, prep(0, n))
+        return _classify(pred, ids, prep(0, n), views)
     size = -(-n // chunks)
     parts = [(lo, prep_pool.submit(prep, lo, min(n, lo + size))) for lo in range(0, n, size)]
     out = []
     for lo, fut in parts:
         prepared = fut.result()
-        out += _classify(pred, ids[lo:lo + len(prepared)], prepared)
+        out += _classify(pred, ids[lo:lo + len(prepared)], prepared, views)
     return out
 
 
-def _classify(pred, ids, prepared) -> list[dict]:
-    """Results for prepared frames: all their faces through one ensemble call."""
+def _classify(pred, ids, prepared, views) -> list[dict]:
+    """Results for prepared frames: all their faces through one ensemble call under ``views``."""
     import numpy as np
 
     out, found = [], []  # found: (index in out, boxes, crops)
     for fid, (res, boxes, crops) in zip(ids, prepared):
-        out.append(dict(res, id=fid))
+        out.append(dict(res, id=fid, **({} if "error" in res else {"views": str(views)})))
         if boxes:
             found.append((len(out) - 1, boxes, crops))
     if found:
         crops = np.concatenate([c for _, _, c in found])
         try:
-            probs, member_probs = pred.predict_faces(crops)  # one call for every face of these frames
+            probs, member_probs = pred.predict_faces(crops, views)  # one call for every face of these frames
         except Exception as e:  # noqa: BLE001
             log(f"inference failed: {type(e).__name__}: {e}")
             for i, _, _ in found:
@@ -163,7 +168,8 @@ def main(argv=None) -> int:
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
                                    "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
                                    "track_every": cfg.track_every, "runtime": pred.runtime,
-                                   "precision": pred.precision, "prep_chunks": cfg.prep_chunks})
+                                   "precision": pred.precision, "prep_chunks": cfg.prep_chunks,
+                                   "load_views": cfg.load_views, "load_views_from": cfg.load_views_from})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
@@ -174,7 +180,7 @@ def main(argv=None) -> int:
             continue
         ids = header.get("ids", [])
         results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels, header.get("clients"), trackers,
-                               prep_pool, cfg.prep_chunks)
+                               prep_pool, cfg.prep_chunks, cfg.load_views, cfg.load_views_from)
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):
