@@ -23,6 +23,8 @@ FERPLUS_TARGETS = ("ferplus-majority", "ferplus-votes")
 
 
 def parse_args(argv=None):
+    from fer_core.config import ENSEMBLE_MAX_GFLOP
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
     p.add_argument("--out", help="models folder (default: models/, or runs/quick with --quick)")
@@ -38,6 +40,10 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, help="keep the first N rows of each split")
     p.add_argument("--min-size", type=int, default=6, help="smallest ensemble subset scored (report: 6)")
     p.add_argument("--max-size", type=int, default=11, help="largest ensemble subset scored (report: 11)")
+    p.add_argument("--max-gflop", type=float, default=ENSEMBLE_MAX_GFLOP,
+                   help="only ensembles that cost at most this many GFLOP per face, views included "
+                        f"(default {ENSEMBLE_MAX_GFLOP}: fer_core/config.py says why; 0: no limit, "
+                        "e.g. for the report's big members)")
     p.add_argument("--quick", action="store_true",
                    help="tiny members on a data subset, a few minutes on a CPU; they score about 26%% and "
                         "only check that the pipeline runs (written to runs/quick, not models/)")
@@ -107,8 +113,8 @@ def main(argv=None) -> int:
     classes = args.classes or 7
     try:
         ensemble = choose_ensemble(out, data, classes, min_size=args.min_size, max_size=args.max_size,
-                                   log=lambda line: print(line, flush=True))
-    except store.ModelsError as e:
+                                   log=lambda line: print(line, flush=True), max_gflop=args.max_gflop or None)
+    except (store.ModelsError, ValueError) as e:  # no members, or none within --max-gflop
         print(e, file=sys.stderr)
         return 1
     store.atomic_write_json(out / "ensemble.json", ensemble)

@@ -81,6 +81,11 @@ class TrainConfig:
         return all(a[k] == b[k] for k in b if k not in ignore)
 
 
+# What one face may cost the live path, every member and view included (fer_core.cost): 25% over the
+# 1.85 GFLOP/face of the ensemble served on 2026-11-29 (resnet_s + vgg_s + vgg_s2, zoom-flip), the
+# limit issue #10 sets. train_all.py chooses members only among ensembles within it.
+ENSEMBLE_MAX_GFLOP = 2.31
+
 # The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.
 REPORT = {}
 # The report's SGD trial: lr 0.1, momentum 0.9, batch 128 (its L2 1e-4 sits in the layers).

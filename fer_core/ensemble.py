@@ -6,6 +6,10 @@ Rules (weights ``w`` of shape (members, classes); ensemble probability ``P[c] = 
   - ``class_recall`` (the report's best): w[m, c] = r_m[c] / sum_k r_k[c], r_m[c] the member's
     validation recall of class c, normalised per class across members.
 Weights and subsets are always computed on the validation split (PublicTest), never on the test split.
+
+Subsets: every subset of ``min_size``..``max_size`` members is scored; with member ``costs`` (GFLOP per
+face) and a ``budget``, only subsets with ``sum(costs[subset]) <= budget`` are, and ``min_size`` is
+lowered to the most members that fit (the cheapest ones), so a budget never leaves nothing to choose.
 """
 from __future__ import annotations
 
@@ -53,19 +57,32 @@ def combine(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def select_subset(val_probs: np.ndarray, y_val: np.ndarray, rule: str, min_size: int = 6,
-                  max_size: int = 11) -> tuple[tuple[int, ...], float]:
-    """Score every subset of ``min_size``..``max_size`` members (clipped to what exists) on the
-    validation split; return the best (indices, accuracy). Ties go to the smaller subset: it is
-    cheaper per frame."""
+                  max_size: int = 11, costs=None, budget: float | None = None) -> tuple[tuple[int, ...], float]:
+    """Score every subset of ``min_size``..``max_size`` members (clipped to what exists, and to what
+    fits ``budget`` given ``costs``) on the validation split; return the best (indices, accuracy).
+    Ties go to the smaller subset: it is cheaper per frame."""
     val_probs = np.asarray(val_probs)
     m = len(val_probs)
     if m == 0:
         raise ValueError("no members to choose from")
+    fits = lambda subset: True  # noqa: E731
     lo, hi = max(1, min(min_size, m)), max(1, min(max_size, m))
+    if budget is not None:
+        costs = np.asarray(costs, dtype=np.float64)
+        if costs.shape != (m,):
+            raise ValueError(f"costs must have one value per member ({m}), got shape {costs.shape}")
+        most = int((np.cumsum(np.sort(costs)) <= budget + 1e-9).sum())
+        if most == 0:
+            raise ValueError(f"no member fits the budget of {budget} GFLOP per face (the cheapest costs "
+                             f"{costs.min():.3g}; train_all.py --max-gflop 0 lifts it)")
+        lo, hi = min(lo, most), min(hi, most)
+        fits = lambda subset: costs[list(subset)].sum() <= budget + 1e-9  # noqa: E731
     y_val = np.asarray(y_val)
     best, best_acc = None, -1.0
     for k in range(lo, hi + 1):
         for subset in itertools.combinations(range(m), k):
+            if not fits(subset):
+                continue
             vp = val_probs[list(subset)]
             acc = float((combine(vp, rule_weights(rule, vp, y_val)).argmax(-1) == y_val).mean())
             if acc > best_acc + 1e-12:
@@ -74,11 +91,11 @@ def select_subset(val_probs: np.ndarray, y_val: np.ndarray, rule: str, min_size:
 
 
 def choose(val_probs: np.ndarray, y_val: np.ndarray, names: list[str], min_size: int = 6,
-           max_size: int = 11, rules=RULES) -> dict:
+           max_size: int = 11, rules=RULES, costs=None, budget: float | None = None) -> dict:
     """The best (rule, subset) on the validation split, with its weights: the ensemble spec."""
     best = None
     for rule in rules:
-        subset, acc = select_subset(val_probs, y_val, rule, min_size, max_size)
+        subset, acc = select_subset(val_probs, y_val, rule, min_size, max_size, costs, budget)
         if best is None or acc > best["val_accuracy"] + 1e-12:
             vp = np.asarray(val_probs)[list(subset)]
             best = {"members": [names[i] for i in subset], "rule": rule,

@@ -16,10 +16,12 @@ from .predict import Predictor, probabilities
 
 
 def choose_ensemble(models_dir, data: FerData, classes: int = 7, min_size: int = 6, max_size: int = 11,
-                    log=None) -> dict:
+                    log=None, max_gflop: float | None = None) -> dict:
     """Members, combination rule and test-time views chosen together on PublicTest, among the members
     of ``models_dir`` with the ``classes`` protocol's labels: the spec that ensemble.json stores and
-    the app serves. ``log``, if given, gets one line per views mode scored."""
+    the app serves. ``max_gflop``: only ensembles that cost at most this per face (every member, every
+    view; fer_core.cost) are candidates. ``log``, if given, gets one line per views mode scored."""
+    from . import cost
     models_dir = Path(models_dir)
     labels = list(labels_for(classes))
     names = [n for n in store.list_members(models_dir) if store.read_sidecar(models_dir / n)["labels"] == labels]
@@ -31,13 +33,17 @@ def choose_ensemble(models_dir, data: FerData, classes: int = 7, min_size: int =
     trained_with_views = all(tta.of(side["train"]) is not tta.TTA.NONE for _, side in members)
     modes = (tta.TTA.FLIP, tta.TTA.ZOOM_FLIP) if trained_with_views else (tta.TTA.NONE,)
     val = to_protocol(data["PublicTest"], classes)
+    gflop = [cost.model_gflop(model) for model, _ in members]
     best = None
     for mode in modes:
         probs = np.stack([probabilities(model, val.x, mode) for model, _ in members])
-        spec = dict(choose(probs, val.y, names, min_size=min_size, max_size=max_size), tta=mode)
+        costs = [g * tta.n_views(mode) for g in gflop]
+        spec = dict(choose(probs, val.y, names, min_size=min_size, max_size=max_size, costs=costs,
+                           budget=max_gflop), tta=mode)
+        spec["gflop_per_face"] = round(sum(costs[names.index(n)] for n in spec["members"]), 3)
         if log is not None:
             log(f"test-time views {mode}: {spec['rule']} over {', '.join(spec['members'])}, "
-                f"PublicTest {100 * spec['val_accuracy']:.2f}%")
+                f"PublicTest {100 * spec['val_accuracy']:.2f}%, {spec['gflop_per_face']:.2f} GFLOP/face")
         if best is None or spec["val_accuracy"] > best["val_accuracy"]:
             best = spec
     return dict(best, labels=labels, chosen_on="PublicTest")

@@ -50,6 +50,24 @@ def test_subset_selection_scores_every_subset_on_validation():
     assert spec["members"] == ["good"] and np.asarray(spec["weights"]).shape == (1, 3)
 
 
+def test_a_budget_leaves_out_the_subsets_that_cost_too_much():
+    """Members A, B (above) and C, a copy of A; costs 1, 2, 1 GFLOP. By hand: A+B averaged gets all
+    four images right (image 3: (.15, .35, .5)), B alone 3 of 4, A or A+C 2 of 4."""
+    p = np.concatenate([P, P[:1]])
+    costs = [1.0, 2.0, 1.0]
+    assert select_subset(p, Y, "average", 1, 3) == ((0, 1), 1.0)
+    assert select_subset(p, Y, "average", 1, 3, costs, budget=3.0) == ((0, 1), 1.0)   # A+B costs 3: fits
+    assert select_subset(p, Y, "average", 1, 3, costs, budget=2.5) == ((1,), 0.75)    # A+B does not
+    # min_size 6 is lowered to the most members that fit (A and C, 2 GFLOP), and only those subsets score
+    assert select_subset(p, Y, "average", 6, 11, costs, budget=2.0) == ((0, 2), 0.5)
+    spec = choose(p, Y, ["A", "B", "C"], min_size=1, max_size=3, costs=costs, budget=2.5)
+    assert spec["members"] == ["B"]
+    with pytest.raises(ValueError, match="budget of 0.5 GFLOP"):
+        select_subset(p, Y, "average", 1, 3, costs, budget=0.5)
+    with pytest.raises(ValueError, match="one value per member"):
+        select_subset(p, Y, "average", 1, 3, costs[:2], budget=2.5)
+
+
 @pytest.mark.parametrize("rule", ["median", ""])
 def test_unknown_rule(rule):
     with pytest.raises(ValueError, match="rule must be one of"):

@@ -39,7 +39,14 @@ def test_the_views_that_score_better_are_chosen_with_members_and_rule(tiny_model
     assert spec["labels"] == list(LABELS_7) and spec["chosen_on"] == "PublicTest"
     assert spec["rule"] == "average" and np.allclose(spec["weights"], 1.0)  # one member: rules alike, first wins
     assert [line.split(":")[0] for line in lines] == ["test-time views flip", "test-time views zoom-flip"]
-    assert lines[1].endswith("PublicTest 100.00%") and not lines[0].endswith("PublicTest 100.00%")
+    assert "PublicTest 100.00%" in lines[1] and "PublicTest 100.00%" not in lines[0]
+    # its cost, views included; with a budget below it, the other member is all that is left
+    from fer_core import cost
+    g = {n: cost.model_gflop(store.load_member(tiny_models / n)[0]) for n in ("resnet_q", "vgg_q")}
+    assert spec["gflop_per_face"] == round(2 * g["resnet_q"], 3)
+    cheap = choose_ensemble(tiny_models, public_test(x, zf), min_size=1, max_size=2,
+                            max_gflop=2 * min(g.values()) * 1.01)
+    assert cheap["members"] == [min(g, key=g.get)]
 
 
 def test_the_chosen_spec_is_the_best_and_serves_as_scored(tiny_models, tmp_path):
