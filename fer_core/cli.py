@@ -99,11 +99,12 @@ def _predict(args) -> int:
     if args.whole and videos_or_folders:
         raise ValueError(f"--whole is for images that are one face each, not videos or folders "
                          f"(got {videos_or_folders[0]})")
+    pred = _predictor(args)  # before --out is opened: a models folder that fails truncates no file
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     try:
         if args.format or videos_or_folders:
-            return _predict_rows(args, out)
-        return _predict_images(args, out)
+            return _predict_rows(args, pred, out)
+        return _predict_images(args, pred, out)
     finally:
         if args.out:
             out.close()
@@ -116,10 +117,9 @@ def _predictor(args):
     return Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
 
 
-def _predict_images(args, out) -> int:
+def _predict_images(args, pred, out) -> int:
     from .video import kind_of
 
-    pred = _predictor(args)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -145,14 +145,13 @@ def _predict_images(args, out) -> int:
     return 1 if failed else 0
 
 
-def _predict_rows(args, out) -> int:
+def _predict_rows(args, pred, out) -> int:
     """Videos, folders and images as rows (fer_core/video.py), CSV or JSON lines, written as they come."""
     import csv
     from pathlib import Path
 
     from .video import VideoError, columns, folder_files, kind_of, rows, video_frames
 
-    pred = _predictor(args)
     cols = columns(pred.labels, pred.member_names)
     fmt = args.format or "csv"
     writer = csv.DictWriter(out, cols, lineterminator="\n") if fmt == "csv" else None
@@ -194,7 +193,8 @@ def _predict_rows(args, out) -> int:
                                           progress=progress):
                     write(rows(path, frame=frame, labels=pred.labels, members=pred.member_names))
             else:
-                write(rows(path, pred.predict_file(path), labels=pred.labels, members=pred.member_names))
+                write(rows(path, pred.predict_file(path, whole=args.whole), labels=pred.labels,
+                           members=pred.member_names))
         except (VideoError, ValueError, FileNotFoundError) as e:
             fail(path, e)
     return 1 if failed else 0

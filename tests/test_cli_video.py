@@ -197,3 +197,20 @@ def test_progress_on_a_terminal_only_when_the_rows_go_elsewhere(tiny_models, sti
     assert cli(["predict", "--models", str(tiny_models), "--out", str(tmp_path / "r.csv"), str(still)]) == 0
     assert "still.avi [####################] 12/12 frames 100%" in term.getvalue()
     assert len(read_csv((tmp_path / "r.csv").read_text())) == 12
+
+
+def test_a_models_folder_that_fails_leaves_the_out_file_alone(still, capsys, tmp_path):
+    dest = tmp_path / "yesterday.csv"
+    dest.write_text("rows worth keeping\n")
+    code, out, err = run(capsys, "--models", tmp_path / "nowhere", "--out", dest, still)
+    assert code == 2 and "models folder not found" in err
+    assert dest.read_text() == "rows worth keeping\n"
+
+
+def test_whole_images_as_rows(tiny_models, face320, capsys, tmp_path):
+    import cv2
+    img = tmp_path / "crop.png"
+    cv2.imwrite(str(img), face320[40:200, 100:260])
+    code, out, _ = run(capsys, "--models", tiny_models, "--format", "csv", "--whole", img)
+    (row,) = read_csv(out)
+    assert code == 0 and [row[k] for k in ("x", "y", "w", "h")] == ["0", "0", "160", "160"]
