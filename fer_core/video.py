@@ -66,9 +66,11 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
                  ) -> Iterator[dict]:
     """One dict per frame read, in order: {"frame": index in the file, "time": seconds (index / the
     file's frames/s; None when the file does not say), "faces": ``Predictor.describe``'s faces, each
-    with "track", its id}. ``every`` k reads every k-th frame (0, k, 2k, ...; the others are skipped
-    undecoded). ``track_every`` 0 searches every frame whole, and a face's id is then its index.
-    ``progress(done, total)`` is called with frames of the file passed (total 0 when unknown)."""
+    with "track", its id}. ``every`` k reads every k-th frame (0, k, 2k, ...; the others are grabbed
+    and dropped). ``track_every`` 0 searches every frame whole, and a face's id is then its index.
+    ``progress(done, total)`` is called with the frames of the file passed and the file's frame count
+    (the frames passed so far where the file does not say). A file that ends early (truncated) ends
+    its frames there; one with no readable frame at all raises VideoError."""
     import cv2
 
     if every < 1:
@@ -99,7 +101,7 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
     try:
         while True:
             if index % every:
-                if not cap.grab():  # skipped: demuxed, not decoded
+                if not cap.grab():  # skipped: no conversion to BGR, no copy (retrieve's work)
                     break
             else:
                 ok, frame = cap.read()
