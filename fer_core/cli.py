@@ -10,6 +10,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .tta import TTA  # noqa: E402 - numpy only; the parser lists its modes
+from .track import REDETECT_EVERY  # noqa: E402 - numpy only; after the TensorFlow log level is set
 
 
 class Progress:
@@ -18,8 +19,9 @@ class Progress:
 
     INTERVAL = 0.25
 
-    def __init__(self, what: str, stream=None, interval: float | None = None, enabled: bool | None = None):
-        self.what, self.stream = what, stream or sys.stderr
+    def __init__(self, what: str, stream=None, interval: float | None = None, enabled: bool | None = None,
+                 unit: str = "images"):
+        self.what, self.stream, self.unit = what, stream or sys.stderr, unit
         self.interval = self.INTERVAL if interval is None else interval
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self._start = None  # the first call (done 0) starts the clock for the time left
@@ -43,7 +45,7 @@ class Progress:
         bar = "#" * (pct // 5) + "." * (20 - pct // 5)
         spent = now - self._start
         left = f", ~{spent / done * (total - done):.0f} s left" if 0 < done < total else ""
-        self.stream.write(f"\r{self.what} [{bar}] {done:,}/{total:,} images {pct}% {spent:.0f} s{left}  ")
+        self.stream.write(f"\r{self.what} [{bar}] {done:,}/{total:,} {self.unit} {pct}% {spent:.0f} s{left}  ")
         if done >= total:
             self.stream.write("\n")
         self.stream.flush()
@@ -83,12 +85,45 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from pathlib import Path
+
+    from .video import VIDEO_EXTENSIONS
+
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    if args.track_every < 0:
+        raise ValueError(f"--track-every must be >= 0, got {args.track_every}")
+    videos_or_folders = [p for p in args.images if Path(p).is_dir() or Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+    if args.json and (args.format or videos_or_folders):
+        raise ValueError("--json prints one array for images; for videos and folders (or with --format) "
+                         f"write rows with --format jsonl (got {(videos_or_folders or [args.format])[0]})")
+    if args.whole and videos_or_folders:
+        raise ValueError(f"--whole is for images that are one face each, not videos or folders "
+                         f"(got {videos_or_folders[0]})")
+    pred = _predictor(args)  # before --out is opened: a models folder that fails truncates no file
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    try:
+        if args.format or videos_or_folders:
+            return _predict_rows(args, pred, out)
+        return _predict_images(args, pred, out)
+    finally:
+        if args.out:
+            out.close()
+
+
+def _predictor(args):
     from .predict import Predictor
 
-    pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
+    return Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
+
+
+def _predict_images(args, pred, out) -> int:
+    from .video import kind_of
+
     results, failed = [], 0
     for path in args.images:
         try:
+            kind_of(path)
             faces = pred.predict_file(path, whole=args.whole)
         except (ValueError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -99,14 +134,69 @@ def _predict(args) -> int:
         results.append({"path": path, "faces": faces})
         if not args.json:
             if not faces:
-                print(f"{path}: no face found")
+                print(f"{path}: no face found", file=out)
             for i, f in enumerate(faces):
                 top = sorted(f["probabilities"].items(), key=lambda kv: -kv[1])[:3]
                 votes = ", ".join(f"{n}={v['label']}" for n, v in f["members"].items())
                 print(f"{path} face {i} box {f['box']}: {f['label']} "
-                      f"({', '.join(f'{k} {v:.2f}' for k, v in top)}) votes: {votes}")
+                      f"({', '.join(f'{k} {v:.2f}' for k, v in top)}) votes: {votes}", file=out)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2), file=out)
+    return 1 if failed else 0
+
+
+def _predict_rows(args, pred, out) -> int:
+    """Videos, folders and images as rows (fer_core/video.py), CSV or JSON lines, written as they come."""
+    import csv
+    from pathlib import Path
+
+    from .video import VideoError, columns, folder_files, kind_of, rows, video_frames
+
+    cols = columns(pred.labels, pred.member_names)
+    fmt = args.format or "csv"
+    writer = csv.DictWriter(out, cols, lineterminator="\n") if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    # a progress line only where it cannot land among the rows: stderr a terminal, the rows elsewhere
+    show = sys.stderr.isatty() and not out.isatty()
+    failed = 0
+
+    def write(batch):
+        for r in batch:
+            if writer:
+                writer.writerow(r)
+            else:
+                out.write(json.dumps(r) + "\n")
+        out.flush()
+
+    def fail(path, e):
+        nonlocal failed
+        failed += 1
+        print(f"error: {e}", file=sys.stderr)
+        write(rows(path, error=str(e), labels=pred.labels, members=pred.member_names))
+
+    files = []
+    for p in args.images:
+        if Path(p).is_dir():
+            inside = folder_files(p)
+            if not inside:
+                fail(p, ValueError(f"{p}: no files in this folder"))
+            files += inside
+        else:
+            files.append(Path(p))
+    for path in files:
+        try:
+            kind = kind_of(path)
+            if kind == "video":
+                progress = Progress(f"{path.name}", enabled=show, unit="frames")
+                for frame in video_frames(pred, path, every=args.every, track_every=args.track_every,
+                                          progress=progress):
+                    write(rows(path, frame=frame, labels=pred.labels, members=pred.member_names))
+            else:
+                write(rows(path, pred.predict_file(path, whole=args.whole), labels=pred.labels,
+                           members=pred.member_names))
+        except (VideoError, ValueError, FileNotFoundError) as e:
+            fail(path, e)
     return 1 if failed else 0
 
 
@@ -156,11 +246,33 @@ def main(argv=None) -> int:
     e.add_argument("--tta", choices=[str(m) for m in TTA],
                    help="test-time views (default: the ensemble's own, as the server uses them)")
     e.set_defaults(fn=_evaluate)
-    r = sub.add_parser("predict", help="find faces in images and classify them")
-    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r = sub.add_parser(
+        "predict", help="find faces in images, videos and folders and classify them",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find faces and classify them.\n\n"
+                    "A file is a video when its extension is one of .mp4 .avi .mov .mkv .webm: it is opened with "
+                    "OpenCV's VideoCapture\n(a file it cannot open is an error naming it). Images are .jpg .jpeg .png "
+                    ".bmp .webp .tif .tiff .pgm .ppm .pnm;\nany other extension is an error. A folder stands for its "
+                    "files (sorted, not recursive, hidden files left out).\n\n"
+                    "Images alone print one line per face (or --json). Videos and folders, or --format, write rows: "
+                    "one per face\nper frame (per file for an image), columns path, frame, time (s), face (index, "
+                    "largest first), track\n(the face's id while it is followed), x, y, w, h, label, one probability "
+                    "per class, vote_<member> (each\nmember's top label), error. A frame or image without a face gets "
+                    "one row with the face columns empty;\na file that fails gets one row with its error (exit "
+                    "status 1). Faces in a video are found as the server\nfinds them: a whole-frame search every "
+                    "--track-every frames read, followed near their boxes in between.\nOn a terminal, a progress "
+                    "line goes to stderr while the rows go to a file or a pipe.")
+    r.add_argument("images", nargs="+", metavar="FILE", help="images, videos or folders")
     _models_option(r)
-    r.add_argument("--json", action="store_true", help='print [{"path", "faces": [...]}, ...]; a file that could not be read '
-                   'gets {"path", "error"} instead of "faces" (exit status 1)')
+    r.add_argument("--json", action="store_true", help='images only: print [{"path", "faces": [...]}, ...]; a file that '
+                   'could not be read gets {"path", "error"} instead of "faces" (exit status 1)')
+    r.add_argument("--format", choices=("csv", "jsonl"), help="write rows, as CSV (with a header) or one JSON "
+                   "object per line with the same keys (default for videos and folders: csv)")
+    r.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    r.add_argument("--every", type=int, default=1, metavar="K", help="videos: read every K-th frame (0, K, 2K, ...)")
+    r.add_argument("--track-every", type=int, default=REDETECT_EVERY, metavar="N",
+                   help=f"videos: search the whole frame every N frames read, else follow the faces (default "
+                        f"{REDETECT_EVERY}, as the server; 0: search every frame)")
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
     r.set_defaults(fn=_predict)

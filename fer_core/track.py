@@ -10,7 +10,8 @@ sizes of a small region: ``FaceDetector.detect_near``). The whole frame is searc
 
 The tracker itself is plain numpy: the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
-``FaceDetector.detect`` returns them.
+``FaceDetector.detect`` returns them. Each followed face keeps an id (``tracks()``) from the frame it
+was first found in until it is lost, so a video's rows can tell its faces apart (fer_core/video.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 Box = tuple[int, int, int, int]
+REDETECT_EVERY = 8  # the server's default too (WebConfig.track_every): a new face is found within 8 frames
 
 
 def iou(a, b) -> float:
@@ -57,7 +59,7 @@ class FaceTracker:
     face that moves further is followed at once. A face is the same one from frame to frame when
     its boxes overlap by at least ``min_iou``."""
 
-    def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = 8,
+    def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = REDETECT_EVERY,
                  hold_iou: float = 0.85, min_iou: float = 0.2):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
@@ -66,6 +68,8 @@ class FaceTracker:
         self.detect, self.detect_near = detect, detect_near
         self.redetect_every, self.hold_iou, self.min_iou = redetect_every, hold_iou, min_iou
         self.boxes: list[tuple] = []
+        self.ids: list[int] = []            # self.boxes[i]'s face id: new ids for new faces, 0, 1, 2, ...
+        self._next_id = 0
         self.since_full = 0                 # frames since the last full search
         self.full_searches = self.near_searches = self.frames = 0
 
@@ -79,6 +83,11 @@ class FaceTracker:
         pairs = dict((j, i) for i, j in _match(self.boxes, found, self.min_iou))
         # what the whole-frame search finds is the truth; known faces that stayed put keep their box
         self.boxes = [self._follow(self.boxes[pairs[j]], f) if j in pairs else tuple(f) for j, f in enumerate(found)]
+        self.ids = [self.ids[pairs[j]] if j in pairs else self._new_id() for j in range(len(found))]
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
 
     def update(self, frame) -> list[Box]:
         self.frames += 1
@@ -87,25 +96,30 @@ class FaceTracker:
         else:
             self.since_full += 1
             kept = []
-            for b in self.boxes:
+            for b, fid in zip(self.boxes, self.ids):
                 self.near_searches += 1
                 found = list(self.detect_near(frame, b))
                 best = max(found, key=lambda f: iou(b, f), default=None)
                 if best is None or iou(b, best) < self.min_iou:
                     self._full(frame)  # lost near its last place: look everywhere, in this same frame
                     break
-                kept.append(self._follow(b, best))
+                kept.append((self._follow(b, best), fid))
             else:
                 # two boxes that followed onto the same face become one (the larger, found first)
-                self.boxes = []
-                for b in sorted(kept, key=lambda b: -b[2] * b[3]):
+                self.boxes, self.ids = [], []
+                for b, fid in sorted(kept, key=lambda k: -k[0][2] * k[0][3]):
                     if all(iou(b, o) < 0.5 for o in self.boxes):
                         self.boxes.append(b)
+                        self.ids.append(fid)
         return self.current()
 
+    def tracks(self) -> list[tuple[int, Box]]:
+        """(face id, box) of this frame's faces, largest first (the order of ``current()``)."""
+        out = [(fid, tuple(int(round(v)) for v in b)) for fid, b in zip(self.ids, self.boxes)]
+        return sorted(out, key=lambda t: -t[1][2] * t[1][3])
+
     def current(self) -> list[Box]:
-        out = [tuple(int(round(v)) for v in b) for b in self.boxes]
-        return sorted(out, key=lambda b: -b[2] * b[3])
+        return [b for _, b in self.tracks()]
 
 
 class Trackers:

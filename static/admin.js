@@ -1,4 +1,4 @@
-/* The admin page's live numbers: polls /admin/stats (same origin, same credentials). */
+/* The admin page's live numbers and class view: polls /admin/stats (same origin, same credentials). */
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -23,6 +23,7 @@
       $('s-batch').textContent = s.worker && s.worker.mean_batch ? fmt(s.worker.mean_batch, 2) : '–';
       $('s-worker').textContent = s.worker ? s.worker.state : 'none';
       $('uptime').textContent = '· up ' + dur(s.uptime_s);
+      if (window.FerClassView) window.FerClassView.render(s['class']);  // static/classview.js
     }).catch(function () {
       $('uptime').textContent = '· stats unavailable';
     });

@@ -302,3 +302,72 @@ def test_camera_problems_are_explained(server, tmp_path, case):
         assert d.find_element(By.ID, "label").text == "Camera off"
     finally:
         d.quit()
+
+
+# The class view's canvas: pixels in each class colour (as _TIMELINE_PIXELS counts them).
+_CLASS_PIXELS = """
+const c = document.getElementById('class-timeline'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+const out = {};
+for (const l of window.FerIcons.names) {
+  const h = window.FerIcons.color(l), q = [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16));
+  out[l] = 0;
+  for (let i = 0; i < d.length; i += 4)
+    if (d[i + 3] >= 250 && Math.abs(d[i] - q[0]) < 8 && Math.abs(d[i + 1] - q[1]) < 8 && Math.abs(d[i + 2] - q[2]) < 8) out[l]++;
+}
+return out;
+"""
+
+
+def test_admin_class_view_counts_the_clients_and_draws_them(server, astronaut_jpeg, y4m, tmp_path):
+    """Four clients (three faces, one empty frame) answered for a dozen seconds: /admin shows four
+    clients in the last 10 s, each counted once, and draws their periods in the classes' colours."""
+    import cv2
+    from webapp_testutil import Client, grey_jpeg
+
+    _skip_without_browser()
+    port, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    img = cv2.imdecode(np.frombuffer(astronaut_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    mirrored = cv2.imencode(".jpg", img[:, ::-1])[1].tobytes()
+    frames = [astronaut_jpeg, mirrored, astronaut_jpeg, grey_jpeg()]
+    clients = [Client(port) for _ in frames]
+    try:
+        last = {}
+        end = time.monotonic() + 12  # more than one 10-s period: at least two bars
+        while time.monotonic() < end:
+            for k, (c, f) in enumerate(zip(clients, frames)):
+                name, res = c.send(f)
+                assert name == "result", res
+                last[k] = res["faces"][0]["label"] if res["faces"] else None
+            time.sleep(0.5)
+        d = _driver(y4m, tmp_path / "profile", 1280, 1000)
+        try:
+            from selenium.webdriver.common.by import By
+            d.get(f"http://localhost:{port}/admin")
+            _wait(lambda: d.find_element(By.ID, "class-clients").text.startswith("4 clients"), 10, "the class view")
+            shown = {li.find_element(By.CSS_SELECTOR, ".class-name").text: int(li.find_element(By.TAG_NAME, "b").text)
+                     for li in d.find_elements(By.CSS_SELECTOR, "#class-now li")}
+            want = {}
+            for label in last.values():
+                key = label.capitalize() if label else "No face"
+                want[key] = want.get(key, 0) + 1
+            assert {k: v for k, v in shown.items() if v} == want
+            # a bar per period with answers, as tall as the period's clients in /admin/stats (the page's
+            # own earlier test may add its camera client to the first one); twelve seconds span two periods
+            drawn = d.execute_script("return window.FerClassView.drawn")
+            data = d.execute_script("return window.FerClassView.last")
+            totals = [(i, sum(r["counts"]) + r["no_face"]) for i, r in enumerate(data["timeline"])]
+            assert [(b["period"], b["clients"]) for b in drawn] == [(i, n) for i, n in totals if n]
+            assert len(drawn) >= 2 and max(b["clients"] for b in drawn) >= 4
+            px = d.execute_script(_CLASS_PIXELS)
+            for label in {l for l in last.values() if l}:
+                assert px[label] > 50, px
+            assert sum(px.values()) > 0
+            d.find_element(By.CSS_SELECTOR, "section.classview").screenshot(str(ARTIFACTS / "admin-class.png"))
+            logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
+            assert not logs, logs
+        finally:
+            d.quit()
+    finally:
+        for c in clients:
+            c.close()

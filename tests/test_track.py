@@ -78,6 +78,24 @@ def test_a_second_face_that_enters_is_found_at_the_next_full_search():
     assert s.near == 3 + 2
 
 
+def test_each_face_keeps_its_id_until_it_is_lost():
+    s = Scene()
+    t = tracker(s, redetect_every=4)
+    a, b = (40, 60, 80, 80), (200, 50, 60, 60)
+    assert t.tracks() == []
+    assert t.update([a]) == [a] and t.tracks() == [(0, a)]
+    moved = [(40 + 3 * k, 60, 80, 80) for k in range(1, 6)]
+    for m in moved:                              # a moves (near searches and full ones): still face 0
+        t.update([m, b])
+    assert t.tracks() == [(0, moved[-1]), (1, b)]  # b, found at the full search, is face 1, listed after a
+    t.update([b])                                # a leaves ...
+    assert t.tracks() == [(1, b)]
+    for _ in range(3):                           # ... and comes back: not searched for yet
+        assert t.update([moved[-1], b]) == [b]
+    t.update([moved[-1], b])                     # the next full search finds it: a new face, 2
+    assert t.tracks() == [(2, moved[-1]), (1, b)]
+
+
 def test_a_face_that_jumps_away_is_found_again_in_the_same_frame():
     s = Scene()
     t = tracker(s, redetect_every=50)

@@ -199,6 +199,8 @@ def stats():
     st = _state()
     body = st.stats.snapshot()
     body["worker"] = st.inference.status() if st.inference is not None else None
+    info = (st.inference.info if st.inference is not None else None) or {}
+    body["class"] = st.classview.snapshot(info.get("labels") or ())  # counts per label only (webapp/classview.py)
     return jsonify(body)
 
 

@@ -18,6 +18,7 @@ from fer_core import store  # numpy only: the web process never imports TensorFl
 
 from . import admin, events, guard, lifecycle, logsafe, security, transport, wsmask
 from .config import WebConfig
+from .classview import ClassView
 from .inference import InferenceClient
 from .stats import Stats
 
@@ -33,6 +34,7 @@ class AppState:
     inference: InferenceClient | None
     stats: Stats
     admin_limiter: admin.FailureLimiter
+    classview: ClassView = field(default_factory=ClassView)  # the teacher's view on /admin (counts only)
     gates: dict = field(default_factory=dict)  # Socket.IO sid -> events.ClientGate
     stopping: bool = False                     # set by lifecycle.shutdown
 
@@ -63,7 +65,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
     inference = InferenceClient(cfg.worker(models_dir)) if cfg.worker_start else None
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=admin.FailureLimiter(cfg.admin_max_failures,
-                                                                        cfg.admin_failure_window))
+                                                                        cfg.admin_failure_window),
+                                     classview=ClassView(cfg.class_window, cfg.class_bucket, cfg.class_buckets))
 
     async_mode = _async_mode(cfg)
     if async_mode == "eventlet":

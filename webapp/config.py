@@ -52,6 +52,10 @@ class WebConfig:
     #                                      the model time, 0.8 pp below zoom-flip on PrivateTest (docs/benchmarks.md)
     load_views_from: int = 12            # frames in one batch (each a client waiting) that make a class, not a demo;
     #                                      below it every face gets the ensemble's own views; 0: never lighter
+    # -- the teacher's class view on /admin (webapp/classview.py; docs/classroom.md) --
+    class_window: float = 10.0           # a client counts in the current distribution this long after its last answer
+    class_bucket: float = 10.0           # the timeline's period: each client counted once per period
+    class_buckets: int = 30              # periods kept (30 x 10 s: the last 5 minutes), a fixed ring
     # -- scale-out (docs/classroom.md) --
     message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
     #                                      sticky proxy share it (Flask-SocketIO's message queue); None: one process
@@ -94,6 +98,9 @@ class WebConfig:
         if self.load_views_from < 0:
             raise ValueError(f"load_views_from must be >= 0, got {self.load_views_from!r}")
         self.load_views = resolve_tta(self.load_views)
+        if self.class_window <= 0 or self.class_bucket <= 0 or self.class_buckets < 1:
+            raise ValueError(f"class_window and class_bucket must be positive and class_buckets >= 1, got "
+                             f"{self.class_window!r}, {self.class_bucket!r}, {self.class_buckets!r}")
         if self.violation_window <= 0 or self.admin_failure_window <= 0:
             raise ValueError("violation_window and admin_failure_window must be positive")
         if self.tta is not None:  # FER_TTA was a boolean switch before it named a mode: 1/0 still work
@@ -203,6 +210,9 @@ ENV = {
     "prep_chunks": "FER_PREP_CHUNKS",
     "runtime": "FER_RUNTIME",
     "precision": "FER_PRECISION",
+    "class_window": "FER_CLASS_WINDOW",
+    "class_bucket": "FER_CLASS_BUCKET",
+    "class_buckets": "FER_CLASS_BUCKETS",
     "message_queue": "FER_MESSAGE_QUEUE",
     "cors_origins": "FER_CORS_ORIGINS",
     "max_violations": "FER_MAX_VIOLATIONS",

@@ -180,6 +180,7 @@ def on_frame(*args):
     ms = (time.perf_counter() - t0) * 1000
     out["ms"] = round(ms, 1)
     st.stats.frame(ms, len(out["faces"]), out.get("views"))
+    st.classview.record(request.sid, out["faces"][0]["label"] if out["faces"] else None)  # largest face first
     emit("result", out, ignore_queue=True)
 
 

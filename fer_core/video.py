@@ -1,0 +1,162 @@
+"""Faces in video files and folders of images, as rows: one per face per frame (or per file).
+
+``video_frames`` reads a video with OpenCV's VideoCapture, every frame or every k-th, finds the faces
+the way the server does (``fer_core.track.FaceTracker``: a whole-frame search every few frames, the
+faces followed near their last boxes in between, so a face keeps its box and id), and classifies the
+faces of several frames in one ensemble call (``Predictor.predict_faces``), which costs several times
+less per face than one call per frame. ``rows`` flattens its frames, or one image's faces, into rows
+of ``columns``: the one schema that ``python -m fer_core predict --format csv|jsonl`` writes.
+
+Whether a file is a video or an image is decided by its extension (``kind_of``): a video is opened
+with VideoCapture, an image decoded with ``fer_core.faces.decode_image``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .faces import crop_faces, find_faces, to_gray
+from .track import REDETECT_EVERY, FaceTracker
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm")
+BATCH_FRAMES = 16  # frames whose faces go through the ensemble together (BUCKETS of fer_core.predict)
+
+
+class VideoError(ValueError):
+    """A video that cannot be opened or read; the message names the file."""
+
+
+def kind_of(path) -> str:
+    """'video' or 'image', from the file's extension; ValueError naming the file for any other."""
+    ext = Path(path).suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    raise ValueError(f"{path}: unknown extension {ext or '(none)'!r}: images are "
+                     f"{' '.join(IMAGE_EXTENSIONS)}, videos {' '.join(VIDEO_EXTENSIONS)}")
+
+
+def folder_files(folder) -> list[Path]:
+    """A folder's files, sorted by name, not recursive; hidden files (a dot first) are left out."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def open_video(path):
+    """(cv2.VideoCapture, frames/s or 0 when unknown, frame count or 0 when unknown)."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"{p}: cannot be opened as a video (OpenCV's VideoCapture refused it)")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    return cap, (fps if fps and np.isfinite(fps) and fps > 0 else 0.0), max(count, 0)
+
+
+def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, max_faces: int = 8,
+                 batch_frames: int = BATCH_FRAMES, progress: Callable[[int, int], None] | None = None
+                 ) -> Iterator[dict]:
+    """One dict per frame read, in order: {"frame": index in the file, "time": seconds (index / the
+    file's frames/s; None when the file does not say), "faces": ``Predictor.describe``'s faces, each
+    with "track", its id}. ``every`` k reads every k-th frame (0, k, 2k, ...; the others are grabbed
+    and dropped). ``track_every`` 0 searches every frame whole, and a face's id is then its index.
+    ``progress(done, total)`` is called with the frames of the file passed and the file's frame count
+    (the frames passed so far where the file does not say). A file that ends early (truncated) ends
+    its frames there; one with no readable frame at all raises VideoError."""
+    import cv2
+
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every!r}")
+    if track_every < 0:
+        raise ValueError(f"track_every must be >= 0, got {track_every!r}")
+    if batch_frames < 1:
+        raise ValueError(f"batch_frames must be >= 1, got {batch_frames!r}")
+    cap, fps, total = open_video(path)
+    det = pred.detector
+    tracker = FaceTracker(det.detect, det.detect_near, redetect_every=track_every) if track_every else None
+    pending: list[tuple[int, list, list, np.ndarray]] = []  # (frame, ids, boxes, crops) awaiting the ensemble
+
+    def classify():
+        crops = np.concatenate([c for *_, c in pending])
+        probs, mp = pred.predict_faces(crops)
+        faces = pred.describe(probs, mp, [b for _, _, boxes, _ in pending for b in boxes])
+        out, at = [], 0
+        for index, ids, boxes, _ in pending:
+            mine = faces[at:at + len(boxes)]
+            at += len(boxes)
+            out.append({"frame": index, "time": round(index / fps, 3) if fps else None,
+                        "faces": [dict(f, track=i) for i, f in zip(ids, mine)]})
+        pending.clear()
+        return out
+
+    index = read = 0
+    try:
+        while True:
+            if index % every:
+                if not cap.grab():  # skipped: no conversion to BGR, no copy (retrieve's work)
+                    break
+            else:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                read += 1
+                gray = to_gray(frame)
+                if tracker is None:
+                    boxes, crops = find_faces(gray, det, max_faces=max_faces)
+                    ids = list(range(len(boxes)))
+                else:
+                    tracker.update(gray)
+                    tracks = tracker.tracks()[:max_faces]
+                    ids, boxes = [t[0] for t in tracks], [t[1] for t in tracks]
+                    crops = crop_faces(gray, boxes)
+                pending.append((index, ids, boxes, crops))
+                if len(pending) >= batch_frames:
+                    yield from classify()
+            index += 1
+            if progress is not None:
+                progress(index, max(total, index))
+        if pending:
+            yield from classify()
+    finally:
+        cap.release()
+    if read == 0:
+        raise VideoError(f"{Path(path)}: no frame could be decoded")
+
+
+def columns(labels, members) -> list[str]:
+    """The rows' columns: where the face is, then its label, one probability per class (the labels'
+    own names), each member's top label (``vote_<member>``), and ``error`` for a file that failed."""
+    return (["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", *labels,
+             *(f"vote_{m}" for m in members), "error"])
+
+
+def rows(path, faces_of: list[dict] | None = None, frame: dict | None = None, error: str | None = None,
+         labels=(), members=()) -> list[dict]:
+    """Rows (dicts over ``columns``) for one image's faces (``faces_of``), one video frame
+    (``frame``, from ``video_frames``) or a file that failed (``error``). A frame or image without a
+    face still gets one row, its face columns empty, so that every frame read and file is there."""
+    base = dict.fromkeys(columns(labels, members))
+    base["path"] = str(path)
+    if error is not None:
+        return [dict(base, error=error)]
+    if frame is not None:
+        base.update(frame=frame["frame"], time=frame["time"])
+        faces = frame["faces"]
+    else:
+        faces = faces_of or []
+    out = []
+    for i, f in enumerate(faces):
+        r = dict(base, face=i, track=f.get("track"), label=f["label"])
+        r.update(zip(("x", "y", "w", "h"), f["box"]))
+        r.update(f["probabilities"])
+        r.update({f"vote_{m}": v["label"] for m, v in f["members"].items()})
+        out.append(r)
+    return out or [base]
