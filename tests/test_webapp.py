@@ -324,7 +324,14 @@ def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsy
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkerConfig))
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.max_faces = 3
-    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == (w, -1)
+    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == (w, -1, False)
+    assert parse_args([w.to_json(), "--explain"]) == (w, -1, True)
+    # the explainer's settings: the worker's, with its own threads (FER_EXPLAIN_THREADS) and niceness
+    e = WebConfig.from_env({"FER_EXPLAIN_THREADS": "2", "FER_EXPLAIN_NICE": "5", "FER_WHY_INTERVAL": "0.5"}).explainer("/m")
+    assert (e.tf_threads, e.explain_nice, e.models_dir) == (2, 5, "/m")
+    for bad in ({"why_interval": -1}, {"explain_nice": 20}, {"explain_threads": -1}):
+        with pytest.raises(ValueError, match="why_interval"):
+            WebConfig(**bad)
     assert WorkerConfig.from_json(WebConfig().worker("/m").to_json()).tta is None  # the folder's own views
     for bad in ('{"models_dir": "/m"}', "[1]", "--models /m", dict(json.loads(w.to_json()), tta="sideways")):
         with pytest.raises(ValueError, match="not a worker config"):
