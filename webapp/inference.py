@@ -225,7 +225,7 @@ class InferenceClient:
         self.info = header
         self.state = "ready"
         self._ready.set()
-        log.info("inference worker %s ready (%s members, %.1f s)", self._proc.pid,
+        log.info("%s %s ready (%s members, %.1f s)", "explainer" if self.role == "explain" else "inference worker", self._proc.pid,
                  len(header.get("members", [])), header.get("load_s", 0))
         return True
 
