@@ -1,7 +1,7 @@
 """The screenshots in docs/img/, from the browser test's artifacts. Run the test on the shipped
 weights first, so that the pictures show real numbers:
 
-    FER_BROWSER_MODELS=models python -m pytest tests/test_browser.py -k desktop
+    FER_BROWSER_MODELS=models python -m pytest tests/test_browser.py -k "desktop or why"
     python scripts/docs_images.py
 
 Each picture is cropped, scaled and stored with a 256-colour palette (the interface's flat colours
@@ -33,7 +33,7 @@ def small_png(im: Image.Image, path: Path, flat: int = 64) -> None:
 
 
 def main() -> int:
-    need = ["index-desktop.png", "results-desktop.png", "admin-key.png", "admin-table.png"]
+    need = ["index-desktop.png", "results-desktop.png", "admin-key.png", "admin-table.png", "why-desktop.png"]
     missing = [n for n in need if not (ART / n).is_file()]
     if missing:
         print(f"missing in {ART}: {', '.join(missing)} (run the browser test first, see this file's doc)",
@@ -49,6 +49,8 @@ def main() -> int:
     both.paste(key, (0, 0))
     both.paste(table, (0, key.height + 12))
     small_png(both.resize((both.width * 3 // 4, both.height * 3 // 4), Image.LANCZOS), OUT / "admin-chosen.png")
+    # the Why? panel at full size: scaling would blur the 48x48 pixels it is there to show
+    small_png(Image.open(ART / "why-desktop.png"), OUT / "why.png", flat=96)
     return 0
 
 
