@@ -64,8 +64,8 @@ def feature_layer(model) -> str:
 class Probe:
     """A member's Grad-CAM probe: a Keras model with the member's input and two outputs, ``layer``'s
     feature map (default ``feature_layer``) and the class probabilities, and the compiled function
-    that computes the raw maps (traced once per batch size; eager calls cost more in Python than
-    these small networks cost in arithmetic)."""
+    that computes the raw maps (traced once: eager calls cost more in Python than these small
+    networks cost in arithmetic)."""
 
     def __init__(self, model, layer: str | None = None):
         import keras
@@ -79,7 +79,9 @@ class Probe:
             raise ValueError(f"layer {self.layer!r} has output shape {tuple(feats.shape)}, not a feature map (N, H, W, K)")
         self.model = keras.Model(model.inputs, [feats, model.outputs[0]], name=f"{model.name}_cam")
         self.classes = int(model.outputs[0].shape[-1])
-        self._fn = tf.function(self._cam, reduce_retracing=True)
+        # one trace for every batch size: a retrace costs about a second, many times the maps' own cost
+        self._fn = tf.function(self._cam, input_signature=[tf.TensorSpec([None, SIZE, SIZE, 1], tf.float32),
+                                                           tf.TensorSpec([None], tf.int32)])
 
     def _cam(self, x, idx):
         import tensorflow as tf
