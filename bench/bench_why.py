@@ -1,6 +1,6 @@
 """What a "Why?" costs: the explanation's own time and CPU, and what it does to other clients' frames.
 
-    python bench/bench_why.py [--models DIR] [--clients 10] [--duration 30] [--why-clients 1,10]
+    python bench/bench_why.py [--models DIR] [--clients 10] [--duration 20] [--why-clients 1,10,0]
 
 Starts the server as bench/bench_load.py does (gunicorn -k eventlet, FER_MAX_FPS=1000 so that frame
 clients go as fast as the server answers them), asks one 'why' to load the explainer (its load time
@@ -15,9 +15,11 @@ is reported), then measures, one after the other in the same run:
 Reported per phase: the frame clients' faces/s and round-trip p50/p95 (all frames) and worst
 client's p95; the whys answered, their round trip p50/p95 and errors; the explainer process's CPU
 per answered 'why' (ms) and its CPU cores; the server's CPU cores (gunicorn + frame worker +
-explainer). The float32 matmul GFLOP/s of this machine (numpy, ``fer_core.cost.matmul_gflops``) is
-measured before and after, in the same run, as bench/bench_load.py does. About 2.5 minutes with
-the defaults.
+explainer), the load clients' CPU and everything else's (the machine's busy time from /proc/stat
+less those two: on a shared machine, what other jobs took). The float32 matmul GFLOP/s of this machine (numpy, ``fer_core.cost.matmul_gflops``) is
+measured before and after, in the same run, as bench/bench_load.py does. The last phase is the
+baseline again: a drift between the two baselines is the machine's, not the whys'. About 3
+minutes with the defaults.
 """
 from __future__ import annotations
 
@@ -39,7 +41,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_load import (_children, admin_stats, cpu_s, fmt, frame_jpeg, pct, reference_label,  # noqa: E402
-                        run_load, start_server, summarise)
+                        rss_mb, run_load, start_server, summarise)
+
+
+def machine_busy_s() -> float:
+    """CPU-seconds the whole machine has spent busy (every process, /proc/stat), to show how much of
+    it went to others than the server and the load clients."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _cmdline(pid: int) -> str:
@@ -156,6 +167,7 @@ def phase(url: str, pids: dict, n: int, jpeg: bytes, ref: str, duration: float, 
           why_clients: int, interval: float) -> dict:
     """One measured phase: n frame clients, with ``why_clients`` asking 'why' meanwhile (0: none)."""
     cpu0 = {k: cpu_s(p) for k, p in pids.items()}
+    busy0, own0 = machine_busy_s(), time.process_time()
     whys = WhyClients(url, why_clients, jpeg, interval) if why_clients else None
     if whys:
         whys.start()
@@ -165,8 +177,12 @@ def phase(url: str, pids: dict, n: int, jpeg: bytes, ref: str, duration: float, 
         whys.stop.set()
         whys.join(70)
     cpu1 = {k: cpu_s(p) for k, p in pids.items()}
+    busy1, own1 = machine_busy_s(), time.process_time()
     out = summarise(run, ref, run["measure_at"], run["end_at"])
     wall = run["end_at"] - run["measure_at"] + warm_up
+    # the load clients: the frame clients' processes and this one (the why clients are its threads)
+    out["client_cpu_cores"] = (run["client_cpu_s"] + own1 - own0) / wall
+    out["machine_busy_cores"] = (busy1 - busy0) / wall
     out["cpu_cores"] = {k: (cpu1[k] - cpu0[k]) / wall for k in pids}
     out["server_cpu_cores"] = sum(out["cpu_cores"].values())
     out["why_clients"] = why_clients
@@ -190,8 +206,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", help="models folder (default: $FER_MODELS, else models/)")
     ap.add_argument("--clients", type=int, default=10, help="frame clients in every phase")
-    ap.add_argument("--why-clients", default="1,10", help="'why' clients of the phases after the baseline")
-    ap.add_argument("--duration", type=float, default=30.0, help="seconds measured per phase")
+    ap.add_argument("--why-clients", default="1,10,0",
+                    help="'why' clients of the phases after the first baseline (0: another baseline, for drift)")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds measured per phase")
     ap.add_argument("--warm-up", type=float, default=5.0, help="seconds of load before measuring, per phase")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="more server settings")
     ap.add_argument("--gflops-seconds", type=float, default=2.0, help="seconds of numpy matmul before and after")
@@ -231,6 +248,7 @@ def main(argv=None) -> int:
         for w in [0] + why_counts:
             print(f"{args.clients} frame clients, {w} why clients, {args.duration:g} s ...", file=sys.stderr, flush=True)
             rows.append(phase(url, pids, args.clients, jpeg, ref, args.duration, args.warm_up, w, interval))
+        raw["rss_mb"] = {k: rss_mb(p) for k, p in pids.items()}
         raw["admin_stats"] = admin_stats(url)
     finally:
         gflops.append(cost.matmul_gflops(seconds=args.gflops_seconds))
@@ -255,8 +273,8 @@ def main(argv=None) -> int:
           f"explainer {cm.get('explainer', 0):.0f}).\n")
     print("| why clients | frame clients: faces/s | frames p50 / p95, ms | worst client p95, ms | frame errors "
           "| whys answered (per s) | why p50 / p95, ms | why errors | explainer CPU per why, ms "
-          "| server CPU, cores (web + frames + explainer) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| server CPU, cores (web + frames + explainer) | load clients CPU, cores | others' CPU, cores |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["cpu_cores"]
         w = r.get("why")
@@ -267,7 +285,11 @@ def main(argv=None) -> int:
                  f"{sum(w['errors'].values()) or 0}{' ' + str(w['errors']) if w['errors'] else ''} | "
                  f"{fmt(w['explainer_cpu_ms_per_why'])} | " if w else "– | – | – | – | ")
               + f"{r['server_cpu_cores']:.2f} ({c.get('arbiter', 0) + c.get('worker', 0):.2f} + "
-                f"{c.get('frames', 0):.2f} + {c.get('explainer', 0):.2f}) |")
+                f"{c.get('frames', 0):.2f} + {c.get('explainer', 0):.2f}) | {r['client_cpu_cores']:.2f} | "
+                f"{r['machine_busy_cores'] - r['server_cpu_cores'] - r['client_cpu_cores']:.2f} |")
+    rss = raw.get("rss_mb", {})
+    print(f"\nRSS at the end, MB: web {rss.get('arbiter', 0) + rss.get('worker', 0):.0f}, frame worker "
+          f"{rss.get('frames', float('nan')):.0f}, explainer {rss.get('explainer', float('nan')):.0f}.")
     print(f"\nServer log: {raw['server_log_tracebacks']} tracebacks.")
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1, default=str))
