@@ -329,6 +329,7 @@ def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsy
     # the explainer's settings: the worker's, with its own threads (FER_EXPLAIN_THREADS) and niceness
     e = WebConfig.from_env({"FER_EXPLAIN_THREADS": "2", "FER_EXPLAIN_NICE": "5", "FER_WHY_INTERVAL": "0.5"}).explainer("/m")
     assert (e.tf_threads, e.explain_nice, e.models_dir) == (2, 5, "/m")
+    assert WebConfig.from_env({"FER_EXPLAIN": "0"}).explain is False and WebConfig().explain is True
     for bad in ({"why_interval": -1}, {"explain_nice": 20}, {"explain_threads": -1}):
         with pytest.raises(ValueError, match="why_interval"):
             WebConfig(**bad)
