@@ -405,6 +405,19 @@ def test_client_gate_busy_and_rate():
     assert g.begin(3, now=1.05) is None  # the first frame left the one-second window
 
 
+def test_why_gate_one_in_flight_and_one_per_interval():
+    from webapp.events import ClientGate
+    g = ClientGate().why
+    assert g.begin(2.0, now=10.0) == (None, 0.0)
+    assert g.begin(2.0, now=10.1) == ("busy", 0.0)
+    g.end()
+    code, wait = g.begin(2.0, now=11.5)  # answered, but the interval counts from the accepted request
+    assert code == "rate_limited" and wait == pytest.approx(0.5)
+    assert g.begin(2.0, now=12.0) == (None, 0.0)
+    g.end()
+    assert g.begin(0.0, now=12.0) == (None, 0.0)  # interval 0: only the one-in-flight rule
+
+
 def test_latency_histogram():
     from webapp.stats import LatencyHistogram, Stats
     h = LatencyHistogram()
