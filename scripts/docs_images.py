@@ -1,7 +1,7 @@
 """The screenshots in docs/img/, from the browser test's artifacts. Run the test on the shipped
 weights first, so that the pictures show real numbers:
 
-    FER_BROWSER_MODELS=models python -m pytest tests/test_browser.py -k "desktop or class_view"
+    FER_BROWSER_MODELS=models python -m pytest tests/test_browser.py -k "desktop or class_view or why"
     python scripts/docs_images.py
 
 Each picture is cropped, scaled and stored with a 256-colour palette (the interface's flat colours
@@ -33,7 +33,7 @@ def small_png(im: Image.Image, path: Path, flat: int = 64) -> None:
 
 
 def main() -> int:
-    need = ["index-desktop.png", "results-desktop.png", "admin-key.png", "admin-table.png", "admin-class.png"]
+    need = ["index-desktop.png", "results-desktop.png", "admin-key.png", "admin-table.png", "admin-class.png", "why-desktop.png"]
     missing = [n for n in need if not (ART / n).is_file()]
     if missing:
         print(f"missing in {ART}: {', '.join(missing)} (run the browser test first, see this file's doc)",
@@ -51,6 +51,8 @@ def main() -> int:
     small_png(both.resize((both.width * 3 // 4, both.height * 3 // 4), Image.LANCZOS), OUT / "admin-chosen.png")
     cls = Image.open(ART / "admin-class.png")  # the class view: four test clients, their counts and periods
     small_png(cls.resize((cls.width * 3 // 4, cls.height * 3 // 4), Image.LANCZOS), OUT / "classview.png")
+    # the Why? panel at full size: scaling would blur the 48x48 pixels it is there to show
+    small_png(Image.open(ART / "why-desktop.png"), OUT / "why.png", flat=96)
     return 0
 
 

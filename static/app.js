@@ -13,7 +13,7 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var video = $('video'), overlay = $('overlay'), wrap = $('videoWrap');
-  var grab = document.createElement('canvas'), grabCtx = grab.getContext('2d');
+  var grab = document.createElement('canvas');
   var st = {
     maxFps: parseFloat(document.body.dataset.maxFps) || 15,
     running: true, camera: false, inFlight: false, sentAt: 0, lastSend: 0,
@@ -67,6 +67,7 @@
     }).then(function () {
       fitVideo();
       st.camera = true;
+      whyButton();
       $('notice').hidden = true;
       setIcon('waiting');
       $('label').textContent = 'Waiting for a face…';
@@ -108,18 +109,25 @@
     if (gap > 0) { schedule(gap); return; }
     var w = Math.min(SEND_WIDTH, video.videoWidth);
     var h = Math.round(video.videoHeight * w / video.videoWidth);
-    if (grab.width !== w || grab.height !== h) { grab.width = w; grab.height = h; }
-    grabCtx.drawImage(video, 0, 0, w, h);
     st.inFlight = true;
-    grab.toBlob(function (blob) {
-      if (!blob) { settle(); schedule(250); return; }
-      blob.arrayBuffer().then(function (buf) {
-        if (!socket.connected) { settle(); schedule(250); return; }
-        st.sentAt = st.lastSend = performance.now();
-        socket.emit('frame', buf);  // an ArrayBuffer: sent as binary, not base64
-        st.watchdog = setTimeout(function () { settle(); status('No answer from the server; retrying'); schedule(0); },
-          ANSWER_TIMEOUT_MS);
-      });
+    grabJpeg(grab, function (buf) {
+      if (!buf || !socket.connected) { settle(); schedule(250); return; }
+      st.sentAt = st.lastSend = performance.now();
+      socket.emit('frame', buf);  // an ArrayBuffer: sent as binary, not base64
+      st.watchdog = setTimeout(function () { settle(); status('No answer from the server; retrying'); schedule(0); },
+        ANSWER_TIMEOUT_MS);
+    });
+  }
+
+  // The video's current picture, downscaled, as JPEG bytes (an ArrayBuffer; null if encoding failed).
+  function grabJpeg(canvas, done) {
+    var w = Math.min(SEND_WIDTH, video.videoWidth);
+    var h = Math.round(video.videoHeight * w / video.videoWidth);
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    canvas.getContext('2d').drawImage(video, 0, 0, w, h);
+    canvas.toBlob(function (blob) {
+      if (!blob) { done(null); return; }
+      blob.arrayBuffer().then(done);
     }, 'image/jpeg', JPEG_QUALITY);
   }
 
@@ -134,6 +142,7 @@
   socket.on('hello', function (h) {
     if (h && h.max_fps) st.maxFps = h.max_fps;
     if (h && h.labels) buildBars(h.labels);
+    if (h) whySetup(h.why_interval);
   });
   socket.on('result', function (r) {
     var now = performance.now();
@@ -343,5 +352,89 @@
   // the chart keeps moving while answers are slow or missing (frozen while paused)
   setInterval(function () { if (st.running && !document.hidden) timeline.draw(performance.now()); }, 1000);
   $('csv').addEventListener('click', function () { timeline.download(); });
+
+  // --- "Why?": the crop the members saw and what drove their label (static/why.js) ------------
+  // One request in flight, and none sooner than the server's why_interval after the last: the
+  // button says so by being disabled, so the server's 'busy' and 'rate_limited' never come.
+  var WHY_RETRIES = 20;  // 'starting' answers retried while the explainer loads: a minute or more
+  var why = {interval: null, inFlight: false, readyAt: 0, timer: null, retries: 0, grab: document.createElement('canvas')};
+  function whyStatus(text) { $('whyStatus').textContent = text || ''; }
+  function whyButton() {
+    $('why').disabled = why.interval === null || why.inFlight || !st.camera || !socket.connected ||
+      performance.now() < why.readyAt;
+  }
+  function whySetup(interval) {
+    why.interval = typeof interval === 'number' ? interval : null;
+    if (why.interval === null) whyStatus('Explanations are turned off on this server.');
+    whyButton();
+  }
+  function whyDone(retryAfter) {
+    why.inFlight = false;
+    clearTimeout(why.timer);
+    var wait = 1000 * Math.max(why.interval || 0, retryAfter || 0);
+    why.readyAt = performance.now() + wait;
+    whyButton();
+    setTimeout(whyButton, wait + 50);
+  }
+  function askWhy() {
+    if (why.inFlight || !st.camera || video.readyState < 2) return;
+    why.inFlight = true;
+    whyButton();
+    if (!why.retries) whyStatus('Asking the networks…');
+    grabJpeg(why.grab, function (buf) {
+      if (!buf || !socket.connected) { whyDone(); whyStatus('Could not send the picture; try again.'); return; }
+      socket.emit('why', buf);
+      why.timer = setTimeout(function () { whyDone(); whyStatus('No explanation came back; try again.'); },
+        2 * ANSWER_TIMEOUT_MS + 10000);
+    });
+  }
+  $('why').addEventListener('click', function () { why.retries = 0; askWhy(); });
+  socket.on('why_result', function (r) { whyDone(); whyStatus(''); showWhy(r); });
+  socket.on('why_error', function (e) {
+    var code = e && e.code;
+    whyDone(e && e.retry_after);
+    // the first request of a server's life loads the explainer, which may outlast one request: ask again
+    if (code === 'starting' && why.retries < WHY_RETRIES) {
+      why.retries++;
+      whyStatus('The server is loading the networks for explanations (the first time only)…');
+      setTimeout(askWhy, 1000 * Math.max(why.interval || 0, 1) + 100);
+      return;
+    }
+    whyStatus(code === 'no_face' ? 'No face in the picture: face the camera and ask again.' : (e && e.reason) || 'error');
+  });
+  socket.on('disconnect', function () { if (why.inFlight) whyDone(); });
+  socket.on('connect', whyButton);
+
+  function showWhy(r) {
+    var why3 = window.FerWhy, crop = why3.decode(r.crop), ens = why3.decode(r.maps.ensemble);
+    var label = r.label, pct = Math.round(100 * r.probabilities[label]), where = why3.where(ens);
+    why3.draw($('whyCrop'), crop, null);
+    why3.draw($('whyHeat'), crop, ens);
+    why3.drawScale($('whyScale'));
+    $('whyHeatCap').textContent = 'Ensemble: ' + cap(label) + ' ' + pct + '%, evidence strongest in ' + where;
+    $('whyHeat').setAttribute('aria-label', 'Heat map over the face: the evidence for ' + label +
+      ' is strongest in ' + where + ' of the face');
+    $('whyMembersNote').textContent = 'each one\'s map for ' + label + ', and its own vote';
+    var box = $('whyMembers');
+    box.textContent = '';
+    Object.keys(r.maps.members).forEach(function (name) {
+      var vote = (r.members || {})[name] || {}, map = why3.decode(r.maps.members[name]);
+      var fig = document.createElement('figure'), c = document.createElement('canvas');
+      c.width = c.height = 96;
+      c.setAttribute('role', 'img');
+      c.setAttribute('aria-label', name + "'s heat map for " + label + ', strongest in ' + why3.where(map) +
+        '; its own vote: ' + vote.label + ' ' + Math.round(100 * (vote.confidence || 0)) + '%');
+      c.dataset.member = name;
+      why3.draw(c, crop, map);
+      var cap2 = document.createElement('figcaption');
+      var n = document.createElement('b'); n.textContent = name;
+      cap2.appendChild(n);
+      cap2.appendChild(document.createTextNode(': ' + vote.label + ' ' + Math.round(100 * (vote.confidence || 0)) + '%'));
+      fig.appendChild(c); fig.appendChild(cap2);
+      box.appendChild(fig);
+    });
+    $('whyPanel').hidden = false;
+    $('why').setAttribute('aria-expanded', 'true');
+  }
   startCamera();
 })();

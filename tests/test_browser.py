@@ -318,6 +318,28 @@ return out;
 """
 
 
+# The "Why?" panel's canvases, read back: per canvas, how many pixels are grey (r = g = b) or
+# coloured, the grey pixels' spread, and whether every 4x4 block is one colour (the 48x48 crop drawn
+# with nearest-neighbour pixels on a 192 px canvas; 2x2 on the members' 96 px ones).
+_WHY_PIXELS = """
+const out = {};
+for (const c of document.querySelectorAll('#whyPanel canvas[role=img]')) {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, k = c.width / 48;
+  let grey = 0, colour = 0, s = 0, s2 = 0, blocky = true;
+  for (let y = 0; y < c.height; y++) for (let x = 0; x < c.width; x++) {
+    const i = 4 * (y * c.width + x);
+    if (d[i] === d[i + 1] && d[i + 1] === d[i + 2]) { grey++; s += d[i]; s2 += d[i] * d[i]; } else colour++;
+    const j = 4 * ((y - y % k) * c.width + (x - x % k));
+    if (d[i] !== d[j] || d[i + 1] !== d[j + 1] || d[i + 2] !== d[j + 2]) blocky = false;
+  }
+  const mean = grey ? s / grey : 0;
+  out[c.id || c.dataset.member] = {grey, colour, sd: grey ? Math.sqrt(s2 / grey - mean * mean) : 0, blocky,
+                                   label: c.getAttribute('aria-label')};
+}
+return out;
+"""
+
+
 def test_admin_class_view_counts_the_clients_and_draws_them(server, astronaut_jpeg, y4m, tmp_path):
     """Four clients (three faces, one empty frame) answered for a dozen seconds: /admin shows four
     clients in the last 10 s, each counted once, and draws their periods in the classes' colours."""
@@ -371,3 +393,62 @@ def test_admin_class_view_counts_the_clients_and_draws_them(server, astronaut_jp
     finally:
         for c in clients:
             c.close()
+
+
+def test_why_panel_shows_the_crop_and_the_maps(server, y4m, tmp_path):
+    """The Why? button under the bars: the 48x48 crop the members saw (grey, pixelated), the
+    ensemble's heat map over it and one map per member, each labelled with the member's name and
+    vote; the button then waits out the server's interval. The colormap is viridis."""
+    _skip_without_browser()
+    port, health = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    d = _driver(y4m, tmp_path / "profile", 1280, 1000)
+    try:
+        from matplotlib import colormaps
+        from selenium.webdriver.common.by import By
+
+        # the colormap computed in the page is matplotlib's viridis, to within 5/255
+        ts = np.linspace(0, 1, 51)
+        d.get(f"http://localhost:{port}/")
+        js = np.array(d.execute_script("return arguments[0].map(t => FerWhy.viridis(t))", ts.tolist()))
+        assert np.abs(js - 255 * colormaps["viridis"](ts)[:, :3]).max() <= 5
+        _wait(lambda: d.find_element(By.ID, "label").text not in ("", "Waiting for a face…", "Camera off"),
+              30, "a label under the video")
+        button = d.find_element(By.ID, "why")
+        assert button.text == "Why?" and button.get_attribute("aria-controls") == "whyPanel"
+        _wait(button.is_enabled, 10, "the Why? button")
+        assert d.find_element(By.ID, "whyPanel").get_attribute("hidden") is not None
+        button.click()
+        assert not button.is_enabled()  # one request in flight
+        try:
+            _wait(lambda: d.find_element(By.ID, "whyPanel").get_attribute("hidden") is None, 120, "the Why? panel")
+        except AssertionError:
+            raise AssertionError(f"no Why? panel; the page says {d.find_element(By.ID, 'whyStatus').text!r}") from None
+        assert button.get_attribute("aria-expanded") == "true"
+        px = d.execute_script(_WHY_PIXELS)
+        crop, heat = px["whyCrop"], px["whyHeat"]
+        # the crop: grey only, a face (not a flat patch), pixelated
+        assert crop["colour"] == 0 and crop["sd"] > 15 and crop["blocky"], crop
+        # the ensemble's map over it: coloured where there is evidence, the face still grey elsewhere
+        assert heat["colour"] > 0.1 * 192 * 192 and heat["blocky"], heat
+        label = d.find_element(By.ID, "label").text.lower()
+        assert "heat map" in heat["label"].lower() and "strongest in" in heat["label"]
+        members = health["members"]
+        assert sorted(k for k in px if k not in ("whyCrop", "whyHeat")) == sorted(members)
+        for m in members:
+            assert px[m]["colour"] > 0 and px[m]["blocky"] and m in px[m]["label"], (m, px[m])
+        captions = [f.text for f in d.find_elements(By.CSS_SELECTOR, "#whyMembers figcaption")]
+        assert [c.split(":")[0] for c in captions] == list(members)
+        assert all(c.split(": ")[1].split(" ")[0] in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+                   for c in captions), captions
+        assert d.find_element(By.ID, "whyHeatCap").text.startswith("Ensemble: ")
+        assert label  # a label was shown under the video throughout
+        # the server's interval (2 s by default): the button comes back by itself
+        _wait(button.is_enabled, 10, "the Why? button again")
+        d.execute_script("document.querySelector('.why').scrollIntoView()")
+        time.sleep(0.5)
+        d.find_element(By.CSS_SELECTOR, ".why").screenshot(str(ARTIFACTS / "why-desktop.png"))
+        logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
+        assert not logs, logs
+    finally:
+        d.quit()

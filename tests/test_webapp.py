@@ -324,7 +324,15 @@ def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsy
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkerConfig))
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.max_faces = 3
-    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == (w, -1)
+    assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == (w, -1, False)
+    assert parse_args([w.to_json(), "--explain"]) == (w, -1, True)
+    # the explainer's settings: the worker's, with its own threads (FER_EXPLAIN_THREADS) and niceness
+    e = WebConfig.from_env({"FER_EXPLAIN_THREADS": "2", "FER_EXPLAIN_NICE": "5", "FER_WHY_INTERVAL": "0.5"}).explainer("/m")
+    assert (e.tf_threads, e.explain_nice, e.models_dir) == (2, 5, "/m")
+    assert WebConfig.from_env({"FER_EXPLAIN": "0"}).explain is False and WebConfig().explain is True
+    for bad in ({"why_interval": -1}, {"explain_nice": 20}, {"explain_threads": -1}):
+        with pytest.raises(ValueError, match="why_interval"):
+            WebConfig(**bad)
     assert WorkerConfig.from_json(WebConfig().worker("/m").to_json()).tta is None  # the folder's own views
     for bad in ('{"models_dir": "/m"}', "[1]", "--models /m", dict(json.loads(w.to_json()), tta="sideways")):
         with pytest.raises(ValueError, match="not a worker config"):
@@ -395,6 +403,19 @@ def test_client_gate_busy_and_rate():
     g.end()
     assert g.begin(3, now=0.3) == "rate_limited"
     assert g.begin(3, now=1.05) is None  # the first frame left the one-second window
+
+
+def test_why_gate_one_in_flight_and_one_per_interval():
+    from webapp.events import ClientGate
+    g = ClientGate().why
+    assert g.begin(2.0, now=10.0) == (None, 0.0)
+    assert g.begin(2.0, now=10.1) == ("busy", 0.0)
+    g.end()
+    code, wait = g.begin(2.0, now=11.5)  # answered, but the interval counts from the accepted request
+    assert code == "rate_limited" and wait == pytest.approx(0.5)
+    assert g.begin(2.0, now=12.0) == (None, 0.0)
+    g.end()
+    assert g.begin(0.0, now=12.0) == (None, 0.0)  # interval 0: only the one-in-flight rule
 
 
 def test_latency_histogram():

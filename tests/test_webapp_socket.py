@@ -459,3 +459,152 @@ def test_fairness_under_load(app, limits, astronaut_jpeg):
     assert min(counts) >= 0.6 * max(counts) and min(counts) >= 5, counts
     for c in clients:
         c.disconnect()
+
+
+# -- "Why?": what the network saw, and why (issue #12, item 2; docs/protocol.md 'why') -------------
+
+def why(c, payload, *args):
+    """Emit 'why' and return its one answer: ('why_result' | 'why_error', payload)."""
+    c.emit("why", payload, *args)
+    got = [(e["name"], e["args"][0]) for e in c.get_received() if e["name"] in ("why_result", "why_error")]
+    assert len(got) == 1, got
+    return got[0]
+
+
+def _b64_array(s):
+    return np.frombuffer(base64.b64decode(s), np.uint8).reshape(48, 48)
+
+
+def _explainer_pid(app) -> int:
+    pid = app.extensions["fer"].explainer.pid
+    assert pid
+    return pid
+
+
+def test_why_shows_the_crop_the_members_saw_and_the_maps(app, limits, astronaut_jpeg):
+    """The answer holds the exact 48x48 crop of the main face (the detector's, as the frame path
+    crops it), the ensemble's label for it and a map per member and for the ensemble; it goes to
+    the asking client only, and that client's frames go on as before."""
+    from fer_core.faces import FaceDetector, decode_image, find_faces
+    limits(why_interval=0)
+    c, other = client(app), client(app)
+    name, res = why(c, astronaut_jpeg)
+    assert name == "why_result", res
+    info = app.extensions["fer"].inference.info
+    _, crops = find_faces(decode_image(astronaut_jpeg, grey=True), FaceDetector())
+    np.testing.assert_array_equal(_b64_array(res["crop"]), crops[0])
+    assert res["size"] == 48 and res["width"] == 320 and res["height"] == 320 and res["ms"] > 0
+    assert res["label"] == max(res["probabilities"], key=res["probabilities"].get)
+    assert list(res["probabilities"]) == info["labels"] and sorted(res["members"]) == sorted(info["members"])
+    # the frame path gives the same face the same answer
+    _, frame = send(client(app), astronaut_jpeg)
+    assert frame["faces"][0]["box"] == res["box"] and frame["faces"][0]["label"] == res["label"]
+    maps = [res["maps"]["ensemble"], *res["maps"]["members"].values()]
+    assert sorted(res["maps"]["members"]) == sorted(info["members"])
+    for m in maps:
+        a = _b64_array(m)
+        assert a.max() == 255 and a.min() < 255  # scaled to its maximum, and not uniform
+    assert other.get_received() == []  # nobody else hears of it
+    assert send(c, astronaut_jpeg)[0] == "result"
+    c.disconnect()
+    other.disconnect()
+
+
+def test_why_is_rate_limited_per_client(app, limits, astronaut_jpeg):
+    limits(why_interval=60)
+    c, other = client(app), client(app)
+    assert why(c, astronaut_jpeg)[0] == "why_result"
+    name, err = why(c, astronaut_jpeg)
+    assert name == "why_error" and err["code"] == "rate_limited", err
+    assert 55 < err["retry_after"] <= 60 and "60 s" in err["reason"]
+    assert why(other, astronaut_jpeg)[0] == "why_result"  # the limit is per client
+    assert send(c, astronaut_jpeg)[0] == "result"  # and frames have their own
+    c.disconnect()
+    other.disconnect()
+
+
+def test_why_without_a_face_or_with_a_bad_payload(app, limits, astronaut_jpeg):
+    limits(why_interval=0)
+    c = client(app)
+    for payload, code in ((grey_jpeg(), "no_face"), (b"not an image", "bad_image"), ("text", "bad_frame"),
+                          (b"", "empty"), (astronaut_jpeg + b"\0" * 1_000_001, "too_large")):
+        name, err = why(c, payload)
+        assert name == "why_error" and err["code"] == code and err["reason"], (code, err)
+    assert why(c, astronaut_jpeg)[0] == "why_result"
+    c.disconnect()
+
+
+def test_why_when_explanations_are_off(app, monkeypatch, astronaut_jpeg):
+    monkeypatch.setattr(app.extensions["fer"], "explainer", None)
+    c = app.extensions["socketio"].test_client(app)
+    (hello,) = c.get_received()
+    assert hello["args"][0]["why_interval"] is None
+    name, err = why(c, astronaut_jpeg)
+    assert name == "why_error" and err["code"] == "unavailable"
+    c.disconnect()
+
+
+def _why_in_thread(c, payload):
+    t = threading.Thread(target=c.emit, args=("why", payload), daemon=True)
+    t.start()
+    return t
+
+
+def test_one_why_in_flight_per_client(app, limits, astronaut_jpeg):
+    """The explainer is paused (SIGSTOP) so the first 'why' stays in flight while the second arrives."""
+    limits(why_interval=0)
+    c = client(app)
+    assert why(c, astronaut_jpeg)[0] == "why_result"  # the explainer is up
+    g = gate(app, c)
+    pid = _explainer_pid(app)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = _why_in_thread(c, astronaut_jpeg)
+        assert _wait_for(lambda: g.why.in_flight)
+        c.emit("why", astronaut_jpeg)
+        assert [(e["name"], e["args"][0]["code"]) for e in c.get_received()] == [("why_error", "busy")]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t.join(30)
+    assert [e["name"] for e in c.get_received()] == ["why_result"]
+    c.disconnect()
+
+
+def test_frames_are_answered_while_a_why_is_computed(app, limits, astronaut_jpeg):
+    """The explainer is a process of its own: while it is held (SIGSTOP) in the middle of a 'why',
+    another client's frames, and the asking client's own, are answered as usual."""
+    limits(why_interval=0)
+    c, other = client(app), client(app)
+    assert why(c, astronaut_jpeg)[0] == "why_result"
+    g = gate(app, c)
+    pid = _explainer_pid(app)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = _why_in_thread(c, astronaut_jpeg)
+        assert _wait_for(lambda: g.why.in_flight)
+        time.sleep(0.3)
+        assert g.why.in_flight  # still computing (held)
+        for _ in range(5):
+            name, res = send(other, astronaut_jpeg)
+            assert name == "result" and len(res["faces"]) == 1
+        assert g.why.in_flight
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t.join(30)
+    assert [e["name"] for e in c.get_received()] == ["why_result"]
+    c.disconnect()
+    other.disconnect()
+
+
+def test_explanations_never_reach_logs(app, limits, astronaut_jpeg, caplog, capfd):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    limits(why_interval=0)
+    c = client(app)
+    name, res = why(c, astronaut_jpeg)
+    assert name == "why_result"
+    c.disconnect()
+    out, err = capfd.readouterr()
+    texts = [r.getMessage() for r in caplog.records] + [out, err]
+    for secret in (res["crop"][:40], res["maps"]["ensemble"][:40]):
+        assert not any(secret in t for t in texts)

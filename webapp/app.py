@@ -36,6 +36,7 @@ class AppState:
     admin_limiter: admin.FailureLimiter
     classview: ClassView = field(default_factory=ClassView)  # the teacher's view on /admin (counts only)
     gates: dict = field(default_factory=dict)  # Socket.IO sid -> events.ClientGate
+    explainer: InferenceClient | None = None   # Grad-CAM for 'why' requests, started on the first one
     stopping: bool = False                     # set by lifecycle.shutdown
 
 
@@ -63,10 +64,12 @@ def create_app(config: WebConfig | None = None) -> Flask:
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     inference = InferenceClient(cfg.worker(models_dir)) if cfg.worker_start else None
+    explainer = InferenceClient(cfg.explainer(models_dir), role="explain") if cfg.worker_start and cfg.explain else None
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
                                      admin_limiter=admin.FailureLimiter(cfg.admin_max_failures,
                                                                         cfg.admin_failure_window),
-                                     classview=ClassView(cfg.class_window, cfg.class_bucket, cfg.class_buckets))
+                                     classview=ClassView(cfg.class_window, cfg.class_bucket, cfg.class_buckets),
+                                     explainer=explainer)
 
     async_mode = _async_mode(cfg)
     if async_mode == "eventlet":

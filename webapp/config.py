@@ -56,6 +56,15 @@ class WebConfig:
     class_window: float = 10.0           # a client counts in the current distribution this long after its last answer
     class_bucket: float = 10.0           # the timeline's period: each client counted once per period
     class_buckets: int = 30              # periods kept (30 x 10 s: the last 5 minutes), a fixed ring
+    # -- "Why?": what the network saw (fer_core/explain.py, docs/protocol.md 'why') --
+    explain: bool = True                 # answer 'why' requests (Grad-CAM); False: 'unavailable'
+    why_interval: float = 2.0            # one 'why' per client per this many seconds: each costs a few
+    #                                      frames' worth of CPU (docs/benchmarks.md), and the page's
+    #                                      classroom use is a click now and then, not a stream
+    explain_threads: int = 1             # TensorFlow threads of the explainer process: one core at most,
+    #                                      so that a 'why' never takes both cores from the frames
+    explain_nice: int = 10               # the explainer process's niceness: the frame worker (nice 0)
+    #                                      gets the CPU first when both want it
     # -- scale-out (docs/classroom.md) --
     message_queue: str | None = None     # e.g. redis://127.0.0.1:6379/0: several server processes behind a
     #                                      sticky proxy share it (Flask-SocketIO's message queue); None: one process
@@ -93,6 +102,9 @@ class WebConfig:
             raise ValueError(f"precision must be float32, float16 or int8, got {self.precision!r}")
         if self.prep_chunks < 0:
             raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
+        if self.why_interval < 0 or self.explain_threads < 0 or not 0 <= self.explain_nice <= 19:
+            raise ValueError(f"why_interval and explain_threads must be >= 0 and explain_nice in 0..19, got "
+                             f"{self.why_interval!r}, {self.explain_threads!r}, {self.explain_nice!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
         if self.load_views_from < 0:
@@ -138,6 +150,11 @@ class WebConfig:
         mine = {f.name: getattr(self, f.name) for f in dataclasses.fields(WorkerConfig) if f.name != "models_dir"}
         return WorkerConfig(models_dir=str(models_dir), **mine)
 
+    def explainer(self, models_dir) -> "WorkerConfig":
+        """The explainer process's settings: the worker's, with its own thread count, and small
+        batches (a 'why' is one face)."""
+        return dataclasses.replace(self.worker(models_dir), tf_threads=self.explain_threads, max_batch_frames=4)
+
     @classmethod
     def from_env(cls, env=None, **overrides) -> "WebConfig":
         """Defaults, then environment variables (``ENV``), then ``overrides``."""
@@ -172,6 +189,7 @@ class WorkerConfig:
     track_every: int
     load_views: TTA
     load_views_from: int
+    explain_nice: int                    # the explainer process (webapp.worker --explain) only
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -213,6 +231,10 @@ ENV = {
     "class_window": "FER_CLASS_WINDOW",
     "class_bucket": "FER_CLASS_BUCKET",
     "class_buckets": "FER_CLASS_BUCKETS",
+    "explain": "FER_EXPLAIN",
+    "why_interval": "FER_WHY_INTERVAL",
+    "explain_threads": "FER_EXPLAIN_THREADS",
+    "explain_nice": "FER_EXPLAIN_NICE",
     "message_queue": "FER_MESSAGE_QUEUE",
     "cors_origins": "FER_CORS_ORIGINS",
     "max_violations": "FER_MAX_VIOLATIONS",

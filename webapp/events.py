@@ -3,13 +3,22 @@
 client -> server  ``frame``  one binary payload: the JPEG bytes of one video frame
 server -> client  ``result`` {faces: [{box, label, probabilities, members}], width, height, ms, batch}
                   ``error``  {code, reason}
-                  ``hello``  {max_fps, max_frame_bytes, labels, members} on connect
+                  ``hello``  {max_fps, max_frame_bytes, labels, members, why_interval} on connect
+client -> server  ``why``    one binary payload: a frame whose main face is to be explained
+server -> client  ``why_result`` {crop, size, box, label, probabilities, members, maps, width, height, ms}
+                  ``why_error``  {code, reason[, retry_after]}
 
 Each client may have one frame in flight and at most ``max_fps`` frames per second; a frame breaking
 either rule, or any payload that is not one binary image, gets an ``error`` for that client only.
 A client that keeps breaking them (``max_violations`` within ``violation_window`` seconds) gets a
 last error, ``abuse``, and is disconnected. Frame bytes are held in memory for the request and never
 written anywhere; logs carry no image data.
+
+A ``why`` ("what the network saw, and why") goes through the frame worker like a frame, with the
+client's face tracker, which returns the main face's 48x48 crop too; the crop then goes to the
+explainer process (started on the first ``why``; niced, one TensorFlow thread) for Grad-CAM maps.
+So the frame worker's queue never waits for an explanation. One ``why`` in flight per client and one
+per ``why_interval`` seconds; its answer goes to that client only and is neither stored nor logged.
 
 Answers go to the asking client only and bypass the message queue (``ignore_queue``): with several
 server processes behind a sticky proxy, that client is always connected to this very process.
@@ -19,6 +28,7 @@ through ``current_app``, so each app created in a process serves its own clients
 """
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -45,6 +55,7 @@ class ClientGate:
         self.accepted: deque = deque()
         self.violations: deque = deque()
         self.closing = False
+        self.why = WhyGate()
         self._lock = threading.Lock()
 
     def violation(self, limit: int, window: float, now: float | None = None) -> bool:
@@ -81,6 +92,30 @@ class ClientGate:
             self.in_flight = False
 
 
+class WhyGate:
+    """One 'why' request in flight per client, and at most one accepted per ``interval`` seconds."""
+
+    def __init__(self):
+        self.in_flight = False
+        self.last: float | None = None  # when the last one was accepted
+        self._lock = threading.Lock()
+
+    def begin(self, interval: float, now: float | None = None) -> tuple[str | None, float]:
+        """(None, 0) when the request may go ahead (then call ``end``), else (error code, seconds to wait)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self.in_flight:
+                return "busy", 0.0
+            if self.last is not None and now - self.last < interval:
+                return "rate_limited", interval - (now - self.last)
+            self.in_flight, self.last = True, now
+            return None, 0.0
+
+    def end(self) -> None:
+        with self._lock:
+            self.in_flight = False
+
+
 REASONS = {
     "busy": "a frame is already being processed: wait for its result before sending the next",
     "rate_limited": "too many frames per second",
@@ -97,10 +132,22 @@ def _state():
     return current_app.extensions["fer"]
 
 
-def _error(code: str, reason: str | None = None) -> None:
+WHY_REASONS = {
+    "busy": "an explanation is already being computed for you: wait for it",
+    "no_face": "no face in this frame",
+    "bad_frame": "expected one binary payload (the JPEG bytes of one frame)",
+    "empty": "empty frame",
+    "internal": "the explanation could not be computed",
+}
+
+
+def _error(code: str, reason: str | None = None, event: str = "error", **extra) -> None:
+    """Answer the current client with error ``code`` on ``event`` ('error' for frames, 'why_error'
+    for explanations), count it, and count a protocol violation towards a disconnect."""
     st = _state()
-    st.stats.error(code)
-    emit("error", {"code": code, "reason": reason or REASONS.get(code, code)}, ignore_queue=True)
+    st.stats.error(code if event == "error" else f"why_{code}")
+    reasons = REASONS if event == "error" else WHY_REASONS
+    emit(event, {"code": code, "reason": reason or reasons.get(code, code), **extra}, ignore_queue=True)
     if code in VIOLATIONS:
         gate = st.gates.get(request.sid)
         cfg = st.config
@@ -137,7 +184,8 @@ def on_connect(auth=None):
     st.stats.connected()
     info = st.inference.info if st.inference is not None else None
     emit("hello", {"max_fps": st.config.max_fps, "max_frame_bytes": st.config.max_frame_bytes,
-                   "labels": (info or {}).get("labels"), "members": (info or {}).get("members")},
+                   "labels": (info or {}).get("labels"), "members": (info or {}).get("members"),
+                   "why_interval": st.config.why_interval if st.explainer is not None else None},
          ignore_queue=True)
 
 
@@ -184,8 +232,70 @@ def on_frame(*args):
     emit("result", out, ignore_queue=True)
 
 
+def _explainer_ready(st, deadline: float):
+    """The explainer, started if it is not yet, once it is ready (InferenceError if it cannot be by
+    ``deadline``)."""
+    ex = st.explainer
+    ex.start()
+    while not ex.ready:
+        if ex.state in ("failed", "closed"):
+            raise InferenceError("unavailable", "the explainer could not be loaded; see the server log")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise InferenceError("starting", "the explainer is still loading: try again in a few seconds")
+        ex.wait_ready(min(0.5, left))
+    return ex
+
+
+def on_why(*args):
+    """A frame whose main face is to be explained: its crop, the ensemble's label and Grad-CAM maps."""
+    t0 = time.perf_counter()
+    st = _state()
+    cfg = st.config
+    if len(args) != 1 or not isinstance(args[0], (bytes, bytearray)):
+        return _error("bad_frame", event="why_error")
+    data = args[0]
+    if not data:
+        return _error("empty", event="why_error")
+    if len(data) > cfg.max_frame_bytes:
+        return _error("too_large", f"frame of {len(data)} bytes over the limit of {cfg.max_frame_bytes}", "why_error")
+    gate = st.gates.get(request.sid)
+    if gate is None:
+        return _error("internal", event="why_error")
+    if st.inference is None or st.explainer is None:
+        return _error("unavailable", "explanations are turned off on this server", "why_error")
+    code, wait = gate.why.begin(cfg.why_interval)
+    if code == "rate_limited":
+        return _error(code, f"one explanation per {cfg.why_interval:g} s: try again in {wait:.1f} s", "why_error",
+                      retry_after=round(wait, 2))
+    if code:
+        return _error(code, event="why_error")
+    deadline = time.monotonic() + cfg.request_timeout
+    try:
+        st.explainer.start()  # loads (the first time) while the frame worker finds the face
+        out = st.inference.infer(bytes(data), timeout=cfg.request_timeout, client=request.sid, meta={"crop": True})
+        if not out["faces"] or "crop" not in out:
+            raise InferenceError("no_face", WHY_REASONS["no_face"])
+        face = out["faces"][0]
+        labels = list(face["probabilities"])
+        ex = _explainer_ready(st, deadline)
+        maps = ex.infer(base64.b64decode(out["crop"]), timeout=max(0.1, deadline - time.monotonic()),
+                        meta={"class": labels.index(face["label"])})
+    except InferenceError as e:
+        return _error(e.code, e.reason, "why_error")
+    except Exception as e:  # noqa: BLE001 - the client gets a reason, the log gets the type only
+        log.error("why failed: %s", type(e).__name__)
+        return _error("internal", event="why_error")
+    finally:
+        gate.why.end()
+    emit("why_result", {"crop": out["crop"], "size": 48, "box": face["box"], "label": face["label"],
+                        "probabilities": face["probabilities"], "members": face["members"], "maps": maps["maps"],
+                        "width": out["width"], "height": out["height"],
+                        "ms": round((time.perf_counter() - t0) * 1000, 1)}, ignore_queue=True)
+
+
 def on_other(event, *args):
-    _error("unknown_event", f"unknown event {str(event)[:40]!r}: send 'frame'")
+    _error("unknown_event", f"unknown event {str(event)[:40]!r}: send 'frame' or 'why'")
 
 
 def init_app(socketio) -> None:
@@ -193,4 +303,5 @@ def init_app(socketio) -> None:
     socketio.on_event("connect", on_connect)
     socketio.on_event("disconnect", on_disconnect)
     socketio.on_event("frame", on_frame)
+    socketio.on_event("why", on_why)
     socketio.on_event("*", on_other)  # any other event: an error, not silence

@@ -7,6 +7,9 @@ threads stopped answering after a few hundred frames). Instead::
                     <--event---  results  <----------- [worker stdout]  (TensorFlow lives here)
 
 * ``infer(jpeg)`` queues a request and waits on its event (a green wait under eventlet).
+* ``role="explain"``: the same machinery runs the explainer (``python -m webapp.worker --explain``),
+  which answers 'why' requests with Grad-CAM maps of 48x48 crops; the server starts it on the first
+  'why', so that a server nobody asks costs no second TensorFlow process.
 * The dispatcher takes the first queued request, then everything else already queued (up to
   ``max_batch_frames``), sends it as one batch, reads the answer and wakes each waiter. While the worker is
   busy, new requests pile up in the queue and go together next time: micro-batching without timers.
@@ -51,10 +54,10 @@ class InferenceError(Exception):
 
 
 class _Request:
-    __slots__ = ("id", "data", "done", "result", "error", "cancelled", "client")
+    __slots__ = ("id", "data", "done", "result", "error", "cancelled", "client", "meta")
 
-    def __init__(self, rid: int, data: bytes, client: str | None = None):
-        self.id, self.data, self.client = rid, data, client
+    def __init__(self, rid: int, data: bytes, client: str | None = None, meta: dict | None = None):
+        self.id, self.data, self.client, self.meta = rid, data, client, meta
         self.done = threading.Event()
         self.result = self.error = None
         self.cancelled = False
@@ -66,9 +69,14 @@ class _Request:
 
 
 class InferenceClient:
-    def __init__(self, config: WorkerConfig, python: str | None = None):
+    ROLES = ("frames", "explain")
+
+    def __init__(self, config: WorkerConfig, python: str | None = None, role: str = "frames"):
+        if role not in self.ROLES:
+            raise ValueError(f"role must be one of {self.ROLES}, got {role!r}")
         self.config = config                 # handed to each worker it starts, whole
         self.python = python or sys.executable
+        self.role = role
         self._beats: heartbeat.Monitor | None = None
         self.info: dict | None = None        # the worker's 'ready' message (labels, members, ...)
         self.state = "stopped"               # stopped | starting | ready | failed | closed
@@ -81,6 +89,7 @@ class InferenceClient:
         self._deadline: float | None = None  # watchdog: kill the worker if still busy at this time
         self._closed = False
         self._ready = threading.Event()
+        self._start_lock = threading.Lock()
         self._dispatcher: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
 
@@ -101,28 +110,34 @@ class InferenceClient:
 
     def start(self) -> "InferenceClient":
         """Start the dispatcher (which starts the worker); returns at once, see ``wait_ready``."""
-        if self._dispatcher is None:
-            self.state = "starting"
-            self._dispatcher = threading.Thread(target=self._run, name="fer-dispatcher", daemon=True)
-            self._watchdog = threading.Thread(target=self._watch, name="fer-watchdog", daemon=True)
-            self._dispatcher.start()
-            self._watchdog.start()
-            atexit.register(self.close)
+        with self._start_lock:  # the explainer is started by whichever 'why' handler comes first
+            if self._dispatcher is None and not self._closed:
+                self._start_threads()
         return self
+
+    def _start_threads(self) -> None:
+        self.state = "starting"
+        self._dispatcher = threading.Thread(target=self._run, name=f"fer-{self.role}-dispatcher", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name=f"fer-{self.role}-watchdog", daemon=True)
+        self._dispatcher.start()
+        self._watchdog.start()
+        atexit.register(self.close)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    def infer(self, data: bytes, timeout: float = 30.0, client: str | None = None) -> dict:
+    def infer(self, data: bytes, timeout: float = 30.0, client: str | None = None, meta: dict | None = None) -> dict:
         """{faces, width, height} for one encoded frame, or InferenceError. ``client``: the video
-        stream the frame belongs to, whose faces the worker follows from frame to frame."""
+        stream the frame belongs to, whose faces the worker follows from frame to frame. ``meta``:
+        what else this request asks (frames: ``{"crop": True}`` adds the main face's 48x48 crop;
+        the explainer: ``{"class": i}``, the class to explain), sent to the worker with it."""
         if self._closed:
             raise InferenceError("unavailable", "the server is shutting down")
         if self.state != "ready":
             if self.state == "failed":
                 raise InferenceError("unavailable", "the model could not be loaded; see the server log")
             raise InferenceError("starting", "the model is loading, try again in a moment")
-        req = _Request(next(self._ids), data, client)
+        req = _Request(next(self._ids), data, client, meta)
         self._q.put(req)
         if not req.done.wait(timeout):
             req.cancelled = True  # the dispatcher drops it if it has not sent it yet
@@ -157,7 +172,7 @@ class InferenceClient:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        cmd = [self.python, "-m", "webapp.worker", self.config.to_json()]
+        cmd = [self.python, "-m", "webapp.worker", self.config.to_json()] + (["--explain"] if self.role == "explain" else [])
         beats = heartbeat.Monitor()
         cmd += ["--heartbeat-fd", str(beats.fd)]
         try:
@@ -210,7 +225,7 @@ class InferenceClient:
         self.info = header
         self.state = "ready"
         self._ready.set()
-        log.info("inference worker %s ready (%s members, %.1f s)", self._proc.pid,
+        log.info("%s %s ready (%s members, %.1f s)", "explainer" if self.role == "explain" else "inference worker", self._proc.pid,
                  len(header.get("members", [])), header.get("load_s", 0))
         return True
 
@@ -262,6 +277,8 @@ class InferenceClient:
             head = {"type": "batch", "ids": [r.id for r in batch]}
             if any(r.client is not None for r in batch):  # per-client face tracking in the worker
                 head["clients"] = [r.client for r in batch]
+            if any(r.meta for r in batch):
+                head["meta"] = [r.meta or {} for r in batch]
             wire.write_message(proc.stdin, head, [r.data for r in batch])
             header, _ = wire.read_message(proc.stdout)
             if header.get("type") != "results":
@@ -293,8 +310,10 @@ class InferenceClient:
             if "error" in res:
                 r.fail(InferenceError(res.get("code", "bad_image"), str(res["error"])))
                 continue
-            r.result = {"faces": res.get("faces", []), "width": res.get("width"), "height": res.get("height"),
-                        "batch": len(batch), "views": res.get("views")}
+            r.result = {k: v for k, v in res.items() if k != "id"}
+            if self.role == "frames":
+                r.result.setdefault("faces", [])
+            r.result["batch"] = len(batch)
             r.done.set()
         for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
             r.fail(InferenceError("internal", "no result for this frame"))

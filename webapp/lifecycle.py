@@ -34,8 +34,10 @@ def shutdown(app, timeout: float | None = None) -> float:
     if st.inference is not None:
         # refuses new frames ('unavailable'); the worker answers what it holds, or is killed after timeout
         st.inference.close(timeout)
+    if st.explainer is not None:  # a 'why' in flight gets 'unavailable'
+        st.explainer.close(timeout)
     end = time.monotonic() + 2.0  # the handlers of those frames now send their answers
-    while any(g.in_flight for g in list(st.gates.values())) and time.monotonic() < end:
+    while any(g.in_flight or g.why.in_flight for g in list(st.gates.values())) and time.monotonic() < end:
         time.sleep(0.05)
     sio = app.extensions.get("socketio")
     if sio is not None and getattr(sio, "server", None) is not None:

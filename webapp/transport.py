@@ -27,7 +27,7 @@ import os
 from socketio import packet as sio_packet
 
 log = logging.getLogger("webapp.transport")
-BINARY_EVENTS = {"frame": 1}  # event name -> binary attachments it may carry; any other: none
+BINARY_EVENTS = {"frame": 1, "why": 1}  # event name -> binary attachments it may carry; any other: none
 
 
 class PacketError(ValueError):

@@ -1,6 +1,6 @@
 """The inference worker: the only process of the web app that imports TensorFlow.
 
-    python -m webapp.worker CONFIG_JSON [--heartbeat-fd FD]
+    python -m webapp.worker CONFIG_JSON [--heartbeat-fd FD] [--explain]
         # CONFIG_JSON: a webapp.config.WorkerConfig, as InferenceClient starts it; FD: webapp/heartbeat.py
 
 It loads the ensemble once, warms it up, reports ``ready`` on stdout, then answers batches of frames
@@ -8,6 +8,14 @@ read from stdin (see ``webapp.wire``): every frame is decoded, its faces found a
 faces of the batch go through ONE ensemble call. A frame that cannot be used gets its own error; the
 rest of its batch is answered as usual. Frames live in memory only: nothing is written to disk, and
 log lines (stderr) never carry image data. End of stdin ends the worker.
+
+A frame whose request asks ``{"crop": true}`` (a 'why' request) also gets ``crop``: its main face's
+48x48 grey crop, base64, exactly what the members classified (before the test-time views).
+
+With ``--explain`` it is the explainer instead (fer_core/explain.py): it lowers its own priority
+(``explain_nice``) before loading anything, loads the members in Keras, and answers batches of
+48x48 crops (raw uint8 bytes, ``meta`` ``{"class": i}``) with Grad-CAM maps, base64 uint8 (0..255),
+the ensemble's and each member's.
 """
 from __future__ import annotations
 
@@ -20,13 +28,14 @@ import time
 from webapp.config import WorkerConfig
 
 
-def parse_args(argv=None) -> tuple[WorkerConfig, int]:
+def parse_args(argv=None) -> tuple[WorkerConfig, int, bool]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="the worker's settings as JSON (webapp.config.WorkerConfig)")
     p.add_argument("--heartbeat-fd", type=int, default=-1, help="write a heartbeat byte to this fd (webapp/heartbeat.py)")
+    p.add_argument("--explain", action="store_true", help="be the explainer: Grad-CAM maps of 48x48 crops")
     args = p.parse_args(argv)
     try:
-        return WorkerConfig.from_json(args.config), args.heartbeat_fd
+        return WorkerConfig.from_json(args.config), args.heartbeat_fd, args.explain
     except ValueError as e:
         p.error(str(e))
 
@@ -55,13 +64,15 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None
 
 
 def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None,
-                 prep_pool=None, chunks: int = 4, load_views=None, load_views_from: int = 0) -> list[dict]:
+                 prep_pool=None, chunks: int = 4, load_views=None, load_views_from: int = 0,
+                 metas=None) -> list[dict]:
     """Per-frame results in ``ids`` order: {id, faces, width, height, views} or {id, error}.
 
     Frames are decoded and searched for faces by one thread only (a CascadeClassifier must not be
     shared between threads), then their faces go through the ensemble. ``clients`` (one key per
     frame, or None) with ``trackers`` (fer_core.track.Trackers) follows each client's faces instead
-    of searching anew.
+    of searching anew. ``metas`` (one dict per frame, or None): ``{"crop": true}`` adds the main
+    face's crop to that frame's result.
 
     With ``prep_pool`` (a one-thread executor), the batch is cut into up to ``chunks`` parts, and
     while the ensemble runs on one part's faces, the pool prepares the next part, so that both cores
@@ -80,19 +91,23 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
         return [prepare(frames[k], pred.detector, max_faces, max_pixels,
                         trackers.get(clients[k], now) if clients[k] is not None else None) for k in range(lo, hi)]
 
+    crop = [bool(m and m.get("crop")) for m in metas] if metas and len(metas) == n else [False] * n
     if prep_pool is None or n < 2 or chunks < 2:
-        return _classify(pred, ids, prep(0, n), views)
+        return _classify(pred, ids, prep(0, n), views, crop)
     size = -(-n // chunks)
     parts = [(lo, prep_pool.submit(prep, lo, min(n, lo + size))) for lo in range(0, n, size)]
     out = []
     for lo, fut in parts:
         prepared = fut.result()
-        out += _classify(pred, ids[lo:lo + len(prepared)], prepared, views)
+        out += _classify(pred, ids[lo:lo + len(prepared)], prepared, views, crop[lo:lo + len(prepared)])
     return out
 
 
-def _classify(pred, ids, prepared, views) -> list[dict]:
-    """Results for prepared frames: all their faces through one ensemble call under ``views``."""
+def _classify(pred, ids, prepared, views, crop=None) -> list[dict]:
+    """Results for prepared frames: all their faces through one ensemble call under ``views``.
+    ``crop[k]``: frame k also gets its main face's 48x48 crop (base64 of the uint8 bytes)."""
+    import base64
+
     import numpy as np
 
     out, found = [], []  # found: (index in out, boxes, crops)
@@ -113,12 +128,87 @@ def _classify(pred, ids, prepared, views) -> list[dict]:
         for i, boxes, c in found:
             end = start + len(c)
             out[i]["faces"] = pred.describe(probs[start:end], member_probs[start:end], boxes)
+            if crop is not None and crop[i]:  # faces come largest first: c[0] is the main face
+                out[i]["crop"] = base64.b64encode(np.ascontiguousarray(c[0], dtype=np.uint8).tobytes()).decode()
             start = end
     return out
 
 
+def explain_batch(explainer, ids, crops, metas) -> list[dict]:
+    """Per-crop answers in ``ids`` order: {id, maps: {ensemble, members: {name: map}}} with each map
+    base64 uint8 48x48 (0..255), or {id, error, code} for a request that is not a crop and a class."""
+    import base64
+
+    import numpy as np
+
+    def b64(m):
+        return base64.b64encode(np.round(m * 255).astype(np.uint8).tobytes()).decode()
+
+    out, good = [], []
+    metas = metas if metas and len(metas) == len(ids) else [{}] * len(ids)
+    for k, (rid, data, meta) in enumerate(zip(ids, crops, metas)):
+        cls = (meta or {}).get("class")
+        if len(data) != 48 * 48 or type(cls) is not int or not 0 <= cls < len(explainer.labels):
+            out.append({"id": rid, "error": f"expected 2304 bytes and a class in 0..{len(explainer.labels) - 1}, "
+                                            f"got {len(data)} bytes and {cls!r}", "code": "internal"})
+            continue
+        out.append({"id": rid})
+        good.append((k, np.frombuffer(data, np.uint8).reshape(48, 48), cls))
+    if good:
+        try:
+            ens, members = explainer.explain(np.stack([g[1] for g in good]), np.array([g[2] for g in good]))
+        except Exception as e:  # noqa: BLE001 - the requests fail, the explainer lives on
+            log(f"explanation failed: {type(e).__name__}")  # the type only: a message could quote tensor values
+            for k, _, _ in good:
+                out[k] = {"id": out[k]["id"], "error": "the explanation failed", "code": "internal"}
+            return out
+        for j, (k, _, _) in enumerate(good):
+            out[k]["maps"] = {"ensemble": b64(ens[j]),
+                              "members": {n: b64(members[m, j]) for m, n in enumerate(explainer.member_names)}}
+    return out
+
+
+def serve_explanations(cfg: WorkerConfig, proto_in, proto_out) -> int:
+    """The explainer's life: load the members in Keras (with TensorFlow's threads capped before it
+    starts), report ready, answer batches of crops until stdin closes."""
+    from webapp import wire
+    t0 = time.perf_counter()
+    try:
+        import tensorflow as tf
+        if cfg.tf_threads > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.tf_threads)
+        from fer_core.explain import Explainer
+        explainer = Explainer(cfg.models_dir, tta=cfg.tta)
+        explainer.warm_up()
+    except Exception as e:  # noqa: BLE001 - reported to the web process, which answers 'unavailable'
+        reason = f"{type(e).__name__}: {e}"
+        log(f"cannot load the explainer: {reason}")
+        wire.write_message(proto_out, {"type": "fatal", "reason": reason})
+        return 1
+    load_s = time.perf_counter() - t0
+    log(f"explainer ready: {len(explainer.member_names)} members ({', '.join(explainer.layers)}), "
+        f"nice {os.nice(0)}, in {load_s:.1f} s")
+    wire.write_message(proto_out, {"type": "ready", "labels": explainer.labels, "members": explainer.member_names,
+                                   "layers": explainer.layers, "tta": explainer.tta, "load_s": round(load_s, 2),
+                                   "pid": os.getpid()})
+    while True:
+        try:
+            header, blobs = wire.read_message(proto_in)
+        except wire.WireError:
+            return 0
+        if header.get("type") != "batch":
+            log(f"unknown message type {header.get('type')!r}")
+            continue
+        results = explain_batch(explainer, header.get("ids", []), blobs, header.get("meta"))
+        try:
+            wire.write_message(proto_out, {"type": "results", "results": results})
+        except (BrokenPipeError, OSError):
+            return 0
+
+
 def main(argv=None) -> int:
-    cfg, heartbeat_fd = parse_args(argv)
+    cfg, heartbeat_fd, explaining = parse_args(argv)
     # The protocol owns the real stdout; anything else printing to fd 1 (Python or C code) goes to stderr.
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -127,6 +217,8 @@ def main(argv=None) -> int:
     # process decides when we stop (it answers the frames we hold first, webapp/lifecycle.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if explaining and cfg.explain_nice:  # before any thread starts: TensorFlow's threads inherit it
+        os.nice(cfg.explain_nice)
     if heartbeat_fd >= 0:  # first: loading TensorFlow takes a while, and we are alive meanwhile
         from webapp import heartbeat
         heartbeat.beat(heartbeat_fd)
@@ -137,6 +229,8 @@ def main(argv=None) -> int:
 
     from webapp import wire
 
+    if explaining:
+        return serve_explanations(cfg, proto_in, proto_out)
     t0 = time.perf_counter()
     try:
         if cfg.tf_threads > 0:  # before TensorFlow's runtime starts, i.e. before any model is built
@@ -180,7 +274,7 @@ def main(argv=None) -> int:
             continue
         ids = header.get("ids", [])
         results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels, header.get("clients"), trackers,
-                               prep_pool, cfg.prep_chunks, cfg.load_views, cfg.load_views_from)
+                               prep_pool, cfg.prep_chunks, cfg.load_views, cfg.load_views_from, header.get("meta"))
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):
