@@ -16,18 +16,10 @@
   function total(row) { return row.counts.reduce(function (a, b) { return a + b; }, 0); }
 
   function draw(canvas, cls) {
-    var dpr = window.devicePixelRatio || 1;
-    var W = canvas.clientWidth, H = canvas.clientHeight;
-    if (!W || !H) return [];
-    if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
-      canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
-    }
-    var ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, W, H);
-    var css = getComputedStyle(canvas);
-    var muted = css.getPropertyValue('--muted').trim() || '#888', line = css.getPropertyValue('--line').trim() || '#ddd';
-    var x0 = PAD.left, x1 = W - PAD.right, y0 = PAD.top, y1 = H - PAD.bottom;
+    var box = window.FerCanvas.setup(canvas, PAD);  // static/canvas.js
+    if (!box) return [];
+    var ctx = box.ctx, H = box.H, muted = box.muted, line = box.line;
+    var x0 = box.x0, x1 = box.x1, y0 = box.y0, y1 = box.y1;
     var n = cls.timeline.length, span = n * cls.bucket_s;
     // the y axis counts clients: its top is the busiest period's (at least 1), rounded up to even
     var top = Math.max(1, Math.max.apply(null, cls.timeline.map(function (r) { return total(r) + r.no_face; })));

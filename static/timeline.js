@@ -62,18 +62,10 @@
     var c = this.canvas;
     if (now === undefined) now = this.lastNow === null ? performance.now() : this.lastNow;
     this.lastNow = now;
-    var dpr = window.devicePixelRatio || 1;
-    var W = c.clientWidth, H = c.clientHeight;
-    if (!W || !H) return;
-    if (c.width !== Math.round(W * dpr) || c.height !== Math.round(H * dpr)) {
-      c.width = Math.round(W * dpr); c.height = Math.round(H * dpr);
-    }
-    var ctx = c.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, W, H);
-    var css = getComputedStyle(c);
-    var muted = css.getPropertyValue('--muted').trim() || '#888', line = css.getPropertyValue('--line').trim() || '#ddd';
-    var x0 = PAD.left, x1 = W - PAD.right, y0 = PAD.top, y1 = H - PAD.bottom;
+    var box = window.FerCanvas.setup(c, PAD);  // static/canvas.js
+    if (!box) return;
+    var ctx = box.ctx, H = box.H, muted = box.muted, line = box.line;
+    var x0 = box.x0, x1 = box.x1, y0 = box.y0, y1 = box.y1;
     var pw = x1 - x0, ph = y1 - y0;
     var X = function (t) { return x1 - (now - t) / WINDOW_MS * pw; };
     var Y = function (p) { return y1 - p * ph; };

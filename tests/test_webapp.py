@@ -59,7 +59,7 @@ def test_index_page(app):
     assert "processed in memory and never stored" in html
     assert not re.search(r"https?://", html), "the page must not load anything from elsewhere"
     assert '/static/vendor/socket.io.min.js' in html and '/static/app.js' in html
-    assert '/static/icons.js' in html and '/static/timeline.js' in html
+    assert '/static/icons.js' in html and '/static/timeline.js' in html and '/static/canvas.js' in html
     assert '<canvas id="timeline"' in html and 'id="csv"' in html
     # the icons are drawn, not typed: no emoji in the page (Debian's Chromium lacks some of them)
     assert not re.search("[\U0001F300-\U0001FAFF]", html)
@@ -72,7 +72,7 @@ def test_page_assets_are_local(app):
     "http://localhost" in its secure-context message; icons.js names the SVG namespace, an
     identifier that is never fetched)."""
     c = app.test_client()
-    for path in ("/static/app.js", "/static/style.css", "/static/admin.js", "/static/icons.js", "/static/timeline.js"):
+    for path in ("/static/app.js", "/static/style.css", "/static/admin.js", "/static/icons.js", "/static/timeline.js", "/static/canvas.js"):
         r = c.get(path)
         assert r.status_code == 200, path
         text = r.get_data(as_text=True).replace("'http://www.w3.org/2000/svg'", "''")
