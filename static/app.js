@@ -17,7 +17,7 @@
   var st = {
     maxFps: parseFloat(document.body.dataset.maxFps) || 15,
     running: true, camera: false, inFlight: false, sentAt: 0, lastSend: 0,
-    timer: null, watchdog: null, labels: null, fps: null, bars: {}, history: [], answers: [], last: null
+    timer: null, watchdog: null, labels: null, views: null, fps: null, bars: {}, history: [], answers: [], last: null
   };
 
   function cap(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
@@ -142,6 +142,7 @@
   socket.on('hello', function (h) {
     if (h && h.max_fps) st.maxFps = h.max_fps;
     if (h && h.labels) buildBars(h.labels);
+    if (h && h.views) st.views = h.views;
     if (h) whySetup(h.why_interval);
   });
   socket.on('result', function (r) {
@@ -153,11 +154,14 @@
     status(busyNote(r));
     schedule(0);
   });
-  // A saturated shared server answers every client in turn, each at a lower rate: say so, with the rate.
+  // A saturated shared server answers every client in turn, each at a lower rate: say so, with the
+  // rate, and when a full batch got fewer test-time views than the ensemble's own (config load_views).
   function busyNote(r) {
-    if (st.fps === null || !(r.batch > 1) || st.fps >= 0.5 * 0.9 * st.maxFps) return '';
+    var lighter = r.views && st.views && r.views !== st.views;
+    var views = lighter ? ' Faces are read in one view (' + r.views + ', not ' + st.views + ') while a class waits.' : '';
+    if (st.fps === null || !(r.batch > 1) || st.fps >= 0.5 * 0.9 * st.maxFps) return views.trim();
     return 'Shared server busy: ' + st.fps.toFixed(1) + ' frames/s for you (' + r.batch +
-      ' frames per batch); results keep coming at this rate.';
+      ' frames per batch); results keep coming at this rate.' + views;
   }
   socket.on('error', function (e) {
     settle();

@@ -82,7 +82,7 @@ def test_hello_carries_limits_and_labels(app):
     info = hello["args"][0]
     assert info["max_fps"] == 30 and info["max_frame_bytes"] == 1_000_000
     assert info["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    assert info["members"] == ["vgg_q", "resnet_q"]
+    assert info["members"] == ["vgg_q", "resnet_q"] and info["views"] == "flip"  # ensemble.json: true
     c.disconnect()
 
 

@@ -185,6 +185,7 @@ def on_connect(auth=None):
     info = st.inference.info if st.inference is not None else None
     emit("hello", {"max_fps": st.config.max_fps, "max_frame_bytes": st.config.max_frame_bytes,
                    "labels": (info or {}).get("labels"), "members": (info or {}).get("members"),
+                   "views": (info or {}).get("tta"),
                    "why_interval": st.config.why_interval if st.explainer is not None else None},
          ignore_queue=True)
 
