@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
-# BlazeFace's box (eyebrows to mouth) -> the Haar cascade's framing, which crop_face's margin was set
-# for: on the two shipped upright faces (astronaut, grace_hopper) Haar's side is 0.95 and 1.19 x
-# BlazeFace's, and its centre 4.7 and 4.3 % of the side higher (towards the forehead)
-BOX_SCALE = 1.07
-BOX_RAISE = 0.045
+# BlazeFace's box (eyebrows to mouth, after its levelled second look) -> the Haar cascade's framing,
+# which crop_face's margin was set for: on the two shipped upright faces (astronaut, grace_hopper; as
+# shipped and at 320 px) Haar's side is 0.93-1.11 x BlazeFace's (mean 1.02), and its centre 4.8-6.4 %
+# of the side higher (mean 5.8 %), towards the forehead
+BOX_SCALE = 1.02
+BOX_RAISE = 0.058
 
 
 class ImageError(ValueError):
@@ -167,6 +168,7 @@ class FaceDetector:
 
 # -- BlazeFace (MediaPipe's full-range face detector, served by default: docs/benchmarks.md) --
 DETECTORS = ("blazeface", "haar")
+DEFAULT_DETECTOR = "blazeface"  # finds heads rolled 30 degrees where Haar finds none, at Haar's cost (docs/benchmarks.md)
 BLAZEFACE_PATH = Path(__file__).resolve().parent.parent / "models" / "detector" / "blazeface_full_range_sparse.tflite"
 BLAZEFACE_SHA256 = "671dd2f9ed11a78436fc21cc42357a803dfc6f73e9fb86541be942d5716c2dce"  # models/detector/README.md
 
@@ -250,21 +252,29 @@ class BlazeFaceDetector:
     channels (the server decodes grey; docs/benchmarks.md measures that it finds the same faces).
     ``box_scale`` and ``box_raise`` map BlazeFace's box (eyebrows to mouth) to the Haar cascade's
     framing (``BOX_SCALE``), so that ``crop_face``'s margin frames the face as FER2013 does.
+    Each face is looked at twice: once in the frame, once in a patch turned so that its eyes are
+    level (``level_context``; 0: once), where its box and eyes are an upright face's, so that the
+    crop of a rolled head matches the upright one.
     ``min_size`` is a fraction of the frame's shorter side, as for ``FaceDetector``. Not
     thread-safe: one interpreter, one thread (the worker's preparing thread)."""
 
     def __init__(self, path=BLAZEFACE_PATH, threads: int = 1, min_score: float = 0.5, nms_iou: float = 0.3,
-                 box_scale: float = BOX_SCALE, box_raise: float = BOX_RAISE, min_size: float = 0.14, sha256: str | None = BLAZEFACE_SHA256):
+                 box_scale: float = BOX_SCALE, box_raise: float = BOX_RAISE, min_size: float = 0.14, level_context: float = 4.0, sha256: str | None = BLAZEFACE_SHA256):
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
         if not 0 < min_score < 1 or not 0 < nms_iou < 1:
             raise ValueError(f"need 0 < min_score < 1 and 0 < nms_iou < 1, got {min_score!r}, {nms_iou!r}")
+        if level_context and level_context < 1.5:
+            raise ValueError(f"level_context must be 0 (no second look) or >= 1.5, got {level_context!r}")
         if box_scale <= 0 or not 0 <= min_size < 1:
             raise ValueError(f"need box_scale > 0 and 0 <= min_size < 1, got {box_scale!r}, {min_size!r}")
         from ai_edge_litert.interpreter import Interpreter
         self.path, self.threads = Path(path), threads
         self.min_score, self.nms_iou, self.min_size = min_score, nms_iou, min_size
         self.box_scale, self.box_raise = box_scale, box_raise
+        # the second, levelled look (_level) sees 4 x the face's side: at 2-3 x the box came out 7-13 %
+        # larger than in the whole frame, and the crops of rolled faces matched the upright one less
+        self.level_context = level_context
         self._it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
         self._it.allocate_tensors()
         inp = self._it.get_input_details()[0]
@@ -295,7 +305,7 @@ class BlazeFaceDetector:
         return (canvas.astype(np.float32) / 127.5 - 1)[None], scale, px, py
 
     def _run(self, img: np.ndarray) -> list[Face]:
-        """Faces in ``img`` (grey, or BGR), unfiltered by size, best score first."""
+        """One model call: faces in ``img`` (grey, or BGR), unfiltered by size, best score first."""
         x, scale, px, py = self._letterbox(img)
         self._it.set_tensor(self._in, x)
         self._it.invoke()
@@ -319,6 +329,35 @@ class BlazeFaceDetector:
             faces.append(Face((bx, by, bw, bh), eyes[0], eyes[1], score))
         return faces
 
+    def _level(self, img: np.ndarray, face: Face) -> Face:
+        """``face`` found again in a patch of ``level_context`` x its side, turned about its centre
+        so that its eyes are level: on a rolled head the first call's box and eyes wander (the crop
+        correlates 0.56-0.84 with the upright one at +-30 degrees), on the levelled patch they are
+        an upright face's (0.86-0.98; docs/benchmarks.md). The face keeps its place if the patch
+        shows none near its centre."""
+        x, y, w, h = face.box
+        cx, cy, s = x + w / 2, y + h / 2, max(8, int(round(self.level_context * max(w, h))))
+        m = cv2.getRotationMatrix2D((cx, cy), face.roll, 1.0)
+        m[:, 2] += (s / 2 - cx, s / 2 - cy)
+        patch = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        near = [f for f in self._run(patch)
+                if np.hypot(f.box[0] + f.box[2] / 2 - s / 2, f.box[1] + f.box[3] / 2 - s / 2) < max(w, h) / 2]
+        if not near:
+            return face
+        f = min(near, key=lambda f: np.hypot(f.box[0] + f.box[2] / 2 - s / 2, f.box[1] + f.box[3] / 2 - s / 2))
+        inv = cv2.invertAffineTransform(m)
+        back = lambda p: tuple(float(v) for v in inv @ (p[0], p[1], 1.0))  # noqa: E731 - patch -> frame px
+        (fx, fy), side = back((f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)), max(f.box[2], f.box[3])
+        H, W = img.shape[:2]
+        bx, by = max(0, round(fx - side / 2)), max(0, round(fy - side / 2))
+        return Face((bx, by, min(W - bx, round(side)), min(H - by, round(side))),
+                    back(f.left_eye), back(f.right_eye), f.score)
+
+    def _find(self, img: np.ndarray) -> list[Face]:
+        """Every face in ``img``, each found again levelled where ``level_context`` says so."""
+        faces = self._run(img)
+        return [self._level(img, f) for f in faces] if self.level_context else faces
+
     @staticmethod
     def _check(img) -> np.ndarray:
         img = np.asarray(img)
@@ -332,7 +371,7 @@ class BlazeFaceDetector:
         """Faces of at least ``min_size`` in a grey (or BGR) frame, largest first."""
         img = self._check(img)
         smallest = self.min_size * min(img.shape[:2])
-        faces = [f for f in self._run(img) if max(f.box[2], f.box[3]) >= smallest]
+        faces = [f for f in self._find(img) if max(f.box[2], f.box[3]) >= smallest]
         return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
 
     def detect(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -360,14 +399,15 @@ class BlazeFaceDetector:
             bx, by, bw, bh = f.box
             if side / size_range <= max(bw, bh) <= side * size_range:
                 shift = lambda p: (p[0] + x0, p[1] + y0)  # noqa: E731
-                out.append(Face((bx + x0, by + y0, bw, bh), shift(f.left_eye), shift(f.right_eye), f.score))
+                f = Face((bx + x0, by + y0, bw, bh), shift(f.left_eye), shift(f.right_eye), f.score)
+                out.append(self._level(img, f) if self.level_context else f)
         return sorted(out, key=lambda f: -f.box[2] * f.box[3])
 
     def detect_near(self, img: np.ndarray, box, search: float = 0.5, size_range: float = 1.5):
         return [f.box for f in self.detect_near_faces(img, box, search, size_range)]
 
 
-def make_detector(name: str = "blazeface", threads: int = 1):
+def make_detector(name: str = DEFAULT_DETECTOR, threads: int = 1):
     """The face detector called ``name`` (``DETECTORS``); ``threads``: BlazeFace's LiteRT threads."""
     if name == "blazeface":
         return BlazeFaceDetector(threads=threads)
