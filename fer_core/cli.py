@@ -85,7 +85,7 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from .predict import Predictor
 
-    pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
+    pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None, detector=args.detector)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -163,6 +163,8 @@ def main(argv=None) -> int:
                    'gets {"path", "error"} instead of "faces" (exit status 1)')
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
+    r.add_argument("--detector", choices=("blazeface", "haar"),
+                   help="face detector (default: blazeface, as the server; haar: OpenCV's cascade, upright faces only)")
     r.set_defaults(fn=_predict)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
     _data_option(k)

@@ -10,10 +10,14 @@ sizes of a small region: ``FaceDetector.detect_near``). The whole frame is searc
 
 The tracker itself is plain numpy: the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
-``FaceDetector.detect`` returns them.
+``FaceDetector.detect`` returns them. The searches may instead return detections that carry their
+box as ``.box`` (``fer_core.faces.Face``, with the eyes): ``update`` still returns boxes, and
+``current_faces`` gives each face's latest detection on its held box (the crop is levelled on
+this frame's eyes even while the box stands still).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -31,6 +35,11 @@ def iou(a, b) -> float:
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     return inter / union if union > 0 else 0.0
+
+
+def box_of(d) -> tuple:
+    """A detection's (x, y, w, h): its ``.box`` (fer_core.faces.Face), or the detection itself."""
+    return tuple(getattr(d, "box", d))
 
 
 def _match(prev: Sequence, found: Sequence, min_iou: float) -> list[tuple[int, int]]:
@@ -66,6 +75,7 @@ class FaceTracker:
         self.detect, self.detect_near = detect, detect_near
         self.redetect_every, self.hold_iou, self.min_iou = redetect_every, hold_iou, min_iou
         self.boxes: list[tuple] = []
+        self.found: list = []               # each box's latest detection (a box, or a Face with eyes)
         self.since_full = 0                 # frames since the last full search
         self.full_searches = self.near_searches = self.frames = 0
 
@@ -74,11 +84,13 @@ class FaceTracker:
 
     def _full(self, frame) -> None:
         found = list(self.detect(frame))
+        boxes = [box_of(f) for f in found]
         self.full_searches += 1
         self.since_full = 0
-        pairs = dict((j, i) for i, j in _match(self.boxes, found, self.min_iou))
+        pairs = dict((j, i) for i, j in _match(self.boxes, boxes, self.min_iou))
         # what the whole-frame search finds is the truth; known faces that stayed put keep their box
-        self.boxes = [self._follow(self.boxes[pairs[j]], f) if j in pairs else tuple(f) for j, f in enumerate(found)]
+        self.boxes = [self._follow(self.boxes[pairs[j]], f) if j in pairs else f for j, f in enumerate(boxes)]
+        self.found = found
 
     def update(self, frame) -> list[Box]:
         self.frames += 1
@@ -90,22 +102,34 @@ class FaceTracker:
             for b in self.boxes:
                 self.near_searches += 1
                 found = list(self.detect_near(frame, b))
-                best = max(found, key=lambda f: iou(b, f), default=None)
-                if best is None or iou(b, best) < self.min_iou:
+                best = max(found, key=lambda f: iou(b, box_of(f)), default=None)
+                if best is None or iou(b, box_of(best)) < self.min_iou:
                     self._full(frame)  # lost near its last place: look everywhere, in this same frame
                     break
-                kept.append(self._follow(b, best))
+                kept.append((self._follow(b, box_of(best)), best))
             else:
                 # two boxes that followed onto the same face become one (the larger, found first)
-                self.boxes = []
-                for b in sorted(kept, key=lambda b: -b[2] * b[3]):
+                self.boxes, self.found = [], []
+                for b, f in sorted(kept, key=lambda k: -k[0][2] * k[0][3]):
                     if all(iou(b, o) < 0.5 for o in self.boxes):
                         self.boxes.append(b)
+                        self.found.append(f)
         return self.current()
 
+    def _order(self) -> list[int]:
+        return sorted(range(len(self.boxes)), key=lambda i: -self.boxes[i][2] * self.boxes[i][3])
+
     def current(self) -> list[Box]:
-        out = [tuple(int(round(v)) for v in b) for b in self.boxes]
-        return sorted(out, key=lambda b: -b[2] * b[3])
+        return [tuple(int(round(v)) for v in self.boxes[i]) for i in self._order()]
+
+    def current_faces(self) -> list:
+        """``current()``'s order: each face's latest detection, a ``Face`` moved onto its held
+        (rounded) box with this frame's eyes, or the held box where the searches return boxes."""
+        out = []
+        for i in self._order():
+            box, f = tuple(int(round(v)) for v in self.boxes[i]), self.found[i]
+            out.append(dataclasses.replace(f, box=box) if dataclasses.is_dataclass(f) and hasattr(f, "box") else box)
+        return out
 
 
 class Trackers:

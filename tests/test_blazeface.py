@@ -203,3 +203,41 @@ def test_a_rolled_faces_levelled_crop_is_the_upright_one(bf, shipped, name, angl
     assert probs[0].argmax() == probs[1].argmax()
     _, crops = find_faces(rolled, bf)
     np.testing.assert_array_equal(crops[0], levelled)  # find_faces levels too
+
+
+# -- served ------------------------------------------------------------------------------------------
+
+def test_the_worker_levels_tracked_faces(tiny_models):
+    """The worker's batch step with BlazeFace and per-client trackers built as the worker builds them
+    (Faces, not boxes): a rolled head gets the levelled crop's answer at the full search and while
+    it is followed by near searches."""
+    from fer_core.faces import decode_image
+    from fer_core.predict import Predictor
+    from fer_core.track import FaceTracker, Trackers
+    from webapp.worker import handle_batch
+
+    p = Predictor(tiny_models, detector="blazeface")
+    assert isinstance(p.detector, BlazeFaceDetector) and Predictor(tiny_models, detector="haar").detector.__class__.__name__ == "FaceDetector"
+    gray = cv2.resize(PHOTOS["astronaut"], (320, 320), interpolation=cv2.INTER_AREA)
+    up, = p.detector.detect_faces(gray)
+    rolled, _ = _rolled(gray, tuple(_centre(up.box)), 30)
+    jpeg = cv2.imencode(".jpg", rolled, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    boxes, crops = find_faces(decode_image(jpeg, grey=True), p.detector)
+    want = p.predict_faces(crops)[0][0]
+    det = p.detector
+    made, seen = [], []
+    ts = Trackers(lambda: made.append(FaceTracker(det.detect_faces, det.detect_near_faces)) or made[-1])
+    real = p.predict_faces
+    p.predict_faces = lambda c, views=None: seen.append(c[0]) or real(c, views)
+    unlevelled = crop_face(decode_image(jpeg, grey=True), boxes[0])
+    for _ in range(3):
+        out, = handle_batch(p, [1], [jpeg], 8, 2_100_000, clients=["a"], trackers=ts)
+        assert len(out["faces"]) == 1
+        np.testing.assert_allclose(list(out["faces"][0]["probabilities"].values()), want, atol=0.05)
+    corr = lambda a, b: np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1]  # noqa: E731
+    np.testing.assert_array_equal(seen[0], crops[0])  # the full search: find_faces' levelled crop
+    for c in seen[1:]:                                # followed: levelled on each frame's eyes
+        assert corr(c, crops[0]) > 0.85 and corr(c, crops[0]) > corr(unlevelled, crops[0]) + 0.3, \
+            (corr(c, crops[0]), corr(unlevelled, crops[0]))
+    assert (made[0].full_searches, made[0].near_searches) == (1, 2)
+    assert out["faces"][0]["box"] == list(boxes[0])
