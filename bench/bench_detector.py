@@ -1,6 +1,6 @@
 """Which face detector for tilted heads: Haar against BlazeFace, on rotated shipped photos.
 
-    python bench/bench_detector.py [--reps 3] [--no-accuracy] [--faces 1000] [--data fer2013.csv.gz]
+    python bench/bench_detector.py [--reps 3] [--no-accuracy | --only-accuracy] [--faces 1000] [--data fer2013.csv.gz]
 
 Served detectors: the Haar cascade and BlazeFace full range as ``fer_core.faces.BlazeFaceDetector``
 runs it (models/detector/, LiteRT, grey frames, two looks per face), with variants: colour frames,
@@ -221,6 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="timing passes over the test set")
     ap.add_argument("--data", help="FER2013 for the accuracy at each roll (default: $FER2013_PATH)")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--only-accuracy", action="store_true", help="skip the detectors' table (each part fits 3 minutes)")
     ap.add_argument("--faces", type=int, default=0, help="PrivateTest faces for the accuracy (the first N; 0: all)")
     args = ap.parse_args(argv)
     import cv2
@@ -228,47 +229,48 @@ def main(argv=None) -> int:
     from bench_detect import SAMPLES, bgr as to_bgr
     from skimage import data as skdata
 
-    frames = test_set()
-    decoded = [cv2.imdecode(np.frombuffer(f[4], np.uint8), cv2.IMREAD_COLOR) for f in frames]
-    dets = detectors()
-    others = []
-    for n in SAMPLES:
-        try:
-            im = to_bgr(getattr(skdata, n)())
-        except Exception:  # noqa: BLE001 - a sample that needs a download
-            continue
-        others.append(cv2.resize(im, (320, round(im.shape[0] * 320 / im.shape[1])), interpolation=cv2.INTER_AREA))
-    rows = {}
-    for name, fn in dets.items():
-        hits = {}
-        for (base, roll, size, light, _, truth), img in zip(frames, decoded):
-            ok = found(fn(img), truth)
-            for key in (("roll", roll), ("light", light), ("size", size), ("all", "all")):
-                hits.setdefault(key, []).append(ok)
-        times = []
-        for _ in range(args.reps):
-            for img in decoded:
-                t, c = time.perf_counter(), time.process_time()
-                fn(img)
-                times.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
-        false = sum(len(fn(im)) for im in others)
-        rows[name] = (hits, times, false)
-    print(f"\n**Detectors on tilted faces** · {platform.machine()}, {os.cpu_count()} cores · OpenCV {cv2.__version__} · "
-          f"`python bench/bench_detector.py {' '.join(sys.argv[1:])}`\n")
-    print(f"{len(frames)} frames (2 faces x {len(ROLLS)} rolls x {len(SIZES)} sizes x {len(LIGHTS)} lights); "
-          f"faces found, %:\n")
-    print("| detector | " + " | ".join(f"roll {r:+d}°" for r in ROLLS) + " | " + " | ".join(LIGHTS) +
-          " | all | detections in " + f"{len(others)} other pictures | ms per frame, wall / CPU |")
-    print("|---|" + "---|" * (len(ROLLS) + len(LIGHTS) + 3))
-    for name, (hits, times, false) in rows.items():
-        pc = lambda k: f"{100 * np.mean(hits[k]):.0f}"  # noqa: E731
-        print(f"| {name} | " + " | ".join(pc(("roll", r)) for r in ROLLS) + " | " +
-              " | ".join(pc(("light", l)) for l in LIGHTS) + f" | {pc(('all', 'all'))} | {false} | "
-              f"{statistics.median(t for t, _ in times):.1f} / {statistics.median(c for _, c in times):.1f} |")
+    if not args.only_accuracy:
+        frames = test_set()
+        decoded = [cv2.imdecode(np.frombuffer(f[4], np.uint8), cv2.IMREAD_COLOR) for f in frames]
+        dets = detectors()
+        others = []
+        for n in SAMPLES:
+            try:
+                im = to_bgr(getattr(skdata, n)())
+            except Exception:  # noqa: BLE001 - a sample that needs a download
+                continue
+            others.append(cv2.resize(im, (320, round(im.shape[0] * 320 / im.shape[1])), interpolation=cv2.INTER_AREA))
+        rows = {}
+        for name, fn in dets.items():
+            hits = {}
+            for (base, roll, size, light, _, truth), img in zip(frames, decoded):
+                ok = found(fn(img), truth)
+                for key in (("roll", roll), ("light", light), ("size", size), ("all", "all")):
+                    hits.setdefault(key, []).append(ok)
+            times = []
+            for _ in range(args.reps):
+                for img in decoded:
+                    t, c = time.perf_counter(), time.process_time()
+                    fn(img)
+                    times.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
+            false = sum(len(fn(im)) for im in others)
+            rows[name] = (hits, times, false)
+        print(f"\n**Detectors on tilted faces** · {platform.machine()}, {os.cpu_count()} cores · OpenCV {cv2.__version__} · "
+              f"`python bench/bench_detector.py {' '.join(sys.argv[1:])}`\n")
+        print(f"{len(frames)} frames (2 faces x {len(ROLLS)} rolls x {len(SIZES)} sizes x {len(LIGHTS)} lights); "
+              f"faces found, %:\n")
+        print("| detector | " + " | ".join(f"roll {r:+d}°" for r in ROLLS) + " | " + " | ".join(LIGHTS) +
+              " | all | detections in " + f"{len(others)} other pictures | ms per frame, wall / CPU |")
+        print("|---|" + "---|" * (len(ROLLS) + len(LIGHTS) + 3))
+        for name, (hits, times, false) in rows.items():
+            pc = lambda k: f"{100 * np.mean(hits[k]):.0f}"  # noqa: E731
+            print(f"| {name} | " + " | ".join(pc(("roll", r)) for r in ROLLS) + " | " +
+                  " | ".join(pc(("light", l)) for l in LIGHTS) + f" | {pc(('all', 'all'))} | {false} | "
+                  f"{statistics.median(t for t, _ in times):.1f} / {statistics.median(c for _, c in times):.1f} |")
     if not args.no_accuracy:
         acc, pred, n = roll_accuracy(args.data, n_faces=args.faces)
         print(f"\nThe served ensemble ({pred.runtime} {pred.precision}, views {pred.tta}) on {n} PrivateTest faces, "
-              f"7 classes, %:\n")
+              f"7 classes, % · `python bench/bench_detector.py {' '.join(sys.argv[1:])}`:\n")
         print("| roll | rolled in its 48x48 crop | same, rotated back by the known angle | BlazeFace found | "
               "cropped from its box | **levelled on its eyes** | one look: found | one look: levelled |")
         print("|---|---|---|---|---|---|---|---|")
