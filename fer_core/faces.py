@@ -163,7 +163,8 @@ class FaceDetector:
         return [Face(b) for b in self.detect(gray)]
 
     def detect_near_faces(self, gray: np.ndarray, box, **kw) -> list["Face"]:
-        return [Face(b) for b in self.detect_near(gray, box, **kw)]
+        """``detect_near`` as Faces; ``box`` may be a Face (the tracker passes the last one)."""
+        return [Face(b) for b in self.detect_near(gray, getattr(box, "box", box), **kw)]
 
 
 # -- BlazeFace (MediaPipe's full-range face detector, served by default: docs/benchmarks.md) --
@@ -329,29 +330,36 @@ class BlazeFaceDetector:
             faces.append(Face((bx, by, bw, bh), eyes[0], eyes[1], score))
         return faces
 
+    def _look(self, img: np.ndarray, cx: float, cy: float, side: float, roll: float) -> list[Face]:
+        """One model call on a square patch of ``side`` pixels about (cx, cy), turned by ``roll``
+        degrees so that a head rolled that much stands upright in it: its faces in frame pixels."""
+        s = max(8, int(round(side)))
+        m = cv2.getRotationMatrix2D((cx, cy), roll, 1.0)
+        m[:, 2] += (s / 2 - cx, s / 2 - cy)
+        patch = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        inv = cv2.invertAffineTransform(m)
+        back = lambda p: tuple(float(v) for v in inv @ (p[0], p[1], 1.0))  # noqa: E731 - patch -> frame px
+        H, W = img.shape[:2]
+        out = []
+        for f in self._run(patch):
+            (fx, fy), fs = back((f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)), max(f.box[2], f.box[3])
+            bx, by = max(0, round(fx - fs / 2)), max(0, round(fy - fs / 2))
+            bw, bh = min(W - bx, round(fs)), min(H - by, round(fs))
+            if bw >= 1 and bh >= 1:
+                out.append(Face((bx, by, bw, bh), back(f.left_eye), back(f.right_eye), f.score))
+        return out
+
     def _level(self, img: np.ndarray, face: Face) -> Face:
         """``face`` found again in a patch of ``level_context`` x its side, turned about its centre
         so that its eyes are level: on a rolled head the first call's box and eyes wander (the crop
         correlates 0.56-0.84 with the upright one at +-30 degrees), on the levelled patch they are
-        an upright face's (0.86-0.98; docs/benchmarks.md). The face keeps its place if the patch
-        shows none near its centre."""
+        an upright face's (0.86-0.98). The face keeps its place if the patch shows none near its
+        centre."""
         x, y, w, h = face.box
-        cx, cy, s = x + w / 2, y + h / 2, max(8, int(round(self.level_context * max(w, h))))
-        m = cv2.getRotationMatrix2D((cx, cy), face.roll, 1.0)
-        m[:, 2] += (s / 2 - cx, s / 2 - cy)
-        patch = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        near = [f for f in self._run(patch)
-                if np.hypot(f.box[0] + f.box[2] / 2 - s / 2, f.box[1] + f.box[3] / 2 - s / 2) < max(w, h) / 2]
-        if not near:
-            return face
-        f = min(near, key=lambda f: np.hypot(f.box[0] + f.box[2] / 2 - s / 2, f.box[1] + f.box[3] / 2 - s / 2))
-        inv = cv2.invertAffineTransform(m)
-        back = lambda p: tuple(float(v) for v in inv @ (p[0], p[1], 1.0))  # noqa: E731 - patch -> frame px
-        (fx, fy), side = back((f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)), max(f.box[2], f.box[3])
-        H, W = img.shape[:2]
-        bx, by = max(0, round(fx - side / 2)), max(0, round(fy - side / 2))
-        return Face((bx, by, min(W - bx, round(side)), min(H - by, round(side))),
-                    back(f.left_eye), back(f.right_eye), f.score)
+        cx, cy, side = x + w / 2, y + h / 2, max(w, h)
+        dist = lambda f: np.hypot(f.box[0] + f.box[2] / 2 - cx, f.box[1] + f.box[3] / 2 - cy)  # noqa: E731
+        near = [f for f in self._look(img, cx, cy, self.level_context * side, face.roll) if dist(f) < side / 2]
+        return min(near, key=dist) if near else face
 
     def _find(self, img: np.ndarray) -> list[Face]:
         """Every face in ``img``, each found again levelled where ``level_context`` says so."""
@@ -379,28 +387,28 @@ class BlazeFaceDetector:
         return [f.box for f in self.detect_faces(img)]
 
     def detect_near_faces(self, img: np.ndarray, box, search: float = 0.5, size_range: float = 1.5) -> list[Face]:
-        """Faces in ``box`` enlarged by ``search`` x its side on each edge, of sides within
-        ``size_range`` x the box's: the model sees the region, where a small face is larger than in
-        the whole frame (one model call either way)."""
+        """Faces whose centre lies in ``box`` enlarged by ``search`` x its side on each edge, of
+        sides within ``size_range`` x the box's. ``box`` may be the face's last ``Face`` (the
+        tracker passes it): the region is then turned by its roll, so that one model call sees
+        the head upright, as the second look of ``detect_faces`` does (same patch size, same
+        framing), where a plain box costs that look too."""
         if search < 0 or size_range < 1:
             raise ValueError(f"need search >= 0 and size_range >= 1, got {search!r}, {size_range!r}")
         img = self._check(img)
-        H, W = img.shape[:2]
-        x, y, w, h = (float(v) for v in box)
+        last = box if isinstance(box, Face) else None
+        x, y, w, h = (float(v) for v in (last.box if last else box))
         side = max(w, h)
         if side < 1:
             raise ValueError(f"box must have a positive size, got {box!r}")
-        x0, y0 = max(0, int(x - search * side)), max(0, int(y - search * side))
-        x1, y1 = min(W, int(np.ceil(x + w + search * side))), min(H, int(np.ceil(y + h + search * side)))
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return []
+        cx, cy, reach = x + w / 2, y + h / 2, (0.5 + search) * side
+        roll = last.roll if last else 0.0
+        patch = max(self.level_context, 1 + 2 * search) * side
         out = []
-        for f in self._run(img[y0:y1, x0:x1]):
-            bx, by, bw, bh = f.box
-            if side / size_range <= max(bw, bh) <= side * size_range:
-                shift = lambda p: (p[0] + x0, p[1] + y0)  # noqa: E731
-                f = Face((bx + x0, by + y0, bw, bh), shift(f.left_eye), shift(f.right_eye), f.score)
-                out.append(self._level(img, f) if self.level_context else f)
+        for f in self._look(img, cx, cy, patch, roll):
+            fx, fy = f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2
+            if abs(fx - cx) <= reach and abs(fy - cy) <= reach and side / size_range <= max(f.box[2], f.box[3]) <= side * size_range:
+                # without a known roll, the face gets its levelled look like a whole-frame find
+                out.append(f if last or not self.level_context else self._level(img, f))
         return sorted(out, key=lambda f: -f.box[2] * f.box[3])
 
     def detect_near(self, img: np.ndarray, box, search: float = 0.5, size_range: float = 1.5):

@@ -100,9 +100,10 @@ class FaceTracker:
         else:
             self.since_full += 1
             kept = []
-            for b in self.boxes:
+            for b, last in zip(self.boxes, self.found):
                 self.near_searches += 1
-                found = list(self.detect_near(frame, b))
+                # a detection with eyes is passed whole, on its held box: BlazeFace turns the region by its roll
+                found = list(self.detect_near(frame, self._held(b, last)))
                 best = max(found, key=lambda f: iou(b, box_of(f)), default=None)
                 if best is None or iou(b, box_of(best)) < self.min_iou:
                     self._full(frame)  # lost near its last place: look everywhere, in this same frame
@@ -117,6 +118,13 @@ class FaceTracker:
                         self.found.append(f)
         return self.current()
 
+    @staticmethod
+    def _held(box, detection):
+        """``detection`` moved onto the held ``box`` (a Face), or the box itself (plain boxes)."""
+        if dataclasses.is_dataclass(detection) and hasattr(detection, "box"):
+            return dataclasses.replace(detection, box=tuple(box))
+        return box
+
     def _order(self) -> list[int]:
         return sorted(range(len(self.boxes)), key=lambda i: -self.boxes[i][2] * self.boxes[i][3])
 
@@ -126,11 +134,7 @@ class FaceTracker:
     def current_faces(self) -> list:
         """``current()``'s order: each face's latest detection, a ``Face`` moved onto its held
         (rounded) box with this frame's eyes, or the held box where the searches return boxes."""
-        out = []
-        for i in self._order():
-            box, f = tuple(int(round(v)) for v in self.boxes[i]), self.found[i]
-            out.append(dataclasses.replace(f, box=box) if dataclasses.is_dataclass(f) and hasattr(f, "box") else box)
-        return out
+        return [self._held(tuple(int(round(v)) for v in self.boxes[i]), self.found[i]) for i in self._order()]
 
 
 class Trackers:

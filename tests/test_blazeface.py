@@ -164,6 +164,24 @@ def test_near_search_follows_a_rolled_face(bf):
         bf.detect_near(rolled, up.box, search=-1)
 
 
+def test_a_followed_face_costs_one_model_call(bf, monkeypatch):
+    """The tracker passes the last Face: its region is turned by the last roll, so one call sees the
+    head upright (box and eyes as the whole-frame find's levelled look); a bare box costs two."""
+    gray = PHOTOS["grace_hopper"]
+    up, = bf.detect_faces(gray)
+    rolled, _ = _rolled(gray, tuple(_centre(up.box)), -30)
+    last, = bf.detect_faces(rolled)
+    calls = []
+    real = bf._run
+    monkeypatch.setattr(bf, "_run", lambda img: calls.append(img.shape) or real(img))
+    followed, = bf.detect_near_faces(rolled, last)
+    assert len(calls) == 1
+    assert np.linalg.norm(_centre(followed.box) - _centre(last.box)) < 0.05 * last.box[2]
+    assert followed.roll == pytest.approx(last.roll, abs=3) and 0.9 < followed.box[2] / last.box[2] < 1.1
+    bf.detect_near_faces(rolled, last.box)
+    assert len(calls) == 3
+
+
 # -- levelled crops ----------------------------------------------------------------------------------
 
 def test_align_crop_levels_a_known_tilt():
