@@ -146,6 +146,31 @@ def detectors():
     return out
 
 
+def crop_match(angles=(-30, 30)):
+    """{looks: [pixel correlation of a rolled head's levelled crop with the upright head's crop]} for
+    BlazeFace with one and two looks, on the two photos rolled about the upright face's centre
+    (tests/test_blazeface.py's check)."""
+    import cv2
+    import numpy as np
+    from fer_core.faces import BlazeFaceDetector, align_crop
+    out = {}
+    for looks, ctx in ((1, 0), (2, 4.0)):
+        bf = BlazeFaceDetector(level_context=ctx)
+        out[looks] = []
+        for name, rgb, _ in bases():
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            up = bf.detect_faces(gray)[0]
+            x, y, w, h = up.box
+            upright = align_crop(gray, up.box, up.left_eye, up.right_eye)
+            for a in angles:
+                m = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), a, 1.0)
+                rolled = cv2.warpAffine(gray, m, gray.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+                f = bf.detect_faces(rolled)[0]
+                c = align_crop(rolled, f.box, f.left_eye, f.right_eye)
+                out[looks].append((name, a, float(np.corrcoef(c.ravel().astype(float), upright.ravel().astype(float))[0, 1])))
+    return out
+
+
 def found(boxes, truth) -> bool:
     cx, cy, side = truth
     for x, y, w, h in boxes:
@@ -267,6 +292,13 @@ def main(argv=None) -> int:
             print(f"| {name} | " + " | ".join(pc(("roll", r)) for r in ROLLS) + " | " +
                   " | ".join(pc(("light", l)) for l in LIGHTS) + f" | {pc(('all', 'all'))} | {false} | "
                   f"{statistics.median(t for t, _ in times):.1f} / {statistics.median(c for _, c in times):.1f} |")
+        match = crop_match()
+        print("\nLevelled crop of the head rolled about its face against the upright head's crop, pixel correlation "
+              "(48x48, as shipped photos):\n")
+        print("| BlazeFace | " + " | ".join(f"{n} {a:+d}°" for n, a, _ in match[1]) + " |")
+        print("|---|" + "---|" * len(match[1]))
+        for looks, row in match.items():
+            print(f"| {looks} look{'s' if looks > 1 else ''} | " + " | ".join(f"{c:.2f}" for _, _, c in row) + " |")
     if not args.no_accuracy:
         acc, pred, n = roll_accuracy(args.data, n_faces=args.faces)
         print(f"\nThe served ensemble ({pred.runtime} {pred.precision}, views {pred.tta}) on {n} PrivateTest faces, "

@@ -1,10 +1,15 @@
 """Decoding frames, finding faces, and cropping them the way FER2013 was cropped.
 
-The detector is OpenCV's Haar cascade for frontal faces: it ships inside opencv-python-headless 4.x
-(5.x dropped CascadeClassifier) and needs no download. Its settings trade a little recall on small
-faces for speed, because the live server runs it on every frame of every client (docs/benchmarks.md):
-search steps of 30 %, faces of at least 14 % of the frame's shorter side, and frames larger than
-320 px (shorter side) searched on a downscaled copy.
+Two detectors with one interface (``detect``: boxes largest first; ``detect_near``: near a known
+box, for fer_core/track.py; ``detect_faces``/``detect_near_faces``: ``Face``s with the eyes):
+
+* ``BlazeFaceDetector`` (served by default): MediaPipe's BlazeFace full range, shipped in
+  models/detector/ and run with LiteRT. It finds heads rolled +-30 degrees, which the cascade misses,
+  and gives both eyes, on which ``align_crop`` levels the crop (docs/benchmarks.md).
+* ``FaceDetector``: OpenCV's Haar cascade for frontal, upright faces. It ships inside
+  opencv-python-headless 4.x (5.x dropped CascadeClassifier) and needs no download. Its settings
+  trade a little recall on small faces for speed: search steps of 30 %, faces of at least 14 % of
+  the frame's shorter side, and frames larger than 320 px (shorter side) searched on a downscaled copy.
 """
 from __future__ import annotations
 
