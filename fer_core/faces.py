@@ -265,11 +265,14 @@ class BlazeFaceDetector:
     thread-safe: one interpreter, one thread (the worker's preparing thread)."""
 
     def __init__(self, path=BLAZEFACE_PATH, threads: int = 1, min_score: float = 0.5, nms_iou: float = 0.3,
-                 box_scale: float = BOX_SCALE, box_raise: float = BOX_RAISE, min_size: float = 0.14, level_context: float = 4.0, sha256: str | None = BLAZEFACE_SHA256):
+                 box_scale: float = BOX_SCALE, box_raise: float = BOX_RAISE, min_size: float = 0.14, level_context: float = 4.0,
+                 tile_above: float = 1.8, sha256: str | None = BLAZEFACE_SHA256):
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
         if not 0 < min_score < 1 or not 0 < nms_iou < 1:
             raise ValueError(f"need 0 < min_score < 1 and 0 < nms_iou < 1, got {min_score!r}, {nms_iou!r}")
+        if tile_above and tile_above < 1:
+            raise ValueError(f"tile_above must be 0 (never tile) or >= 1, got {tile_above!r}")
         if level_context and level_context < 1.5:
             raise ValueError(f"level_context must be 0 (no second look) or >= 1.5, got {level_context!r}")
         if box_scale <= 0 or not 0 <= min_size < 1:
@@ -281,6 +284,9 @@ class BlazeFaceDetector:
         # the second, levelled look (_level) sees 4 x the face's side: at 2-3 x the box came out 7-13 %
         # larger than in the whole frame, and the crops of rolled faces matched the upright one less
         self.level_context = level_context
+        # frames longer than this x their height are also searched in square tiles; 1.8 leaves the
+        # page's 16:9 and 4:3 frames whole (one call), and tiles 2:1 stills and wider
+        self.tile_above = tile_above
         self._it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
         self._it.allocate_tensors()
         inp = self._it.get_input_details()[0]
@@ -366,9 +372,33 @@ class BlazeFaceDetector:
         near = [f for f in self._look(img, cx, cy, self.level_context * side, face.roll) if dist(f) < side / 2]
         return min(near, key=dist) if near else face
 
+    def _tiles(self, H: int, W: int) -> list[tuple[int, int, int]]:
+        """Square windows (x, y, side) over a frame longer than ``tile_above`` x its shorter side,
+        overlapping by half a side: letterboxed whole, such a frame shrinks its faces below what
+        the model finds (a 640x320 still: faces under ~40 px; docs/benchmarks.md). None otherwise."""
+        short, long_ = min(H, W), max(H, W)
+        if not self.tile_above or long_ <= self.tile_above * short:
+            return []
+        n = int(np.ceil(long_ / short)) + 1
+        starts = np.linspace(0, long_ - short, n).round().astype(int)
+        return [(int(a), 0, short) if W > H else (0, int(a), short) for a in starts]
+
     def _find(self, img: np.ndarray) -> list[Face]:
-        """Every face in ``img``, each found again levelled where ``level_context`` says so."""
+        """Every face in ``img`` (the whole frame, and its tiles if it is long), each found again
+        levelled where ``level_context`` says so."""
         faces = self._run(img)
+        for x, y, side in self._tiles(*img.shape[:2]):
+            for f in self._run(img[y:y + side, x:x + side]):
+                bx, by, bw, bh = f.box
+                shift = lambda p: (p[0] + x, p[1] + y)  # noqa: E731
+                faces.append(Face((bx + x, by + y, bw, bh), shift(f.left_eye), shift(f.right_eye), f.score))
+        if len(faces) > 1:  # one face seen in the frame and in tiles: its best-scored sighting
+            xyxy = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)], np.float32)
+            kept: list[int] = []
+            for i in np.argsort([-f.score for f in faces], kind="stable"):
+                if not kept or _iou_xyxy(xyxy[i], xyxy[kept]).max() < self.nms_iou:
+                    kept.append(int(i))
+            faces = [faces[i] for i in kept]
         return [self._level(img, f) for f in faces] if self.level_context else faces
 
     @staticmethod

@@ -68,11 +68,16 @@ class FaceTracker:
     its boxes overlap by at least ``min_iou``."""
 
     def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = 8,
-                 hold_iou: float = 0.85, min_iou: float = 0.2):
+                 hold_iou: float = 0.85, min_iou: float = 0.2, hold_roll: float = 3.0):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
         if not 0 < min_iou <= hold_iou <= 1:
             raise ValueError(f"need 0 < min_iou <= hold_iou <= 1, got {min_iou!r}, {hold_iou!r}")
+        if hold_roll < 0:
+            raise ValueError(f"hold_roll must be >= 0, got {hold_roll!r}")
+        # detections with eyes (``.roll``): a held box keeps its eyes too while the roll moves less than
+        # this many degrees, so a still face's levelled crop does not tremble with the eyes' pixel noise
+        self.hold_roll = hold_roll
         self.detect, self.detect_near = detect, detect_near
         self.redetect_every, self.hold_iou, self.min_iou = redetect_every, hold_iou, min_iou
         self.boxes: list[tuple] = []
@@ -83,6 +88,15 @@ class FaceTracker:
     def _follow(self, old, new) -> tuple:
         return old if iou(old, new) >= self.hold_iou else tuple(new)
 
+    def _latest(self, prev_box, held_box, old, new):
+        """The detection to keep for a face: ``new``, or ``old`` while its box is held (``held_box``
+        is still ``prev_box``) and the eye line has turned less than ``hold_roll`` (same frame,
+        same crop)."""
+        if old is not None and tuple(held_box) == tuple(prev_box) and hasattr(new, "roll") and hasattr(old, "roll") \
+                and abs(new.roll - old.roll) < self.hold_roll:
+            return old
+        return new
+
     def _full(self, frame) -> None:
         found = list(self.detect(frame))
         boxes = [box_of(f) for f in found]
@@ -90,8 +104,10 @@ class FaceTracker:
         self.since_full = 0
         pairs = dict((j, i) for i, j in _match(self.boxes, boxes, self.min_iou))
         # what the whole-frame search finds is the truth; known faces that stayed put keep their box
-        self.boxes = [self._follow(self.boxes[pairs[j]], f) if j in pairs else f for j, f in enumerate(boxes)]
-        self.found = found
+        prev, prev_found = self.boxes, self.found
+        self.boxes = [self._follow(prev[pairs[j]], f) if j in pairs else f for j, f in enumerate(boxes)]
+        self.found = [self._latest(prev[pairs[j]], b, prev_found[pairs[j]], f) if j in pairs else f
+                      for j, (b, f) in enumerate(zip(self.boxes, found))]
 
     def update(self, frame) -> list[Box]:
         self.frames += 1
@@ -108,7 +124,8 @@ class FaceTracker:
                 if best is None or iou(b, box_of(best)) < self.min_iou:
                     self._full(frame)  # lost near its last place: look everywhere, in this same frame
                     break
-                kept.append((self._follow(b, box_of(best)), best))
+                held = self._follow(b, box_of(best))
+                kept.append((held, self._latest(b, held, last, best)))
             else:
                 # two boxes that followed onto the same face become one (the larger, found first)
                 self.boxes, self.found = [], []

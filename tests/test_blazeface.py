@@ -152,6 +152,22 @@ def test_wrong_input_shapes_raise_valueerror(bf, img):
         bf.detect(img)
 
 
+def test_a_wide_still_is_also_searched_in_tiles(bf, astronaut_bgr):
+    """Two faces side by side in a 640x320 still (the right one 49 px): letterboxed whole, the model
+    sees the small one at 15 px and misses it; the square tiles find it."""
+    a = cv2.resize(astronaut_bgr, (320, 320))
+    b = np.full_like(a, 120)
+    b[40:280, 40:280] = cv2.resize(astronaut_bgr, (240, 240))
+    frame = cv2.cvtColor(np.hstack([a, b]), cv2.COLOR_BGR2GRAY)
+    assert bf._tiles(320, 640) == [(0, 0, 320), (160, 0, 320), (320, 0, 320)]
+    assert bf._tiles(180, 320) == [] and bf._tiles(240, 320) == []  # the page's frames: one call
+    faces = bf.detect_faces(frame)
+    assert len(faces) == 2 and faces[0].box[0] < 320 <= faces[1].box[0], faces
+    assert len(BlazeFaceDetector(tile_above=0).detect_faces(frame)) == 1
+    with pytest.raises(ValueError, match="0.5"):
+        BlazeFaceDetector(tile_above=0.5)
+
+
 def test_near_search_follows_a_rolled_face(bf):
     gray = PHOTOS["astronaut"]
     up, = bf.detect_faces(gray)

@@ -202,7 +202,8 @@ def test_worker_follows_each_clients_faces(tiny_models, astronaut_jpeg):
 def test_detections_with_eyes_keep_the_held_box_and_give_this_frames_eyes():
     """Searches that return Faces (BlazeFace): update() still returns boxes; current_faces() gives each
     face on its held box with the eyes of the latest search, so a head that rolls in place, its box
-    still, is levelled by this frame's eyes."""
+    still, is levelled by this frame's eyes; eyes that move by less than hold_roll (a still face's
+    keypoint noise) are held with the box, so the same frame gets the same crop."""
     from fer_core.faces import Face
 
     frames = [((100, 100, 80, 80), (120, 130), (160, 130)),       # upright
@@ -216,6 +217,12 @@ def test_detections_with_eyes_keep_the_held_box_and_give_this_frames_eyes():
     assert [(f.left_eye, f.right_eye) for _, (f,) in out] == [fr[1:] for fr in frames]
     assert out[1][1][0].roll == pytest.approx(-26.57, abs=0.01)
     assert (t.full_searches, t.near_searches) == (1, 2)
+    t.update(((130, 100, 80, 80), (150, 131), (190, 129)))  # eye noise (2.9 degrees), box held: eyes held
+    assert (t.current_faces()[0].left_eye, t.current_faces()[0].right_eye) == ((150, 130), (190, 130))
+    t.update(((130, 100, 80, 80), (150, 132), (190, 128)))  # 5.7 degrees: this frame's eyes
+    assert t.current_faces()[0].left_eye == (150, 132)
+    with pytest.raises(ValueError, match="-1"):
+        FaceTracker(t.detect, t.detect_near, hold_roll=-1)
     # plain boxes from the searches: current_faces() is current()
     s = Scene()
     b = tracker(s)
