@@ -171,6 +171,35 @@ def crop_match(angles=(-30, 30)):
     return out
 
 
+FRAMES = ((320, 240), (320, 180), (640, 320))   # the page's 4:3 and 16:9 frames, a wide still
+FACE_PX = (24, 32, 40, 48, 56, 64)
+
+
+def smallest_faces():
+    """{detector: {(W, H): [found? per face size]}}: the upright astronaut at FACE_PX pixels in the
+    middle of each frame of FRAMES (replicated edges, JPEG 80), with the served settings (faces from
+    14 % of the shorter side)."""
+    import cv2
+    import numpy as np
+    from fer_core.faces import BlazeFaceDetector, FaceDetector
+    (name, rgb, (cx, cy, side)), = [b for b in bases() if b[0] == "astronaut"]
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    dets = {"Haar (server settings)": FaceDetector(), "**BlazeFace served**": BlazeFaceDetector(),
+            "BlazeFace, no tiles": BlazeFaceDetector(tile_above=0)}
+    out = {}
+    for label, d in dets.items():
+        for W, H in FRAMES:
+            row = []
+            for px in FACE_PX:
+                s = px / side
+                m = np.float32([[s, 0, W / 2 - cx * s], [0, s, H / 2 - cy * s]])
+                frame = cv2.warpAffine(gray, m, (W, H), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+                frame = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_GRAYSCALE)
+                row.append(found(d.detect(frame), (W / 2, H / 2, float(px))))
+            out.setdefault(label, {})[(W, H)] = row
+    return out
+
+
 def found(boxes, truth) -> bool:
     cx, cy, side = truth
     for x, y, w, h in boxes:
@@ -292,6 +321,14 @@ def main(argv=None) -> int:
             print(f"| {name} | " + " | ".join(pc(("roll", r)) for r in ROLLS) + " | " +
                   " | ".join(pc(("light", l)) for l in LIGHTS) + f" | {pc(('all', 'all'))} | {false} | "
                   f"{statistics.median(t for t, _ in times):.1f} / {statistics.median(c for _, c in times):.1f} |")
+        small = smallest_faces()
+        print("\nThe upright astronaut's face at N px in the middle of a frame (served settings: faces from 14 % of the "
+              "shorter side); found: x\n")
+        print("| detector | frame | " + " | ".join(f"{px} px" for px in FACE_PX) + " |")
+        print("|---|---|" + "---|" * len(FACE_PX))
+        for label, rows in small.items():
+            for (W, H), row in rows.items():
+                print(f"| {label} | {W}x{H} | " + " | ".join("x" if ok else "–" for ok in row) + " |")
         match = crop_match()
         print("\nLevelled crop of the head rolled about its face against the upright head's crop, pixel correlation "
               "(48x48, as shipped photos):\n")

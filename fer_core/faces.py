@@ -374,8 +374,8 @@ class BlazeFaceDetector:
 
     def _tiles(self, H: int, W: int) -> list[tuple[int, int, int]]:
         """Square windows (x, y, side) over a frame longer than ``tile_above`` x its shorter side,
-        overlapping by half a side: letterboxed whole, such a frame shrinks its faces below what
-        the model finds (a 640x320 still: faces under ~40 px; docs/benchmarks.md). None otherwise."""
+        overlapping by half a side: letterboxed whole, such a frame shrinks its faces towards what
+        the model misses (the 49 px face of tests/test_blazeface.py's 640x320 still). None otherwise."""
         short, long_ = min(H, W), max(H, W)
         if not self.tile_above or long_ <= self.tile_above * short:
             return []
