@@ -18,11 +18,11 @@ x1), sent through JPEG (quality 80): 90 frames. Neither wears glasses; no shippe
 was found. A face counts as found when a box's centre lies within half the face's side of the
 truth and its side within 0.5-2x.
 
-Detectors: our Haar cascade (``fer_core.faces.FaceDetector``, the server's settings) and BlazeFace
-short range (128 px input), full range (192 px) and back camera (256 px). Reported: faces found per
-roll and light, detections in scikit-image's other sample pictures (bench/bench_detect.py's list:
-``camera`` shows a cameraman, a real face; ``chelsea`` and ``cat`` a cat; the rest no face), and ms per
-frame.
+Reported per detector: faces found per roll and light, detections in scikit-image's other sample
+pictures (bench/bench_detect.py's list: ``camera`` shows a cameraman, a real face; ``chelsea`` and
+``cat`` a cat; the rest no face), and ms per frame; then the smallest upright face found in the
+page's 4:3 and 16:9 frames and a 640x320 still, and how well the levelled crop of each photo's head
+rolled +-30 degrees matches the upright head's crop (pixel correlation) with one and two looks.
 
 With ``--data`` (or $FER2013_PATH) also: the ensemble's PrivateTest accuracy (7 classes, LiteRT as
 served; the first ``--faces`` faces, 0: all) on faces rolled by 0, +-15 and +-30 degrees: inside
