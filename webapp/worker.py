@@ -62,10 +62,10 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
                  prep_pool=None, chunks: int = 4, load_views=None, load_views_from: int = 0) -> list[dict]:
     """Per-frame results in ``ids`` order: {id, faces, width, height, views} or {id, error}.
 
-    Frames are decoded and searched for faces by one thread only (a CascadeClassifier must not be
-    shared between threads), then their faces go through the ensemble. ``clients`` (one key per
-    frame, or None) with ``trackers`` (fer_core.track.Trackers) follows each client's faces instead
-    of searching anew.
+    Frames are decoded and searched for faces by one thread only (a CascadeClassifier, like
+    BlazeFace's LiteRT interpreter, must not be shared between threads), then their faces go
+    through the ensemble. ``clients`` (one key per frame, or None) with ``trackers``
+    (fer_core.track.Trackers) follows each client's faces instead of searching anew.
 
     With ``prep_pool`` (a one-thread executor), the batch is cut into up to ``chunks`` parts, and
     while the ensemble runs on one part's faces, the pool prepares the next part, so that both cores
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         # Faces, not boxes: each frame's crop is levelled on that frame's eyes (BlazeFace)
         trackers = Trackers(lambda: FaceTracker(det.detect_faces, det.detect_near_faces, redetect_every=cfg.track_every))
     prep_pool = None
-    if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade must stay in one thread)
+    if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade, or BlazeFace's interpreter, stays in it)
         from concurrent.futures import ThreadPoolExecutor
         prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     load_s = time.perf_counter() - t0
