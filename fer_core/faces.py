@@ -281,8 +281,9 @@ class BlazeFaceDetector:
         self.path, self.threads = Path(path), threads
         self.min_score, self.nms_iou, self.min_size = min_score, nms_iou, min_size
         self.box_scale, self.box_raise = box_scale, box_raise
-        # the second, levelled look (_level) sees 4 x the face's side: at 2-3 x the box came out 7-13 %
-        # larger than in the whole frame, and the crops of rolled faces matched the upright one less
+        # the second, levelled look (_level) sees 4 x the face's side: in an exploratory run (not kept)
+        # 2-3 x gave boxes 7-13 % larger than the whole frame's, and crops of rolled heads that
+        # matched the upright one less (docs/benchmarks.md has the measured 1- and 2-look numbers)
         self.level_context = level_context
         # frames longer than this x their height are also searched in square tiles; 1.8 leaves the
         # page's 16:9 and 4:3 frames whole (one call), and tiles 2:1 stills and wider
@@ -342,10 +343,13 @@ class BlazeFaceDetector:
         return faces
 
     def _look(self, img: np.ndarray, cx: float, cy: float, side: float, roll: float) -> list[Face]:
-        """One model call on a square patch of ``side`` pixels about (cx, cy), turned by ``roll``
-        degrees so that a head rolled that much stands upright in it: its faces in frame pixels."""
-        s = max(8, int(round(side)))
-        m = cv2.getRotationMatrix2D((cx, cy), roll, 1.0)
+        """One model call on a square patch of ``side`` frame pixels about (cx, cy), turned by
+        ``roll`` degrees so that a head rolled that much stands upright in it: its faces in frame
+        pixels. The patch is cut at most twice the model's input (a face filling a 1080p still
+        would otherwise be turned at full size only to be shrunk to 192 px)."""
+        scale = min(1.0, 2 * self.side / max(side, 1.0))
+        s = max(8, int(round(side * scale)))
+        m = cv2.getRotationMatrix2D((cx, cy), roll, scale)
         m[:, 2] += (s / 2 - cx, s / 2 - cy)
         patch = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         inv = cv2.invertAffineTransform(m)
@@ -353,7 +357,7 @@ class BlazeFaceDetector:
         H, W = img.shape[:2]
         out = []
         for f in self._run(patch):
-            (fx, fy), fs = back((f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)), max(f.box[2], f.box[3])
+            (fx, fy), fs = back((f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)), max(f.box[2], f.box[3]) / scale
             bx, by = max(0, round(fx - fs / 2)), max(0, round(fy - fs / 2))
             bw, bh = min(W - bx, round(fs)), min(H - by, round(fs))
             if bw >= 1 and bh >= 1:
