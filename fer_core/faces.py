@@ -366,10 +366,10 @@ class BlazeFaceDetector:
 
     def _level(self, img: np.ndarray, face: Face) -> Face:
         """``face`` found again in a patch of ``level_context`` x its side, turned about its centre
-        so that its eyes are level: on a rolled head the first call's box and eyes wander (the crop
-        correlates 0.56-0.84 with the upright one at +-30 degrees), on the levelled patch they are
-        an upright face's (0.86-0.98). The face keeps its place if the patch shows none near its
-        centre."""
+        so that its eyes are level: on a rolled head the first call's box and eyes wander, on the
+        levelled patch they are an upright face's (the crop of a head rolled 30 degrees correlates
+        0.54-0.77 with the upright one after one look, 0.84-0.92 after two: docs/benchmarks.md).
+        The face keeps its place if the patch shows none near its centre."""
         x, y, w, h = face.box
         cx, cy, side = x + w / 2, y + h / 2, max(w, h)
         dist = lambda f: np.hypot(f.box[0] + f.box[2] / 2 - cx, f.box[1] + f.box[3] / 2 - cy)  # noqa: E731
