@@ -261,14 +261,15 @@ class BlazeFaceDetector:
     Each face is looked at twice: once in the frame, once in a patch turned so that its eyes are
     level (``level_context``; 0: once), where its box and eyes are an upright face's, so that the
     crop of a rolled head matches the upright one.
-    ``min_size`` is a fraction of the frame's shorter side, as for ``FaceDetector``. Not
+    ``min_size`` is a fraction of the frame's shorter side, as for ``FaceDetector``; at most
+    ``max_faces`` faces (the largest) are returned. Not
     thread-safe: one interpreter, one thread (the worker's preparing thread)."""
 
     def __init__(self, path=BLAZEFACE_PATH, threads: int = 1, min_score: float = 0.5, nms_iou: float = 0.3,
                  box_scale: float = BOX_SCALE, box_raise: float = BOX_RAISE, min_size: float = 0.14, level_context: float = 4.0,
-                 tile_above: float = 1.8, sha256: str | None = BLAZEFACE_SHA256):
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads!r}")
+                 tile_above: float = 1.8, max_faces: int = 16, sha256: str | None = BLAZEFACE_SHA256):
+        if threads < 1 or max_faces < 1:
+            raise ValueError(f"threads and max_faces must be >= 1, got {threads!r}, {max_faces!r}")
         if not 0 < min_score < 1 or not 0 < nms_iou < 1:
             raise ValueError(f"need 0 < min_score < 1 and 0 < nms_iou < 1, got {min_score!r}, {nms_iou!r}")
         if tile_above and tile_above < 1:
@@ -288,6 +289,9 @@ class BlazeFaceDetector:
         # frames longer than this x their height are also searched in square tiles; 1.8 leaves the
         # page's 16:9 and 4:3 frames whole (one call), and tiles 2:1 stills and wider
         self.tile_above = tile_above
+        # faces per frame, the largest, that get the second look and are returned: a frame of noise can
+        # score many anchors, each look is a model call; the server serves 8 (WebConfig.max_faces)
+        self.max_faces = max_faces
         self._it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
         self._it.allocate_tensors()
         inp = self._it.get_input_details()[0]
@@ -381,15 +385,17 @@ class BlazeFaceDetector:
         overlapping by half a side: letterboxed whole, such a frame shrinks its faces towards what
         the model misses (the 49 px face of tests/test_blazeface.py's 640x320 still). None otherwise."""
         short, long_ = min(H, W), max(H, W)
-        if not self.tile_above or long_ <= self.tile_above * short:
+        # bounded: at most 5 windows, and none on slivers (a frame claiming 30000x70 px would
+        # otherwise cost hundreds of model calls: tests/test_webapp_fuzz.py sends such frames)
+        if not self.tile_above or long_ <= self.tile_above * short or long_ > 4 * short or short < 32:
             return []
         n = int(np.ceil(long_ / short)) + 1
         starts = np.linspace(0, long_ - short, n).round().astype(int)
         return [(int(a), 0, short) if W > H else (0, int(a), short) for a in starts]
 
-    def _find(self, img: np.ndarray) -> list[Face]:
-        """Every face in ``img`` (the whole frame, and its tiles if it is long), each found again
-        levelled where ``level_context`` says so."""
+    def _find(self, img: np.ndarray, smallest: float = 0.0) -> list[Face]:
+        """The ``max_faces`` largest faces of at least ``smallest`` px in ``img`` (the whole frame,
+        and its tiles if it is long), each found again levelled where ``level_context`` says so."""
         faces = self._run(img)
         for x, y, side in self._tiles(*img.shape[:2]):
             for f in self._run(img[y:y + side, x:x + side]):
@@ -403,6 +409,9 @@ class BlazeFaceDetector:
                 if not kept or _iou_xyxy(xyxy[i], xyxy[kept]).max() < self.nms_iou:
                     kept.append(int(i))
             faces = [faces[i] for i in kept]
+        # the second look costs a model call per face: only for faces that can be served
+        faces = sorted((f for f in faces if max(f.box[2], f.box[3]) >= smallest),
+                       key=lambda f: -f.box[2] * f.box[3])[:self.max_faces]
         return [self._level(img, f) for f in faces] if self.level_context else faces
 
     @staticmethod
@@ -418,7 +427,7 @@ class BlazeFaceDetector:
         """Faces of at least ``min_size`` in a grey (or BGR) frame, largest first."""
         img = self._check(img)
         smallest = self.min_size * min(img.shape[:2])
-        faces = [f for f in self._find(img) if max(f.box[2], f.box[3]) >= smallest]
+        faces = [f for f in self._find(img, smallest) if max(f.box[2], f.box[3]) >= smallest]
         return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
 
     def detect(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:

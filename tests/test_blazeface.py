@@ -56,7 +56,7 @@ def test_a_missing_or_different_model_file_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.parametrize("kw", [dict(threads=0), dict(min_score=1.5), dict(nms_iou=0), dict(box_scale=-1),
-                                dict(min_size=1), dict(level_context=1)])
+                                dict(min_size=1), dict(level_context=1), dict(max_faces=0)])
 def test_bad_settings_raise_valueerror_naming_the_value(kw):
     with pytest.raises(ValueError, match=repr(next(iter(kw.values())))):
         BlazeFaceDetector(**kw)
@@ -179,8 +179,23 @@ def test_a_wide_still_is_also_searched_in_tiles(bf, astronaut_bgr):
     faces = bf.detect_faces(frame)
     assert len(faces) == 2 and faces[0].box[0] < 320 <= faces[1].box[0], faces
     assert len(BlazeFaceDetector(tile_above=0).detect_faces(frame)) == 1
+    # bounded: no tiles on slivers or past 4:1 (a hostile frame must not cost hundreds of calls)
+    assert bf._tiles(70, 30000) == [] and bf._tiles(20, 60) == [] and len(bf._tiles(100, 400)) == 5
     with pytest.raises(ValueError, match="0.5"):
         BlazeFaceDetector(tile_above=0.5)
+
+
+def test_noise_costs_a_bounded_number_of_model_calls(monkeypatch):
+    """A frame of noise with a low score threshold fires many anchors: at most max_faces of them get
+    the second look (one model call each), and at most max_faces come back."""
+    noisy = BlazeFaceDetector(min_score=0.01, max_faces=3, min_size=0)
+    calls = []
+    real = noisy._run
+    monkeypatch.setattr(noisy, "_run", lambda img: calls.append(1) or real(img))
+    img = np.random.default_rng(0).integers(0, 256, (240, 320), dtype=np.uint8)
+    assert len(real(img)) > 3  # many candidates
+    faces = noisy.detect_faces(img)
+    assert len(faces) <= 3 and len(calls) <= 1 + 3
 
 
 def test_near_search_follows_a_rolled_face(bf):
