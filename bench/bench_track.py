@@ -1,6 +1,6 @@
 """Face tracking against searching every whole frame: detection cost per frame and box steadiness.
 
-    python bench/bench_track.py [--frames 120] [--every 8]
+    python bench/bench_track.py [--frames 120] [--every 8] [--detector blazeface|haar]
 
 Three synthetic webcam clips of 320x320 frames made from the astronaut photo
 (``skimage.data.astronaut()``), each frame with sensor noise (sigma 2 grey levels) and sent through
@@ -75,14 +75,16 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=8, help="the tracker's full search every N frames")
     ap.add_argument("--rounds", type=int, default=3, help="passes over each clip (timing medians over all)")
     ap.add_argument("--hold", type=float, default=0.85, help="the tracker's hold_iou (fer_core/track.py)")
+    ap.add_argument("--detector", choices=("blazeface", "haar"), default="blazeface",
+                    help="the face detector (default: the served one; numbers before 2026-11-29 are haar's)")
     args = ap.parse_args(argv)
     import cv2
     import numpy as np
-    from fer_core.faces import FaceDetector
+    from fer_core.faces import make_detector
     from fer_core.track import FaceTracker
     from webapp.worker import prepare
 
-    det = FaceDetector()
+    det = make_detector(args.detector)
     rows = []
     for name, clip in clips(args.frames).items():
         ms = {"full": [], "track": []}
@@ -91,7 +93,8 @@ def main(argv=None) -> int:
         boxes = {"full": [], "track": []}
         searches = [0, 0]
         for rnd in range(args.rounds):
-            tracker = FaceTracker(det.detect, det.detect_near, redetect_every=args.every, hold_iou=args.hold)
+            # as the worker builds it: Faces, so that followed crops are levelled on each frame's eyes
+            tracker = FaceTracker.for_detector(det, redetect_every=args.every, hold_iou=args.hold)
             for jpeg, n_true, _ in clip:
                 for method in ("full", "track"):  # alternating: both see the same machine load
                     t, c = time.perf_counter(), time.process_time()
@@ -122,7 +125,8 @@ def main(argv=None) -> int:
                          "t95": float(np.percentile(tremble, 95)) if tremble else float("nan"),
                          "searches": searches if method == "track" else [len(clip), 0]})
     print(f"\n**Face tracking** · {platform.machine()}, {os.cpu_count()} cores · OpenCV {cv2.__version__} · "
-          f"`python bench/bench_track.py --frames {args.frames} --every {args.every} --rounds {args.rounds} --hold {args.hold}`\n")
+          f"`python bench/bench_track.py --frames {args.frames} --every {args.every} --rounds {args.rounds} --hold {args.hold} "
+          f"--detector {args.detector}`\n")
     print("| clip | method | decode + faces + crops per frame, ms wall / CPU (medians) | frames with the right "
           "faces | box tremble, % of the side, median / p95 | whole-frame / near searches |")
     print("|---|---|---|---|---|---|")

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     p.warm_up(16)
     jpegs = [j for j, _, _ in clips(64)["moving"]]
     det = p.detector
-    trackers = None if args.no_track else Trackers(lambda: FaceTracker(det.detect, det.detect_near))
+    trackers = None if args.no_track else Trackers(lambda: FaceTracker.for_detector(det))  # as the worker
     clients = None if args.no_track else [f"client{i}" for i in range(16)]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     res = {c: [] for c in (0, 2, 4)}

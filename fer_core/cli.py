@@ -114,7 +114,7 @@ def _predict(args) -> int:
 def _predictor(args):
     from .predict import Predictor
 
-    return Predictor(args.models, tta=TTA.NONE if args.no_tta else None)
+    return Predictor(args.models, tta=TTA.NONE if args.no_tta else None, detector=args.detector)
 
 
 def _predict_images(args, pred, out) -> int:
@@ -275,6 +275,8 @@ def main(argv=None) -> int:
                         f"{REDETECT_EVERY}, as the server; 0: search every frame)")
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
+    r.add_argument("--detector", choices=("blazeface", "haar"),
+                   help="face detector (default: blazeface, as the server; haar: OpenCV's cascade, upright faces only)")
     r.set_defaults(fn=_predict)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
     _data_option(k)

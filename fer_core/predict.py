@@ -9,7 +9,7 @@ import numpy as np
 
 from . import store, tta as tta_views
 from .ensemble import combine
-from .faces import FaceDetector, decode_image, find_faces, to_gray
+from .faces import DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, make_detector, to_gray
 
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes
 # (compiled once each at warm-up) instead of retracing for every new batch size.
@@ -50,8 +50,10 @@ class Predictor:
     """
 
     def __init__(self, models_dir=None, tta: tta_views.TTA | str | bool | None = None,
-                 detector: FaceDetector | None = None, runtime: str | None = "tensorflow",
-                 precision: str = "float32", threads: int = 0):
+                 detector: FaceDetector | str | None = None, runtime: str | None = "tensorflow",
+                 precision: str = "float32", threads: int = 0, detector_threads: int = 1):
+        """``detector``: a detector object, or its name (fer_core.faces.DETECTORS; None: the served
+        one, ``DEFAULT_DETECTOR``), made with ``detector_threads`` threads (BlazeFace's LiteRT)."""
         import keras
 
         self.models_dir = store.resolve_models_dir(models_dir)
@@ -91,7 +93,8 @@ class Predictor:
         stacked = keras.layers.Concatenate(axis=1, name="members")(
             [keras.layers.Reshape((1, c), name=f"{n}_out")(o) for n, o in zip(self.member_names, outs)])
         self.model = keras.Model(inp, stacked, name="ensemble")
-        self.detector = detector or FaceDetector()
+        self.detector = make_detector(detector or DEFAULT_DETECTOR, detector_threads) \
+            if detector is None or isinstance(detector, str) else detector
         # what runs self.model: TensorFlow, or an exported copy in LiteRT / ONNX Runtime (fer_core/runtime.py)
         from . import runtime as runtimes
         self.runner = runtimes.load(self.model, runtime, precision, models_dir=self.models_dir,

@@ -2,7 +2,8 @@
 
 A webcam's next frame almost always shows its faces where the last one did. ``FaceTracker`` keeps
 the last boxes of one video stream and, for each new frame, searches only near each of them (a few
-sizes of a small region: ``FaceDetector.detect_near``). The whole frame is searched again
+sizes of a small region: ``FaceDetector.detect_near``; BlazeFace: the region through the model). The
+whole frame is searched again
 
 * every ``redetect_every`` frames, so that a face that enters is found within that many frames;
 * at once, in the same frame, when a face is not found near its last box (it moved fast, turned
@@ -10,11 +11,16 @@ sizes of a small region: ``FaceDetector.detect_near``). The whole frame is searc
 
 The tracker itself is plain numpy: the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
-``FaceDetector.detect`` returns them. Each followed face keeps an id (``tracks()``) from the frame it
-was first found in until it is lost, so a video's rows can tell its faces apart (fer_core/video.py).
+``FaceDetector.detect`` returns them. The searches may instead return detections that carry their
+box as ``.box`` (``fer_core.faces.Face``, with the eyes): ``update`` still returns boxes, and
+``current_faces`` gives each face's latest detection on its held box (the crop is levelled on
+this frame's eyes even while the box stands still). Each followed face keeps an id (``tracks()``)
+from the frame it was first found in until it is lost, so a video's rows can tell its faces apart
+(fer_core/video.py).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -33,6 +39,11 @@ def iou(a, b) -> float:
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     return inter / union if union > 0 else 0.0
+
+
+def box_of(d) -> tuple:
+    """A detection's (x, y, w, h): its ``.box`` (fer_core.faces.Face), or the detection itself."""
+    return tuple(getattr(d, "box", d))
 
 
 def _match(prev: Sequence, found: Sequence, min_iou: float) -> list[tuple[int, int]]:
@@ -60,14 +71,20 @@ class FaceTracker:
     its boxes overlap by at least ``min_iou``."""
 
     def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = REDETECT_EVERY,
-                 hold_iou: float = 0.85, min_iou: float = 0.2):
+                 hold_iou: float = 0.85, min_iou: float = 0.2, hold_roll: float = 3.0):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
         if not 0 < min_iou <= hold_iou <= 1:
             raise ValueError(f"need 0 < min_iou <= hold_iou <= 1, got {min_iou!r}, {hold_iou!r}")
+        if hold_roll < 0:
+            raise ValueError(f"hold_roll must be >= 0, got {hold_roll!r}")
+        # detections with eyes (``.roll``): a held box keeps its eyes too while the roll moves less than
+        # this many degrees, so a still face's levelled crop does not tremble with the eyes' pixel noise
+        self.hold_roll = hold_roll
         self.detect, self.detect_near = detect, detect_near
         self.redetect_every, self.hold_iou, self.min_iou = redetect_every, hold_iou, min_iou
         self.boxes: list[tuple] = []
+        self.found: list = []               # each box's latest detection (a box, or a Face with eyes)
         self.ids: list[int] = []            # self.boxes[i]'s face id: new ids for new faces, 0, 1, 2, ...
         self._next_id = 0
         self.since_full = 0                 # frames since the last full search
@@ -76,13 +93,32 @@ class FaceTracker:
     def _follow(self, old, new) -> tuple:
         return old if iou(old, new) >= self.hold_iou else tuple(new)
 
+    @classmethod
+    def for_detector(cls, detector, **kw) -> "FaceTracker":
+        """A tracker on ``detector``'s searches that return faces (fer_core.faces: BlazeFace's carry the
+        eyes, so each frame's crop can be levelled), as the server and the video mode follow faces."""
+        return cls(detector.detect_faces, detector.detect_near_faces, **kw)
+
+    def _latest(self, prev_box, held_box, old, new):
+        """The detection to keep for a face: ``new``, or ``old`` while its box is held (``held_box``
+        is still ``prev_box``) and the eye line has turned less than ``hold_roll`` (same frame,
+        same crop)."""
+        if old is not None and tuple(held_box) == tuple(prev_box) and hasattr(new, "roll") and hasattr(old, "roll") \
+                and abs(new.roll - old.roll) < self.hold_roll:
+            return old
+        return new
+
     def _full(self, frame) -> None:
         found = list(self.detect(frame))
+        boxes = [box_of(f) for f in found]
         self.full_searches += 1
         self.since_full = 0
-        pairs = dict((j, i) for i, j in _match(self.boxes, found, self.min_iou))
+        pairs = dict((j, i) for i, j in _match(self.boxes, boxes, self.min_iou))
         # what the whole-frame search finds is the truth; known faces that stayed put keep their box
-        self.boxes = [self._follow(self.boxes[pairs[j]], f) if j in pairs else tuple(f) for j, f in enumerate(found)]
+        prev, prev_found = self.boxes, self.found
+        self.boxes = [self._follow(prev[pairs[j]], f) if j in pairs else f for j, f in enumerate(boxes)]
+        self.found = [self._latest(prev[pairs[j]], b, prev_found[pairs[j]], f) if j in pairs else f
+                      for j, (b, f) in enumerate(zip(self.boxes, found))]
         self.ids = [self.ids[pairs[j]] if j in pairs else self._new_id() for j in range(len(found))]
 
     def _new_id(self) -> int:
@@ -96,30 +132,47 @@ class FaceTracker:
         else:
             self.since_full += 1
             kept = []
-            for b, fid in zip(self.boxes, self.ids):
+            for b, last, fid in zip(self.boxes, self.found, self.ids):
                 self.near_searches += 1
-                found = list(self.detect_near(frame, b))
-                best = max(found, key=lambda f: iou(b, f), default=None)
-                if best is None or iou(b, best) < self.min_iou:
+                # a detection with eyes is passed whole, on its held box: BlazeFace turns the region by its roll
+                found = list(self.detect_near(frame, self._held(b, last)))
+                best = max(found, key=lambda f: iou(b, box_of(f)), default=None)
+                if best is None or iou(b, box_of(best)) < self.min_iou:
                     self._full(frame)  # lost near its last place: look everywhere, in this same frame
                     break
-                kept.append((self._follow(b, best), fid))
+                held = self._follow(b, box_of(best))
+                kept.append((held, self._latest(b, held, last, best), fid))
             else:
                 # two boxes that followed onto the same face become one (the larger, found first)
-                self.boxes, self.ids = [], []
-                for b, fid in sorted(kept, key=lambda k: -k[0][2] * k[0][3]):
+                self.boxes, self.found, self.ids = [], [], []
+                for b, f, fid in sorted(kept, key=lambda k: -k[0][2] * k[0][3]):
                     if all(iou(b, o) < 0.5 for o in self.boxes):
                         self.boxes.append(b)
+                        self.found.append(f)
                         self.ids.append(fid)
         return self.current()
 
+    @staticmethod
+    def _held(box, detection):
+        """``detection`` moved onto the held ``box`` (a Face), or the box itself (plain boxes)."""
+        if dataclasses.is_dataclass(detection) and hasattr(detection, "box"):
+            return dataclasses.replace(detection, box=tuple(box))
+        return box
+
+    def _order(self) -> list[int]:
+        return sorted(range(len(self.boxes)), key=lambda i: -self.boxes[i][2] * self.boxes[i][3])
+
     def tracks(self) -> list[tuple[int, Box]]:
         """(face id, box) of this frame's faces, largest first (the order of ``current()``)."""
-        out = [(fid, tuple(int(round(v)) for v in b)) for fid, b in zip(self.ids, self.boxes)]
-        return sorted(out, key=lambda t: -t[1][2] * t[1][3])
+        return [(self.ids[i], tuple(int(round(v)) for v in self.boxes[i])) for i in self._order()]
 
     def current(self) -> list[Box]:
-        return [b for _, b in self.tracks()]
+        return [tuple(int(round(v)) for v in self.boxes[i]) for i in self._order()]
+
+    def current_faces(self) -> list:
+        """``current()``'s order: each face's latest detection, a ``Face`` moved onto its held
+        (rounded) box with this frame's eyes, or the held box where the searches return boxes."""
+        return [self._held(tuple(int(round(v)) for v in self.boxes[i]), self.found[i]) for i in self._order()]
 
 
 class Trackers:

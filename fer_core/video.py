@@ -81,7 +81,8 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
         raise ValueError(f"batch_frames must be >= 1, got {batch_frames!r}")
     cap, fps, total = open_video(path)
     det = pred.detector
-    tracker = FaceTracker(det.detect, det.detect_near, redetect_every=track_every) if track_every else None
+    # as the server follows a webcam: faces with their eyes, each frame's crop levelled on them
+    tracker = FaceTracker.for_detector(det, redetect_every=track_every) if track_every else None
     pending: list[tuple[int, list, list, np.ndarray]] = []  # (frame, ids, boxes, crops) awaiting the ensemble
 
     def classify():
@@ -116,7 +117,7 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
                     tracker.update(gray)
                     tracks = tracker.tracks()[:max_faces]
                     ids, boxes = [t[0] for t in tracks], [t[1] for t in tracks]
-                    crops = crop_faces(gray, boxes)
+                    crops = crop_faces(gray, tracker.current_faces()[:max_faces])  # the same order as tracks()
                 pending.append((index, ids, boxes, crops))
                 if len(pending) >= batch_frames:
                     yield from classify()

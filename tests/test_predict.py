@@ -200,6 +200,21 @@ def test_cli_predict_json(tiny_models, astronaut_bgr, tmp_path, capsys):
     assert set(f) == {"box", "label", "probabilities", "members"} and len(f["box"]) == 4
 
 
+def test_cli_predict_detector_option(tiny_models, astronaut_bgr, tmp_path, capsys):
+    """--detector: the default (BlazeFace) finds her head rolled 30 degrees, the Haar cascade does not."""
+    import cv2
+    m = cv2.getRotationMatrix2D((225, 115), 30, 1.0)  # about her face
+    img = tmp_path / "rolled.jpg"
+    cv2.imwrite(str(img), cv2.warpAffine(astronaut_bgr, m, (512, 512), borderMode=cv2.BORDER_REPLICATE))
+    found = {}
+    for det in (None, "blazeface", "haar"):
+        assert cli(["predict", "--models", str(tiny_models), "--json", str(img)] + (["--detector", det] if det else [])) == 0
+        found[det] = len(json.loads(capsys.readouterr().out)[0]["faces"])
+    assert found == {None: 1, "blazeface": 1, "haar": 0}
+    with pytest.raises(SystemExit):
+        cli(["predict", "--detector", "yolo", str(img)])
+
+
 def test_cli_predict_bad_file_is_one_line_error(tiny_models, tmp_path, capsys):
     bad = tmp_path / "empty.jpg"
     bad.write_bytes(b"")

@@ -215,3 +215,34 @@ def test_worker_follows_each_clients_faces(tiny_models, astronaut_jpeg):
             assert np.abs(np.subtract(r["faces"][0]["box"], plain[0]["faces"][0]["box"])).max() <= 4
     assert len(made) == 2 and len(ts) == 2
     assert [(t.full_searches, t.near_searches) for t in made] == [(1, 2), (1, 2)]
+
+
+def test_detections_with_eyes_keep_the_held_box_and_give_this_frames_eyes():
+    """Searches that return Faces (BlazeFace): update() still returns boxes; current_faces() gives each
+    face on its held box with the eyes of the latest search, so a head that rolls in place, its box
+    still, is levelled by this frame's eyes; eyes that move by less than hold_roll (a still face's
+    keypoint noise) are held with the box, so the same frame gets the same crop."""
+    from fer_core.faces import Face
+
+    frames = [((100, 100, 80, 80), (120, 130), (160, 130)),       # upright
+              ((101, 100, 80, 80), (120, 140), (160, 120)),       # rolled in place: box held
+              ((130, 100, 80, 80), (150, 130), (190, 130))]       # moved: box followed
+    faces = lambda f: [Face(*f)]  # noqa: E731
+    t = FaceTracker(lambda fr: faces(fr), lambda fr, box: faces(fr), redetect_every=8, hold_iou=0.9)
+    out = [(t.update(fr), t.current_faces()) for fr in frames]
+    assert [o[0] for o in out] == [[(100, 100, 80, 80)], [(100, 100, 80, 80)], [(130, 100, 80, 80)]]
+    assert [f.box for _, (f,) in out] == [b for b, in (o[0] for o in out)]
+    assert [(f.left_eye, f.right_eye) for _, (f,) in out] == [fr[1:] for fr in frames]
+    assert out[1][1][0].roll == pytest.approx(-26.57, abs=0.01)
+    assert (t.full_searches, t.near_searches) == (1, 2)
+    t.update(((130, 100, 80, 80), (150, 131), (190, 129)))  # eye noise (2.9 degrees), box held: eyes held
+    assert (t.current_faces()[0].left_eye, t.current_faces()[0].right_eye) == ((150, 130), (190, 130))
+    t.update(((130, 100, 80, 80), (150, 132), (190, 128)))  # 5.7 degrees: this frame's eyes
+    assert t.current_faces()[0].left_eye == (150, 132)
+    with pytest.raises(ValueError, match="-1"):
+        FaceTracker(t.detect, t.detect_near, hold_roll=-1)
+    # plain boxes from the searches: current_faces() is current()
+    s = Scene()
+    b = tracker(s)
+    b.update([(10, 10, 50, 50)])
+    assert b.current_faces() == b.current() == [(10, 10, 50, 50)]

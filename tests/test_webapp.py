@@ -570,6 +570,18 @@ def test_new_settings_from_env():
             WebConfig.from_env(bad)
 
 
+def test_detector_setting_reaches_the_worker():
+    from webapp.config import ENV, WebConfig
+    assert WebConfig().detector == "blazeface" and WebConfig().detector_threads == 1
+    c = WebConfig.from_env({ENV["detector"]: "haar", ENV["detector_threads"]: "2"})
+    w = c.worker("/m")
+    assert (w.detector, w.detector_threads) == ("haar", 2)
+    assert type(w).from_json(w.to_json()).detector == "haar"
+    for bad in ({"FER_DETECTOR": "yolo"}, {"FER_DETECTOR_THREADS": "0"}):
+        with pytest.raises(ValueError, match="yolo|0"):
+            WebConfig.from_env(bad)
+
+
 def test_client_gate_counts_violations():
     from webapp.events import ClientGate
     g = ClientGate()

@@ -485,13 +485,14 @@ def test_why_shows_the_crop_the_members_saw_and_the_maps(app, limits, astronaut_
     """The answer holds the exact 48x48 crop of the main face (the detector's, as the frame path
     crops it), the ensemble's label for it and a map per member and for the ensemble; it goes to
     the asking client only, and that client's frames go on as before."""
-    from fer_core.faces import FaceDetector, decode_image, find_faces
+    from fer_core.faces import decode_image, find_faces, make_detector
     limits(why_interval=0)
     c, other = client(app), client(app)
     name, res = why(c, astronaut_jpeg)
     assert name == "why_result", res
     info = app.extensions["fer"].inference.info
-    _, crops = find_faces(decode_image(astronaut_jpeg, grey=True), FaceDetector())
+    detector = make_detector(app.extensions["fer"].config.detector)  # the server's own
+    _, crops = find_faces(decode_image(astronaut_jpeg, grey=True), detector)
     np.testing.assert_array_equal(_b64_array(res["crop"]), crops[0])
     assert res["size"] == 48 and res["width"] == 320 and res["height"] == 320 and res["ms"] > 0
     assert res["label"] == max(res["probabilities"], key=res["probabilities"].get)

@@ -17,7 +17,7 @@ def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpe
     serial = handle_batch(p, ids, frames, 8, 2_100_000)
 
     detect_threads, calls = set(), []
-    real_detect, real_predict = p.detector.detect, p.predict_faces
+    real_detect, real_predict = p.detector.detect_faces, p.predict_faces  # what find_faces calls
 
     def detect(gray):
         detect_threads.add(threading.current_thread().name)
@@ -27,7 +27,7 @@ def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpe
         calls.append(len(crops))
         return real_predict(crops, views)
 
-    monkeypatch.setattr(p.detector, "detect", detect)
+    monkeypatch.setattr(p.detector, "detect_faces", detect)
     monkeypatch.setattr(p, "predict_faces", predict)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep") as pool:
         out = handle_batch(p, ids, frames, 8, 2_100_000, prep_pool=pool, chunks=3)

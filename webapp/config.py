@@ -46,6 +46,10 @@ class WebConfig:
     precision: str = "float32"           # of an exported runtime: float32|float16|int8
     prep_chunks: int = 4                 # the worker decodes part k+1 of a batch while the ensemble runs on part k
     #                                      (both cores busy); 0 or 1: decode the whole batch first
+    detector: str = "blazeface"          # face detector: blazeface|haar. BlazeFace full range finds 100 % of the
+    #                                      faces rolled +-30 deg in bench_detector's set (Haar: 0 %), gives the eyes
+    #                                      that level the crop, at about Haar's ms per frame (docs/benchmarks.md)
+    detector_threads: int = 1            # BlazeFace's LiteRT threads: one, the ensemble runs on the other core
     track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
     load_views: TTA = TTA.ZOOM           # the views of a batch of load_views_from frames or more: one view, half
@@ -105,6 +109,10 @@ class WebConfig:
         if self.why_interval < 0 or self.explain_threads < 0 or not 0 <= self.explain_nice <= 19:
             raise ValueError(f"why_interval and explain_threads must be >= 0 and explain_nice in 0..19, got "
                              f"{self.why_interval!r}, {self.explain_threads!r}, {self.explain_nice!r}")
+        if self.detector not in ("blazeface", "haar"):
+            raise ValueError(f"detector must be blazeface or haar, got {self.detector!r}")
+        if self.detector_threads < 1:
+            raise ValueError(f"detector_threads must be >= 1, got {self.detector_threads!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
         if self.load_views_from < 0:
@@ -186,6 +194,8 @@ class WorkerConfig:
     runtime: str
     precision: str
     prep_chunks: int
+    detector: str
+    detector_threads: int
     track_every: int
     load_views: TTA
     load_views_from: int
@@ -222,6 +232,8 @@ ENV = {
     "async_mode": "FER_ASYNC_MODE",
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
+    "detector": "FER_DETECTOR",
+    "detector_threads": "FER_DETECTOR_THREADS",
     "track_every": "FER_TRACK_EVERY",
     "load_views": "FER_LOAD_VIEWS",
     "load_views_from": "FER_LOAD_VIEWS_FROM",

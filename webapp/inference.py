@@ -370,4 +370,4 @@ class InferenceClient:
                 "tta": (self.info or {}).get("tta"), "queued": self._q.qsize(),
                 "heartbeat_s": round(self._beats.age(), 1) if self._beats is not None else None,
                 "runtime": (self.info or {}).get("runtime"), "precision": (self.info or {}).get("precision"),
-                "track_every": (self.info or {}).get("track_every")}
+                "track_every": (self.info or {}).get("track_every"), "detector": (self.info or {}).get("detector")}

@@ -46,15 +46,19 @@ def log(msg: str) -> None:
 
 def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None):
     """(result without faces, boxes, crops) for one frame, or (error result, None, None). With a
-    ``tracker`` (fer_core.track, the client's own), faces are followed from the client's last frame."""
+    ``tracker`` (fer_core.track, the client's own), faces are followed from the client's last frame.
+    Crops are levelled on the eyes where the detector gives them (fer_core.faces.align_crop)."""
     from fer_core.faces import ImageError, crop_faces, decode_image, find_faces
+    from fer_core.track import box_of
     try:
         img = decode_image(data, max_pixels=max_pixels, grey=True)  # detection and crops need grey only
         if tracker is None:
             boxes, crops = find_faces(img, detector, max_faces=max_faces)
         else:
-            boxes = tracker.update(img)[:max_faces]
-            crops = crop_faces(img, boxes)
+            tracker.update(img)
+            faces = tracker.current_faces()[:max_faces]  # with this frame's eyes, where the detector gives them
+            boxes = [box_of(f) for f in faces]
+            crops = crop_faces(img, faces)
     except ImageError as e:
         return {"error": str(e), "code": "bad_image"}, None, None
     except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
@@ -68,11 +72,11 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
                  metas=None) -> list[dict]:
     """Per-frame results in ``ids`` order: {id, faces, width, height, views} or {id, error}.
 
-    Frames are decoded and searched for faces by one thread only (a CascadeClassifier must not be
-    shared between threads), then their faces go through the ensemble. ``clients`` (one key per
-    frame, or None) with ``trackers`` (fer_core.track.Trackers) follows each client's faces instead
-    of searching anew. ``metas`` (one dict per frame, or None): ``{"crop": true}`` adds the main
-    face's crop to that frame's result.
+    Frames are decoded and searched for faces by one thread only (a CascadeClassifier, like
+    BlazeFace's LiteRT interpreter, must not be shared between threads), then their faces go
+    through the ensemble. ``clients`` (one key per frame, or None) with ``trackers``
+    (fer_core.track.Trackers) follows each client's faces instead of searching anew. ``metas`` (one
+    dict per frame, or None): ``{"crop": true}`` adds the main face's crop to that frame's result.
 
     With ``prep_pool`` (a one-thread executor), the batch is cut into up to ``chunks`` parts, and
     while the ensemble runs on one part's faces, the pool prepares the next part, so that both cores
@@ -239,7 +243,7 @@ def main(argv=None) -> int:
             tf.config.threading.set_inter_op_parallelism_threads(cfg.tf_threads)
         from fer_core.predict import Predictor
         pred = Predictor(cfg.models_dir, tta=cfg.tta, runtime=cfg.runtime, precision=cfg.precision,
-                         threads=cfg.tf_threads)
+                         threads=cfg.tf_threads, detector=cfg.detector, detector_threads=cfg.detector_threads)
         pred.warm_up(cfg.warm_up_faces)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
@@ -250,9 +254,10 @@ def main(argv=None) -> int:
     if cfg.track_every > 0:  # fer_core/track.py: per-client face tracking (docs/benchmarks.md)
         from fer_core.track import FaceTracker, Trackers
         det = pred.detector
-        trackers = Trackers(lambda: FaceTracker(det.detect, det.detect_near, redetect_every=cfg.track_every))
+        # Faces, not boxes: each frame's crop is levelled on that frame's eyes (BlazeFace)
+        trackers = Trackers(lambda: FaceTracker.for_detector(det, redetect_every=cfg.track_every))
     prep_pool = None
-    if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade must stay in one thread)
+    if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade, or BlazeFace's interpreter, stays in it)
         from concurrent.futures import ThreadPoolExecutor
         prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     load_s = time.perf_counter() - t0
@@ -261,7 +266,7 @@ def main(argv=None) -> int:
     wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
                                    "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
-                                   "track_every": cfg.track_every, "runtime": pred.runtime,
+                                   "track_every": cfg.track_every, "detector": cfg.detector, "runtime": pred.runtime,
                                    "precision": pred.precision, "prep_chunks": cfg.prep_chunks,
                                    "load_views": cfg.load_views, "load_views_from": cfg.load_views_from})
     while True:
