@@ -20,6 +20,10 @@
       var errs = 0;
       Object.keys(s.errors || {}).forEach(function (k) { errs += s.errors[k]; });
       $('s-errors').textContent = errs.toLocaleString();
+      var views = s.views || {};  // frames by the views they got: fewer under load (FER_LOAD_VIEWS)
+      $('s-views').textContent = Object.keys(views).map(function (k) {
+        return k + ' ' + views[k].toLocaleString();
+      }).join(' · ') || '–';
       $('s-batch').textContent = s.worker && s.worker.mean_batch ? fmt(s.worker.mean_batch, 2) : '–';
       $('s-worker').textContent = s.worker ? s.worker.state : 'none';
       $('uptime').textContent = '· up ' + dur(s.uptime_s);

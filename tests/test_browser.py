@@ -367,6 +367,10 @@ def test_admin_class_view_counts_the_clients_and_draws_them(server, astronaut_jp
             from selenium.webdriver.common.by import By
             d.get(f"http://localhost:{port}/admin")
             _wait(lambda: d.find_element(By.ID, "class-clients").text.startswith("4 clients"), 10, "the class view")
+            # the live numbers say which test-time views the frames got (one view when a class waits)
+            import requests
+            views = requests.get(f"http://localhost:{port}/admin/stats", timeout=5).json()["views"]
+            assert views and d.find_element(By.ID, "s-views").text == " · ".join(f"{k} {v:,}" for k, v in views.items())
             shown = {li.find_element(By.CSS_SELECTOR, ".class-name").text: int(li.find_element(By.TAG_NAME, "b").text)
                      for li in d.find_elements(By.CSS_SELECTOR, "#class-now li")}
             want = {}
