@@ -65,7 +65,7 @@ def test_train_all_quick_then_evaluate_then_predict(synth, tmp_path, astronaut_b
     assert spec["chosen_on"] == "PublicTest" and set(spec["members"]) <= {"vgg_q", "resnet_q"}
     # both test-time view modes were scored on PublicTest; the stored one is the better (flip on ties)
     printed = capsys.readouterr().out
-    scored = {line.split(":")[0].split()[-1]: float(line.rsplit("PublicTest ", 1)[1].rstrip("%"))
+    scored = {line.split(":")[0].split()[-1]: float(line.rsplit("PublicTest ", 1)[1].split("%")[0])
               for line in printed.splitlines() if line.startswith("test-time views ")}
     assert set(scored) == {"flip", "zoom-flip"}
     assert spec["tta"] == ("zoom-flip" if scored["zoom-flip"] > scored["flip"] else "flip")
