@@ -33,14 +33,14 @@ def choose_ensemble(models_dir, data: FerData, classes: int = 7, min_size: int =
     trained_with_views = all(tta.of(side["train"]) is not tta.TTA.NONE for _, side in members)
     modes = (tta.TTA.FLIP, tta.TTA.ZOOM_FLIP) if trained_with_views else (tta.TTA.NONE,)
     val = to_protocol(data["PublicTest"], classes)
-    gflop = [cost.model_gflop(model) for model, _ in members]
     best = None
     for mode in modes:
         probs = np.stack([probabilities(model, val.x, mode) for model, _ in members])
-        costs = [g * tta.n_views(mode) for g in gflop]
+        costs = [cost.ensemble_gflop_per_face([model], tta.n_views(mode)) for model, _ in members]
         spec = dict(choose(probs, val.y, names, min_size=min_size, max_size=max_size, costs=costs,
                            budget=max_gflop), tta=mode)
-        spec["gflop_per_face"] = round(sum(costs[names.index(n)] for n in spec["members"]), 3)
+        chosen = [members[names.index(n)][0] for n in spec["members"]]
+        spec["gflop_per_face"] = round(cost.ensemble_gflop_per_face(chosen, tta.n_views(mode)), 3)
         if log is not None:
             log(f"test-time views {mode}: {spec['rule']} over {', '.join(spec['members'])}, "
                 f"PublicTest {100 * spec['val_accuracy']:.2f}%, {spec['gflop_per_face']:.2f} GFLOP/face")
