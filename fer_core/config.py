@@ -143,28 +143,25 @@ REPORT_MEMBERS = ("vgg0", "vgg1", "vgg2", "vgg3", "vgg4", "inc0", "resnet2", "re
 # (0.02, not 0.05) so that the restart keeps most of what the first cycle learned; a new seed so the
 # augmentation and dropout streams do not replay the parent's.
 _CYCLE2 = dict(MODERN, epochs=8, lr=0.02, warmup_epochs=1)
-MEMBERS.update({
-    "vgg_s_c2": MemberSpec("vgg", _VGG_S, dict(_CYCLE2, seed=10, init_from="vgg_s"),
-                           "vgg_s continued: a second 8-epoch cosine cycle"),
-    "vgg_s2_c2": MemberSpec("vgg", _VGG_S, dict(_CYCLE2, seed=11, init_from="vgg_s2"),
-                            "vgg_s2 continued: a second 8-epoch cosine cycle"),
-    "resnet_s_c2": MemberSpec("resnet", MEMBERS["resnet_s"].kwargs, dict(_CYCLE2, seed=12, init_from="resnet_s"),
-                              "resnet_s continued: a second 8-epoch cosine cycle"),
-})
+
+
+def _continued(parent: str, recipe: dict, seed: int, note: str) -> MemberSpec:
+    """A warm restart of registered member ``parent``: its architecture, ``recipe`` started from its
+    shipped weights (``init_from``), and a seed of its own."""
+    p = MEMBERS[parent]
+    return MemberSpec(p.arch, p.kwargs, dict(recipe, seed=seed, init_from=parent), f"{parent} continued: {note}")
+
+
+MEMBERS.update({f"{parent}_c2": _continued(parent, _CYCLE2, seed, "a second 8-epoch cosine cycle")
+                for parent, seed in (("vgg_s", 10), ("vgg_s2", 11), ("resnet_s", 12))})
 # Distilled cycles: the same warm restart, with targets that mix the labels and the shipped ensemble's
 # zoom-flip probabilities (0.3 / 0.7; Hinton et al. weight the soft term most). The 8-epoch plain cycle
 # gained nothing on the served views (docs/training.md); the teacher is 0.9-1.4 pp above each member
 # on PublicTest, and a student that learns its probabilities can close some of that gap at no
 # inference cost. No label smoothing: the teacher's probabilities are soft already.
 _DISTILL = dict(_CYCLE2, epochs=10, teacher="shipped", distill=0.7, label_smoothing=0.0)
-MEMBERS.update({
-    "vgg_s_kd": MemberSpec("vgg", _VGG_S, dict(_DISTILL, seed=20, init_from="vgg_s"),
-                           "vgg_s continued 10 epochs, distilled from the shipped ensemble"),
-    "vgg_s2_kd": MemberSpec("vgg", _VGG_S, dict(_DISTILL, seed=21, init_from="vgg_s2"),
-                            "vgg_s2 continued 10 epochs, distilled from the shipped ensemble"),
-    "resnet_s_kd": MemberSpec("resnet", MEMBERS["resnet_s"].kwargs, dict(_DISTILL, seed=22, init_from="resnet_s"),
-                              "resnet_s continued 10 epochs, distilled from the shipped ensemble"),
-})
+MEMBERS.update({f"{parent}_kd": _continued(parent, _DISTILL, seed, "10 epochs distilled from the shipped ensemble")
+                for parent, seed in (("vgg_s", 20), ("vgg_s2", 21), ("resnet_s", 22))})
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
 SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2",
                  "vgg_s_kd", "vgg_s2_kd", "resnet_s_kd", "inc_s")

@@ -6,6 +6,7 @@ One app (and so one worker) for the whole module, to save the worker's start-up.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import os
@@ -551,23 +552,31 @@ def _why_in_thread(c, payload):
     return t
 
 
-def test_one_why_in_flight_per_client(app, limits, astronaut_jpeg):
-    """The explainer is paused (SIGSTOP) so the first 'why' stays in flight while the second arrives."""
-    limits(why_interval=0)
-    c = client(app)
-    assert why(c, astronaut_jpeg)[0] == "why_result"  # the explainer is up
+@contextlib.contextmanager
+def _why_held(app, c, payload):
+    """A 'why' of ``c`` held in flight for the block (the explainer paused with SIGSTOP); afterwards
+    the explainer goes on and that 'why' is answered."""
+    assert why(c, payload)[0] == "why_result"  # the explainer is up
     g = gate(app, c)
     pid = _explainer_pid(app)
     os.kill(pid, signal.SIGSTOP)
     try:
-        t = _why_in_thread(c, astronaut_jpeg)
+        t = _why_in_thread(c, payload)
         assert _wait_for(lambda: g.why.in_flight)
-        c.emit("why", astronaut_jpeg)
-        assert [(e["name"], e["args"][0]["code"]) for e in c.get_received()] == [("why_error", "busy")]
+        yield g
     finally:
         os.kill(pid, signal.SIGCONT)
     t.join(30)
     assert [e["name"] for e in c.get_received()] == ["why_result"]
+
+
+def test_one_why_in_flight_per_client(app, limits, astronaut_jpeg):
+    """The explainer is paused (SIGSTOP) so the first 'why' stays in flight while the second arrives."""
+    limits(why_interval=0)
+    c = client(app)
+    with _why_held(app, c, astronaut_jpeg):
+        c.emit("why", astronaut_jpeg)
+        assert [(e["name"], e["args"][0]["code"]) for e in c.get_received()] == [("why_error", "busy")]
     c.disconnect()
 
 
@@ -576,23 +585,13 @@ def test_frames_are_answered_while_a_why_is_computed(app, limits, astronaut_jpeg
     another client's frames, and the asking client's own, are answered as usual."""
     limits(why_interval=0)
     c, other = client(app), client(app)
-    assert why(c, astronaut_jpeg)[0] == "why_result"
-    g = gate(app, c)
-    pid = _explainer_pid(app)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        t = _why_in_thread(c, astronaut_jpeg)
-        assert _wait_for(lambda: g.why.in_flight)
+    with _why_held(app, c, astronaut_jpeg) as g:
         time.sleep(0.3)
         assert g.why.in_flight  # still computing (held)
         for _ in range(5):
             name, res = send(other, astronaut_jpeg)
             assert name == "result" and len(res["faces"]) == 1
         assert g.why.in_flight
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    t.join(30)
-    assert [e["name"] for e in c.get_received()] == ["why_result"]
     c.disconnect()
     other.disconnect()
 
