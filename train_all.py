@@ -78,7 +78,6 @@ def main(argv=None) -> int:
     from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path
     from fer_core.evaluate import choose_ensemble, evaluate, write_metrics
     from fer_core.metrics import markdown_tables
-    from fer_core.predict import Predictor
     from fer_core.train import train_member
 
     out = Path(args.out or ("runs/quick" if args.quick else store.resolve_models_dir()))
@@ -120,8 +119,7 @@ def main(argv=None) -> int:
     store.atomic_write_json(out / "ensemble.json", ensemble)
     print(f"ensemble: {ensemble['rule']} over {', '.join(ensemble['members'])} "
           f"(PublicTest {100 * ensemble['val_accuracy']:.2f}%)", flush=True)
-    Predictor(out)  # fails loudly now rather than in the app
-    metrics = evaluate(out, data)
+    metrics = evaluate(out, data)  # loads the ensemble as the app will: fails loudly now, not in the app
     write_metrics(out, metrics)
     print(markdown_tables(metrics, "PrivateTest", str(classes)))
     print(f"wrote {out}/ensemble.json, metrics.json, report.md in {(time.time() - t0) / 60:.1f} min", flush=True)

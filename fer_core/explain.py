@@ -162,32 +162,12 @@ class Explainer:
     members, weights and views (``ensemble.json``) as ``fer_core.predict.Predictor``, or ``tta``."""
 
     def __init__(self, models_dir=None, tta=None):
-        self.models_dir = store.resolve_models_dir(models_dir)
-        spec_path = self.models_dir / "ensemble.json"
-        if spec_path.is_file():
-            spec = store.read_json(spec_path)
-        else:
-            names = store.list_members(self.models_dir)
-            if not names:
-                raise store.ModelsError(f"{self.models_dir}: no trained members and no ensemble.json")
-            spec = {"members": names, "weights": None}
-        self.member_names = list(spec["members"])
-        self.members, self.probes, self.layers, labels = [], [], [], set()
-        for n in self.member_names:
-            m, side = store.load_member(self.models_dir / n)
-            labels.add(tuple(side["labels"]))
-            self.layers.append(feature_layer(m))
-            self.members.append(m)
-            self.probes.append(Probe(m, self.layers[-1]))
-        if len(labels) != 1:
-            raise store.ModelsError(f"{self.models_dir}: members disagree on labels {labels}")
-        self.labels = list(labels.pop())
-        w = spec.get("weights")
-        m, c = len(self.members), len(self.labels)
-        self.weights = np.full((m, c), 1 / m) if w is None else np.asarray(w, dtype=np.float64)
-        if self.weights.shape != (m, c):
-            raise store.ModelsError(f"{spec_path}: weights shape {self.weights.shape} != ({m}, {c})")
-        self.tta = tta_views.of(spec) if tta is None else tta_views.resolve(tta)
+        ens = store.load_ensemble(models_dir)  # the same members, labels and weights as Predictor's
+        self.models_dir, self.member_names, self.members = ens.models_dir, ens.names, ens.members
+        self.labels, self.weights = ens.labels, ens.weights
+        self.layers = [feature_layer(m) for m in self.members]
+        self.probes = [Probe(m, layer) for m, layer in zip(self.members, self.layers)]
+        self.tta = tta_views.of(ens.spec) if tta is None else tta_views.resolve(tta)
 
     def warm_up(self) -> None:
         """Trace every member's Grad-CAM function for one face (the page asks about one), so that

@@ -56,36 +56,10 @@ class Predictor:
         one, ``DEFAULT_DETECTOR``), made with ``detector_threads`` threads (BlazeFace's LiteRT)."""
         import keras
 
-        self.models_dir = store.resolve_models_dir(models_dir)
-        if not self.models_dir.is_dir():
-            raise store.ModelsError(f"{self.models_dir}: models folder not found "
-                                    "(train with `python train_all.py` or pass --models DIR)")
-        ens_path = self.models_dir / "ensemble.json"
-        if ens_path.is_file():
-            self.spec = store.read_json(ens_path)
-            names = self.spec["members"]
-        else:  # a folder of members without a chosen ensemble: plain average of all of them
-            names = store.list_members(self.models_dir)
-            if not names:
-                raise store.ModelsError(f"{self.models_dir}: no trained members (member.json + weights.npz) "
-                                        "and no ensemble.json")
-            self.spec = {"members": names, "rule": "average", "weights": None}
-        self.member_names = list(names)
-        members, sides = [], []
-        for n in self.member_names:
-            m, side = store.load_member(self.models_dir / n)
-            members.append(m)
-            sides.append(side)
-        self.sidecars = sides
-        labels = {tuple(s["labels"]) for s in sides}
-        if len(labels) != 1:
-            raise store.ModelsError(f"{self.models_dir}: members disagree on labels {labels}")
-        self.labels = list(labels.pop())
-        c = len(self.labels)
-        w = self.spec.get("weights")
-        self.weights = np.full((len(members), c), 1 / len(members)) if w is None else np.asarray(w, dtype=np.float64)
-        if self.weights.shape != (len(members), c):
-            raise store.ModelsError(f"{ens_path}: weights shape {self.weights.shape} != ({len(members)}, {c})")
+        ens = store.load_ensemble(models_dir)  # raises ModelsError naming what is missing or wrong
+        self.models_dir, self.spec, self.member_names = ens.models_dir, ens.spec, ens.names
+        self.sidecars, self.labels, self.weights = ens.sidecars, ens.labels, ens.weights
+        members, c = ens.members, len(ens.labels)
         # test-time views (fer_core.tta): the ensemble's own, chosen with it on PublicTest, unless overridden
         self.tta = tta_views.of(self.spec) if tta is None else tta_views.resolve(tta)
         inp = keras.Input(shape=(48, 48, 1), name="image")

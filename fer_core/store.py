@@ -15,6 +15,7 @@ Everything is written to a temporary name and renamed, so nothing is ever half-w
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -144,3 +145,49 @@ def list_members(models_dir: Path) -> list[str]:
         return []
     return sorted(p.name for p in models_dir.iterdir()
                   if (p / "member.json").is_file() and (p / "weights.npz").is_file())
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """A models folder's ensemble as ``load_ensemble`` reads it: its spec (``ensemble.json``, or a
+    plain average of every member), the members in Keras with their sidecars, the labels they share
+    and the weights (members, classes)."""
+    models_dir: Path
+    spec: dict
+    names: list
+    members: list
+    sidecars: list
+    labels: list
+    weights: np.ndarray
+
+
+def load_ensemble(models_dir=None) -> Ensemble:
+    """The ensemble the app serves from ``models_dir`` (``resolve_models_dir``): ``ensemble.json``'s
+    members and weights, or, without one, the plain average of every member. Raises ModelsError naming
+    the folder or file for a missing folder, no members, members with other labels, or weights of
+    the wrong shape."""
+    models_dir = resolve_models_dir(models_dir)
+    if not models_dir.is_dir():
+        raise ModelsError(f"{models_dir}: models folder not found "
+                          "(train with `python train_all.py` or pass --models DIR)")
+    ens_path = models_dir / "ensemble.json"
+    if ens_path.is_file():
+        spec = read_json(ens_path)
+    else:  # a folder of members without a chosen ensemble: plain average of all of them
+        names = list_members(models_dir)
+        if not names:
+            raise ModelsError(f"{models_dir}: no trained members (member.json + weights.npz) and no ensemble.json")
+        spec = {"members": names, "rule": "average", "weights": None}
+    names = list(spec["members"])
+    loaded = [load_member(models_dir / n) for n in names]
+    sidecars = [side for _, side in loaded]
+    labels = {tuple(s["labels"]) for s in sidecars}
+    if len(labels) != 1:
+        raise ModelsError(f"{models_dir}: members disagree on labels {labels}")
+    labels = list(labels.pop())
+    m, c = len(names), len(labels)
+    w = spec.get("weights")
+    weights = np.full((m, c), 1 / m) if w is None else np.asarray(w, dtype=np.float64)
+    if weights.shape != (m, c):
+        raise ModelsError(f"{ens_path}: weights shape {weights.shape} != ({m}, {c})")
+    return Ensemble(models_dir, spec, names, [model for model, _ in loaded], sidecars, labels, weights)
