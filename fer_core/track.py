@@ -71,13 +71,19 @@ class FaceTracker:
     its boxes overlap by at least ``min_iou``."""
 
     def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = REDETECT_EVERY,
-                 hold_iou: float = 0.85, min_iou: float = 0.2, hold_roll: float = 3.0):
+                 hold_iou: float = 0.85, min_iou: float = 0.2, hold_roll: float = 3.0,
+                 max_faces: int | None = None):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
         if not 0 < min_iou <= hold_iou <= 1:
             raise ValueError(f"need 0 < min_iou <= hold_iou <= 1, got {min_iou!r}, {hold_iou!r}")
         if hold_roll < 0:
             raise ValueError(f"hold_roll must be >= 0, got {hold_roll!r}")
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1 or None, got {max_faces!r}")
+        # the largest faces a whole-frame search keeps (its detections come largest first): a face its
+        # caller would not serve costs a near search on every frame between full searches for nothing
+        self.max_faces = max_faces
         # detections with eyes (``.roll``): a held box keeps its eyes too while the roll moves less than
         # this many degrees, so a still face's levelled crop does not tremble with the eyes' pixel noise
         self.hold_roll = hold_roll
@@ -109,7 +115,7 @@ class FaceTracker:
         return new
 
     def _full(self, frame) -> None:
-        found = list(self.detect(frame))
+        found = list(self.detect(frame))[:self.max_faces]
         boxes = [box_of(f) for f in found]
         self.full_searches += 1
         self.since_full = 0

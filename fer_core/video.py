@@ -82,7 +82,7 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
     cap, fps, total = open_video(path)
     det = pred.detector
     # as the server follows a webcam: faces with their eyes, each frame's crop levelled on them
-    tracker = FaceTracker.for_detector(det, redetect_every=track_every) if track_every else None
+    tracker = FaceTracker.for_detector(det, redetect_every=track_every, max_faces=max_faces) if track_every else None
     pending: list[tuple[int, list, list, np.ndarray]] = []  # (frame, ids, boxes, crops) awaiting the ensemble
 
     def classify():

@@ -125,6 +125,20 @@ def test_a_trembling_box_is_held_and_a_real_move_followed():
     assert moved[0] in (130, 132)
 
 
+def test_only_the_largest_faces_a_caller_serves_are_followed():
+    """max_faces: a whole-frame search keeps its largest max_faces detections (they come largest
+    first), so a face that would not be served costs no near search on the frames between."""
+    s = Scene()
+    t = tracker(s, redetect_every=4, max_faces=1)
+    a, b = (40, 60, 80, 80), (200, 50, 60, 60)
+    for _ in range(4):
+        assert t.update([a, b]) == [a]
+    assert s.full == 1 and s.near == 3  # one near search a frame: b is not followed
+    assert tracker(Scene(), redetect_every=4).update([a, b]) == [a, b]  # None: every face
+    with pytest.raises(ValueError, match="got 0"):
+        tracker(Scene(), max_faces=0)
+
+
 def test_bad_arguments_name_the_value():
     s = Scene()
     with pytest.raises(ValueError, match="got 0"):

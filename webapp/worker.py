@@ -255,7 +255,8 @@ def main(argv=None) -> int:
         from fer_core.track import FaceTracker, Trackers
         det = pred.detector
         # Faces, not boxes: each frame's crop is levelled on that frame's eyes (BlazeFace)
-        trackers = Trackers(lambda: FaceTracker.for_detector(det, redetect_every=cfg.track_every))
+        trackers = Trackers(lambda: FaceTracker.for_detector(det, redetect_every=cfg.track_every,
+                                                                  max_faces=cfg.max_faces))
     prep_pool = None
     if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade, or BlazeFace's interpreter, stays in it)
         from concurrent.futures import ThreadPoolExecutor
