@@ -79,6 +79,9 @@ class Probe:
             raise ValueError(f"layer {self.layer!r} has output shape {tuple(feats.shape)}, not a feature map (N, H, W, K)")
         self.model = keras.Model(model.inputs, [feats, model.outputs[0]], name=f"{model.name}_cam")
         self.classes = int(model.outputs[0].shape[-1])
+        # a crop member (models/ends.image_input) sees only the centre: its maps cover that, and 0 around
+        names = {l.name for l in model.layers}
+        self.crop = int(model.get_layer("crop").cropping[0][0]) if "crop" in names else 0
         # one trace for every batch size: a retrace costs about a second, many times the maps' own cost
         self._fn = tf.function(self._cam, input_signature=[tf.TensorSpec([None, SIZE, SIZE, 1], tf.float32),
                                                            tf.TensorSpec([None], tf.int32)])
@@ -98,7 +101,9 @@ class Probe:
         upsampled bilinearly from the feature map's resolution."""
         import cv2
         cam = np.asarray(self._fn(x[..., None].astype(np.float32), idx.astype(np.int32)), dtype=np.float32)
-        return np.stack([cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR) for c in cam])
+        c, inner = self.crop, SIZE - 2 * self.crop
+        maps = np.stack([cv2.resize(m, (inner, inner), interpolation=cv2.INTER_LINEAR) for m in cam])
+        return np.pad(maps, ((0, 0), (c, c), (c, c))) if c else maps
 
 
 def unview(maps: np.ndarray, mode, k: int) -> np.ndarray:

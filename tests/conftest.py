@@ -31,9 +31,11 @@ def astronaut_jpeg(astronaut_bgr):
     return buf.tobytes()
 
 
-def build_models_dir(path: Path, names=("vgg_q", "resnet_q"), seed: int = 0, rule: str = "class_recall") -> Path:
+def build_models_dir(path: Path, names=("vgg_q", "resnet_q"), seed: int = 0, rule: str = "class_recall",
+                     **arch) -> Path:
     """A models folder of untrained tiny members (real builders, real files, seeded weights),
-    for tests that exercise loading and serving without the dataset."""
+    for tests that exercise loading and serving without the dataset; ``arch`` overrides builder
+    arguments of every member (``crop=4``)."""
     import keras
     from fer_core import store
     from fer_core.config import member_spec
@@ -44,7 +46,7 @@ def build_models_dir(path: Path, names=("vgg_q", "resnet_q"), seed: int = 0, rul
     rng = np.random.default_rng(seed)
     for n in names:
         spec = member_spec(n)
-        kwargs = dict(spec.kwargs, num_classes=7, name=n)
+        kwargs = dict(spec.kwargs, num_classes=7, name=n, **arch)
         m = build(spec.arch, **kwargs)
         store.save_member_weights(m, path / n / "weights.npz")
         store.atomic_write_json(path / n / "member.json", {

@@ -9,15 +9,17 @@ from fer_core import explain
 from fer_core.store import DEFAULT_MODELS
 
 
-def _bright_dark_model(pool: bool = False):
+def _bright_dark_model(pool: bool = False, crop: int = 0):
     """Two 1x1-conv detectors, 'bright' (channel 0: relu(x/255 - 0.5)) and 'dark' (channel 1:
     relu(0.5 - x/255)); class 0's logit is the mean of channel 0, class 1's of channel 1. Optionally
-    a 4x4 max pooling first, so that the feature map (12x12) is coarser than the face."""
+    a 4x4 max pooling first, so that the feature map (12x12) is coarser than the face, or a centre
+    crop as crop members have (fer_core/models/ends.py)."""
     import keras
     from keras import layers
     inp = keras.Input((48, 48, 1), name="image")
     x = layers.MaxPooling2D(4, name="pool")(inp) if pool else inp
     x = layers.Rescaling(1 / 255, name="rescale")(x)
+    x = layers.Cropping2D(crop, name="crop")(x) if crop else x
     conv = layers.Conv2D(2, 1, name="detect")
     x = layers.Activation("relu", name="detect_relu")(conv(x))
     head = layers.Dense(2, activation="softmax", name="predictions")
@@ -53,6 +55,16 @@ def test_each_class_map_lies_on_its_own_evidence(pool, tta):
     assert _mass(bright, slice(0, 20), slice(0, 20)) > 0.8, bright[::6, ::6]
     assert _mass(dark, slice(28, 48), slice(28, 48)) > 0.8, dark[::6, ::6]
     assert _mass(bright, slice(28, 48), slice(28, 48)) < 0.05 and _mass(dark, slice(0, 20), slice(0, 20)) < 0.05
+
+
+def test_a_crop_members_map_lies_where_its_centre_is_in_the_face():
+    m = explain.grad_cam(_bright_dark_model(crop=4), _face(), 0)[0]
+    assert m.shape == (48, 48)
+    assert not m[:4].any() and not m[:, :4].any() and not m[-4:].any()  # the border it never saw
+    rows, cols = np.nonzero(m > 0.5)
+    # the bright square is rows and columns 4..15 of the face (centre 9.5); a map stretched over the
+    # whole face would put it at 0..14
+    assert abs(rows.mean() - 9.5) < 1.5 and abs(cols.mean() - 9.5) < 1.5, (rows.mean(), cols.mean())
 
 
 def test_views_are_mapped_back_to_the_crop():

@@ -69,3 +69,27 @@ def test_registry_and_config_validation():
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="rmsprop")
     assert TrainConfig.from_dict({"epochs": 3, "unknown": 1}).epochs == 3
+
+
+@pytest.mark.parametrize("arch,kwargs", [("vgg", dict(filters=(8, 8, 8, 8), dense=(8,), head="avg")),
+                                         ("resnet", dict(depths=(1, 1), filters=(8, 16))),
+                                         ("inception", dict(blocks=(1,), n0=16, stem=8, head="avg"))])
+def test_crop_members_see_only_the_faces_centre_and_cost_less(arch, kwargs):
+    from fer_core.cost import model_gflop
+    whole, cropped = build(arch, **kwargs), build(arch, crop=4, **kwargs)
+    assert whole.count_params() == cropped.count_params()  # same weights: one can start from the other
+    cropped.set_weights(whole.get_weights())
+    assert cropped.get_layer("crop").output.shape[1:3] == (40, 40)
+    # the first convolution runs on 40 x 40 pixels instead of 48 x 48
+    assert model_gflop(cropped) < 0.75 * model_gflop(whole)
+    x = np.random.default_rng(1).integers(0, 256, (2, 48, 48, 1)).astype("float32")
+    y = x.copy()
+    y[:, :4], y[:, -4:], y[:, :, :4], y[:, :, -4:] = 0, 255, 255, 0  # change only the 4 px border
+    np.testing.assert_allclose(cropped.predict_on_batch(x), cropped.predict_on_batch(y), atol=1e-6)
+    assert not np.allclose(whole.predict_on_batch(x), whole.predict_on_batch(y), atol=1e-6)
+
+
+@pytest.mark.parametrize("crop", [-1, 12, 30])
+def test_bad_crops_are_refused_with_the_value(crop):
+    with pytest.raises(ValueError, match=f"got {crop}"):
+        build("vgg", filters=(8, 8, 8, 8), dense=(8,), head="avg", crop=crop)

@@ -92,6 +92,16 @@ def test_exported_runtimes_run_batches_unpadded(tiny_models, cache):
     assert seen == [6]  # 3 faces x 2 views, not padded to 8 as TensorFlow's compiled shapes are
 
 
+def test_litert_runs_crop_members_as_tensorflow_does(faces, cache, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from conftest import build_models_dir
+    models = build_models_dir(tmp_path / "crop", names=("vgg_q",), crop=4)
+    tf_pred = Predictor(models, tta="zoom-flip")
+    pred = Predictor(models, tta="zoom-flip", runtime="litert")
+    assert pred.runtime == "litert"
+    np.testing.assert_allclose(pred.member_probs(faces), tf_pred.member_probs(faces), atol=ATOL["float32"])
+
+
 def test_bad_names_are_refused_with_the_value():
     with pytest.raises(ValueError, match="got 'tflite'"):
         runtime.check("tflite")

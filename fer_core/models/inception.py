@@ -28,7 +28,7 @@ def inception_block(x, n: int, reg, name: str, m: float = 0.99):
 
 def inception(blocks=(2, 2, 2, 2), n0: int = 64, step: int = 32, stem: int = 64, l2: float = 2e-4,
               dropout: float = 0.4, head: str = "flatten", num_classes: int = 7, bn_momentum: float = 0.99,
-              input_shape=(48, 48, 1), name: str = "inception") -> keras.Model:
+              input_shape=(48, 48, 1), crop: int = 0, name: str = "inception") -> keras.Model:
     """Stem 3x3 conv, then stages of I-blocks (``blocks[i]`` per stage) with 2x2 max pooling between
     stages; block k has width n = n0 + step * k, as in the report (n = 64, +32 per block). Then flatten
     (or global average pooling with ``head='avg'``), dropout, dense softmax. L2 ``l2`` (report: 2e-4) on
@@ -36,7 +36,7 @@ def inception(blocks=(2, 2, 2, 2), n0: int = 64, step: int = 32, stem: int = 64,
     and the stage layout are ours."""
     check_head(head)
     reg = regularizers.l2(l2) if l2 else None
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, crop)
     x = _conv(x, stem, 3, reg, "stem_conv", bn_momentum)
     k = 0
     for s, count in enumerate(blocks, start=1):

@@ -23,7 +23,7 @@ def residual_block(x, filters: int, stride: int, reg, name: str, bn_momentum: fl
 
 
 def resnet(depths=(3, 4, 6, 3), filters=(64, 128, 256, 512), l2: float = 1e-4, dropout: float = 0.0,
-           num_classes: int = 7, bn_momentum: float = 0.99, input_shape=(48, 48, 1),
+           num_classes: int = 7, bn_momentum: float = 0.99, input_shape=(48, 48, 1), crop: int = 0,
            name: str = "resnet") -> keras.Model:
     """Stem 3x3 conv, stages of ``depths[i]`` residual blocks with ``filters[i]`` (doubling per stage);
     every stage after the first starts with a stride-2 block. Then batch norm, ReLU, global average
@@ -33,7 +33,7 @@ def resnet(depths=(3, 4, 6, 3), filters=(64, 128, 256, 512), l2: float = 1e-4, d
     if len(depths) != len(filters):
         raise ValueError(f"depths and filters must have the same length, got {depths!r} and {filters!r}")
     reg = regularizers.l2(l2) if l2 else None
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, crop)
     x = layers.Conv2D(filters[0], 3, padding="same", kernel_regularizer=reg, name="stem_conv")(x)
     for s, (d, f) in enumerate(zip(depths, filters), start=1):
         for j in range(1, d + 1):

@@ -10,7 +10,7 @@ from .ends import check_head, class_probabilities, image_input, pool
 def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128), num_classes: int = 7,
         conv_dropout: float = 0.25, dense_dropout: float = 0.5, l2_first: float = 0.0,
         l2: float = 0.0, head: str = "flatten", bn_momentum: float = 0.99, input_shape=(48, 48, 1),
-        name: str = "vgg") -> keras.Model:
+        crop: int = 0, name: str = "vgg") -> keras.Model:
     """VGG with 4 blocks of two 3x3 convolutions, then a dense head.
 
     Variants (C conv, B batch norm, P 2x2 max pooling, D dropout), as in the report:
@@ -21,13 +21,14 @@ def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128),
     after each block and ``dense_dropout`` after each hidden dense layer, batch norm after each dense
     layer for v1/v2. ``head`` 'flatten' is the report's; 'avg' (global average pooling) keeps the small
     members small. ``bn_momentum`` 0.9 suits short runs (moving statistics settle in tens of steps).
-    The input is raw 0..255 grey; scaling is part of the model.
+    The input is raw 0..255 grey; scaling is part of the model, and so is the centre crop ``crop``
+    (``ends.image_input``).
     """
     if variant not in ("v0", "v1", "v2"):
         raise ValueError(f"variant must be 'v0', 'v1' or 'v2', got {variant!r}")
     check_head(head)
     bn = variant != "v0"
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, crop)
     for b, f in enumerate(filters, start=1):
         for c in (1, 2):
             reg = l2_first if (b, c) == (1, 1) and l2_first else l2
