@@ -1,6 +1,6 @@
 """Face tracking against searching every whole frame: detection cost per frame and box steadiness.
 
-    python bench/bench_track.py [--frames 120] [--every 8] [--detector blazeface|haar]
+    python bench/bench_track.py [--frames 120] [--every 8] [--detector blazeface|blazeface-full|haar]
 
 Three synthetic webcam clips of 320x320 frames made from the astronaut photo
 (``skimage.data.astronaut()``), each frame with sensor noise (sigma 2 grey levels) and sent through
@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=8, help="the tracker's full search every N frames")
     ap.add_argument("--rounds", type=int, default=3, help="passes over each clip (timing medians over all)")
     ap.add_argument("--hold", type=float, default=0.85, help="the tracker's hold_iou (fer_core/track.py)")
-    ap.add_argument("--detector", choices=("blazeface", "haar"), default="blazeface",
+    from fer_core.config import DETECTORS
+    ap.add_argument("--detector", choices=DETECTORS, default="blazeface",
                     help="the face detector (default: the served one; numbers before 2026-11-29 are haar's)")
     args = ap.parse_args(argv)
     import cv2

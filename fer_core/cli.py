@@ -9,6 +9,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .config import DETECTORS  # noqa: E402 - numpy only
 from .tta import TTA  # noqa: E402 - numpy only; the parser lists its modes
 from .track import REDETECT_EVERY  # noqa: E402 - numpy only; after the TensorFlow log level is set
 
@@ -275,7 +276,7 @@ def main(argv=None) -> int:
                         f"{REDETECT_EVERY}, as the server; 0: search every frame)")
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
-    r.add_argument("--detector", choices=("blazeface", "haar"),
+    r.add_argument("--detector", choices=DETECTORS,
                    help="face detector (default: blazeface, as the server; haar: OpenCV's cascade, upright faces only)")
     r.set_defaults(fn=_predict)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")

@@ -86,6 +86,14 @@ class TrainConfig:
 # limit issue #10 sets. train_all.py chooses members only among ensembles within it.
 ENSEMBLE_MAX_GFLOP = 2.31
 
+# The face detectors by name (fer_core.faces.make_detector), here so that the web process's settings
+# check them without importing OpenCV. blazeface finds heads rolled 30 degrees where Haar finds none
+# (docs/benchmarks.md); blazeface-full runs the full-range model for the near search too (the fifth
+# session's setting, 3x the near search's cost), for comparison and for webcams where the
+# short-range model would lose faces.
+DETECTORS = ("blazeface", "blazeface-full", "haar")
+DEFAULT_DETECTOR = "blazeface"
+
 # The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.
 REPORT = {}
 # The report's SGD trial: lr 0.1, momentum 0.9, batch 128 (its L2 1e-4 sits in the layers).

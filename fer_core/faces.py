@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .config import DEFAULT_DETECTOR, DETECTORS  # noqa: F401 - the detectors' names live with the settings
+
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
 # BlazeFace's box (eyebrows to mouth, after its levelled second look) -> the Haar cascade's framing,
 # which crop_face's margin was set for: on the two shipped upright faces (astronaut, grace_hopper; as
@@ -28,6 +30,11 @@ MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any d
 # of the side higher (mean 5.8 %), towards the forehead
 BOX_SCALE = 1.02
 BOX_RAISE = 0.058
+# The short-range model's box (the near search's) -> the full-range model's on the same patch:
+# measured on the shipped faces (docs/benchmarks.md), so that a followed box does not jump when
+# the whole-frame search comes round.
+NEAR_BOX_SCALE = 1.081
+NEAR_BOX_RAISE = 0.066
 
 
 class ImageError(ValueError):
@@ -173,10 +180,17 @@ class FaceDetector:
 
 
 # -- BlazeFace (MediaPipe's full-range face detector, served by default: docs/benchmarks.md) --
-DETECTORS = ("blazeface", "haar")
-DEFAULT_DETECTOR = "blazeface"  # finds heads rolled 30 degrees where Haar finds none, at Haar's cost (docs/benchmarks.md)
 BLAZEFACE_PATH = Path(__file__).resolve().parent.parent / "models" / "detector" / "blazeface_full_range_sparse.tflite"
 BLAZEFACE_SHA256 = "671dd2f9ed11a78436fc21cc42357a803dfc6f73e9fb86541be942d5716c2dce"  # models/detector/README.md
+# The near search (a followed face, in a patch of 4x its side) runs the short-range model: 128 px
+# instead of 192, a third of the full-range model's cost (docs/benchmarks.md), for a face that fills
+# a quarter of the patch, as selfie-distance faces do the frames it was made for.
+BLAZEFACE_NEAR_PATH = BLAZEFACE_PATH.parent / "blazeface_short_range.tflite"
+BLAZEFACE_NEAR_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
+# MediaPipe's SSD anchor layouts of its two front-camera models, told apart by their input side:
+# (strides of the layers, anchors each layer adds per cell); layers of one stride share a grid.
+ANCHOR_LAYOUTS = {192: ((4,), 1),             # full range: one 48x48 grid, 2304 anchors
+                  128: ((8, 16, 16, 16), 2)}  # short range: 16x16 x 2 + 8x8 x 6 = 896 anchors
 
 
 class DetectorError(RuntimeError):
@@ -197,16 +211,26 @@ def read_model_file(path, sha256: str | None) -> bytes:
     return data
 
 
-def blazeface_anchors(side: int = 192, stride: int = 4) -> np.ndarray:
-    """Anchor centres (n, 2) as (x, y) in [0, 1] of the model's input, row by row: the full-range
-    model has one anchor per cell of a single side/stride grid (48x48 = 2304 at 192 px, offset half
-    a cell), all of unit size, so its regressed widths and heights are absolute."""
-    if side < 1 or stride < 1 or side % stride:
-        raise ValueError(f"need stride dividing side, got side={side!r}, stride={stride!r}")
-    n = side // stride
-    c = (np.arange(n, dtype=np.float32) + 0.5) / n
-    ys, xs = np.meshgrid(c, c, indexing="ij")
-    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+def blazeface_anchors(side: int = 192, strides=(4,), per_layer: int = 1) -> np.ndarray:
+    """Anchor centres (n, 2) as (x, y) in [0, 1] of the model's input, in the model's output order:
+    grid by grid (consecutive layers of one stride share a grid and each adds ``per_layer`` anchors
+    to its cells), row by row, a cell's anchors together; each offset half a cell, all of unit
+    size, so the regressed widths and heights are absolute. The defaults are the full-range model's
+    (one anchor per cell of a 48x48 grid at 192 px); ``ANCHOR_LAYOUTS`` has the short-range one."""
+    if side < 1 or not strides or per_layer < 1 or any(st < 1 or side % st for st in strides):
+        raise ValueError(f"need strides dividing side and per_layer >= 1, got side={side!r}, "
+                         f"strides={strides!r}, per_layer={per_layer!r}")
+    grids, i = [], 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        n = side // strides[i]
+        c = (np.arange(n, dtype=np.float32) + 0.5) / n
+        ys, xs = np.meshgrid(c, c, indexing="ij")
+        grids.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), per_layer * (j - i), axis=0))
+        i = j
+    return np.concatenate(grids)
 
 
 def decode_blazeface(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, side: int):
@@ -248,6 +272,33 @@ def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, min_
     return out
 
 
+class _BlazeNet:
+    """One BlazeFace model file in a LiteRT interpreter: its square input side, its anchors (by
+    ``ANCHOR_LAYOUTS``), and ``box_scale`` / ``box_raise``, which map its box (eyebrows to mouth) to
+    the Haar cascade's framing."""
+
+    def __init__(self, path, sha256, threads: int, box_scale: float, box_raise: float):
+        from ai_edge_litert.interpreter import Interpreter
+        self.path, self.box_scale, self.box_raise = Path(path), box_scale, box_raise
+        self.it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
+        self.it.allocate_tensors()
+        inp = self.it.get_input_details()[0]
+        _, h, w, c = (int(v) for v in inp["shape"])
+        if h != w or c != 3 or h not in ANCHOR_LAYOUTS:
+            raise DetectorError(f"{path}: expected a square RGB input of {sorted(ANCHOR_LAYOUTS)} px, the model "
+                                f"takes {inp['shape'].tolist()}")
+        self.side, self.input = h, inp["index"]
+        outs = {int(d["shape"][-1]): d["index"] for d in self.it.get_output_details()}
+        if set(outs) != {1, 16}:
+            raise DetectorError(f"{path}: expected outputs of 16 box values and 1 score per anchor, got "
+                                f"{[d['shape'].tolist() for d in self.it.get_output_details()]}")
+        self.boxes_out, self.scores_out = outs[16], outs[1]
+        self.anchors = blazeface_anchors(self.side, *ANCHOR_LAYOUTS[self.side])
+        n = int(self.it.get_output_details()[0]["shape"][1])
+        if n != len(self.anchors):
+            raise DetectorError(f"{path}: {n} anchors, expected {len(self.anchors)} for a {self.side} px input")
+
+
 class BlazeFaceDetector:
     """MediaPipe's BlazeFace full range (models/detector/), run with LiteRT on ``threads`` threads:
     finds faces rolled 30 degrees that the Haar cascade misses, and gives both eyes, so that crops
@@ -261,13 +312,18 @@ class BlazeFaceDetector:
     Each face is looked at twice: once in the frame, once in a patch turned so that its eyes are
     level (``level_context``; 0: once), where its box and eyes are an upright face's, so that the
     crop of a rolled head matches the upright one.
+    A followed face (``detect_near_faces`` given the last ``Face``) is looked for in that same
+    patch by the short-range model ``near_path`` (None: the full-range one), whose box is mapped
+    to the same framing by ``NEAR_BOX_SCALE`` / ``NEAR_BOX_RAISE``.
     ``min_size`` is a fraction of the frame's shorter side, as for ``FaceDetector``; at most
     ``max_faces`` faces (the largest) are returned. Not
     thread-safe: one interpreter, one thread (the worker's preparing thread)."""
 
     def __init__(self, path=BLAZEFACE_PATH, threads: int = 1, min_score: float = 0.5, nms_iou: float = 0.3,
                  box_scale: float = BOX_SCALE, box_raise: float = BOX_RAISE, min_size: float = 0.14, level_context: float = 4.0,
-                 tile_above: float = 1.8, max_faces: int = 16, sha256: str | None = BLAZEFACE_SHA256):
+                 tile_above: float = 1.8, max_faces: int = 16, sha256: str | None = BLAZEFACE_SHA256,
+                 near_path=BLAZEFACE_NEAR_PATH, near_sha256: str | None = BLAZEFACE_NEAR_SHA256,
+                 near_context: float = 2.5):
         if threads < 1 or max_faces < 1:
             raise ValueError(f"threads and max_faces must be >= 1, got {threads!r}, {max_faces!r}")
         if not 0 < min_score < 1 or not 0 < nms_iou < 1:
@@ -278,67 +334,56 @@ class BlazeFaceDetector:
             raise ValueError(f"level_context must be 0 (no second look) or >= 1.5, got {level_context!r}")
         if box_scale <= 0 or not 0 <= min_size < 1:
             raise ValueError(f"need box_scale > 0 and 0 <= min_size < 1, got {box_scale!r}, {min_size!r}")
-        from ai_edge_litert.interpreter import Interpreter
         self.path, self.threads = Path(path), threads
         self.min_score, self.nms_iou, self.min_size = min_score, nms_iou, min_size
-        self.box_scale, self.box_raise = box_scale, box_raise
         # the second, levelled look (_level) sees 4 x the face's side: in an exploratory run (not kept)
         # 2-3 x gave boxes 7-13 % larger than the whole frame's, and crops of rolled heads that
         # matched the upright one less (docs/benchmarks.md has the measured 1- and 2-look numbers)
         self.level_context = level_context
+        self.near_context = near_context
         # frames longer than this x their height are also searched in square tiles; 1.8 leaves the
         # page's 16:9 and 4:3 frames whole (one call), and tiles 2:1 stills and wider
         self.tile_above = tile_above
         # faces per frame, the largest, that get the second look and are returned: a frame of noise can
         # score many anchors, each look is a model call; the server serves 8 (WebConfig.max_faces)
         self.max_faces = max_faces
-        self._it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
-        self._it.allocate_tensors()
-        inp = self._it.get_input_details()[0]
-        _, h, w, c = (int(v) for v in inp["shape"])
-        if h != w or c != 3:
-            raise DetectorError(f"{path}: expected a square RGB input, the model takes {inp['shape'].tolist()}")
-        self.side, self._in = h, inp["index"]
-        outs = {int(d["shape"][-1]): d["index"] for d in self._it.get_output_details()}
-        if set(outs) != {1, 16}:
-            raise DetectorError(f"{path}: expected outputs of 16 box values and 1 score per anchor, got "
-                                f"{[d['shape'].tolist() for d in self._it.get_output_details()]}")
-        self._boxes_out, self._scores_out = outs[16], outs[1]
-        self.anchors = blazeface_anchors(self.side)
-        n = int(self._it.get_output_details()[0]["shape"][1])
-        if n != len(self.anchors):
-            raise DetectorError(f"{path}: {n} anchors, expected {len(self.anchors)} for a {self.side} px input")
+        self._net = _BlazeNet(path, sha256, threads, box_scale, box_raise)
+        self._near = self._net if near_path is None else \
+            _BlazeNet(near_path, near_sha256, threads, box_scale * NEAR_BOX_SCALE, box_raise + NEAR_BOX_RAISE)
+        self.side, self.anchors = self._net.side, self._net.anchors
 
-    def _letterbox(self, img: np.ndarray):
+    def _letterbox(self, img: np.ndarray, side: int):
         """(input tensor (1, side, side, 3) in [-1, 1], scale, pad x, pad y): the frame scaled to fit
         the input, centred, black around it, as RGB (a grey frame in all three channels)."""
         H, W = img.shape[:2]
-        scale = self.side / max(H, W)
+        scale = side / max(H, W)
         w, h = max(1, round(W * scale)), max(1, round(H * scale))
         small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        px, py = (self.side - w) // 2, (self.side - h) // 2
-        canvas = np.zeros((self.side, self.side, 3), np.uint8)
+        px, py = (side - w) // 2, (side - h) // 2
+        canvas = np.zeros((side, side, 3), np.uint8)
         canvas[py:py + h, px:px + w] = small[:, :, None] if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         return (canvas.astype(np.float32) / 127.5 - 1)[None], scale, px, py
 
-    def _run(self, img: np.ndarray) -> list[Face]:
-        """One model call: faces in ``img`` (grey, or BGR), unfiltered by size, best score first."""
-        x, scale, px, py = self._letterbox(img)
-        self._it.set_tensor(self._in, x)
-        self._it.invoke()
-        boxes, points, scores = decode_blazeface(self._it.get_tensor(self._boxes_out),
-                                                 self._it.get_tensor(self._scores_out), self.anchors, self.side)
+    def _run(self, img: np.ndarray, net: "_BlazeNet | None" = None) -> list[Face]:
+        """One model call (``net``, default the full-range one): faces in ``img`` (grey, or BGR),
+        unfiltered by size, best score first."""
+        net = net or self._net
+        x, scale, px, py = self._letterbox(img, net.side)
+        net.it.set_tensor(net.input, x)
+        net.it.invoke()
+        boxes, points, scores = decode_blazeface(net.it.get_tensor(net.boxes_out),
+                                                 net.it.get_tensor(net.scores_out), net.anchors, net.side)
         H, W = img.shape[:2]
-        to_frame = lambda v, pad: (float(v) * self.side - pad) / scale  # noqa: E731 - input [0, 1] -> frame px
+        to_frame = lambda v, pad: (float(v) * net.side - pad) / scale  # noqa: E731 - input [0, 1] -> frame px
         faces = []
         for (x0, y0, x1, y1), pts, score in weighted_nms(boxes, points, scores, self.min_score, self.nms_iou):
             cx, cy = to_frame((x0 + x1) / 2, px), to_frame((y0 + y1) / 2, py)
-            side = max(x1 - x0, y1 - y0) * self.side / scale
+            side = max(x1 - x0, y1 - y0) * net.side / scale
             eyes = [(to_frame(p[0], px), to_frame(p[1], py)) for p in pts[:2]]
             # raised towards the forehead along the face's own up (perpendicular to the eye line)
             roll = np.arctan2(eyes[1][1] - eyes[0][1], eyes[1][0] - eyes[0][0])
-            cx, cy = cx + self.box_raise * side * np.sin(roll), cy - self.box_raise * side * np.cos(roll)
-            side *= self.box_scale
+            cx, cy = cx + net.box_raise * side * np.sin(roll), cy - net.box_raise * side * np.cos(roll)
+            side *= net.box_scale
             bx, by = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
             bw, bh = min(W - bx, round(side)), min(H - by, round(side))
             if bw < 1 or bh < 1:
@@ -346,12 +391,13 @@ class BlazeFaceDetector:
             faces.append(Face((bx, by, bw, bh), eyes[0], eyes[1], score))
         return faces
 
-    def _look(self, img: np.ndarray, cx: float, cy: float, side: float, roll: float) -> list[Face]:
+    def _look(self, img: np.ndarray, cx: float, cy: float, side: float, roll: float,
+              net: "_BlazeNet | None" = None) -> list[Face]:
         """One model call on a square patch of ``side`` frame pixels about (cx, cy), turned by
         ``roll`` degrees so that a head rolled that much stands upright in it: its faces in frame
         pixels. The patch is cut at most twice the model's input (a face filling a 1080p still
         would otherwise be turned at full size only to be shrunk to 192 px)."""
-        scale = min(1.0, 2 * self.side / max(side, 1.0))
+        scale = min(1.0, 2 * (net or self._net).side / max(side, 1.0))
         s = max(8, int(round(side * scale)))
         m = cv2.getRotationMatrix2D((cx, cy), roll, scale)
         m[:, 2] += (s / 2 - cx, s / 2 - cy)
@@ -360,7 +406,7 @@ class BlazeFaceDetector:
         back = lambda p: tuple(float(v) for v in inv @ (p[0], p[1], 1.0))  # noqa: E731 - patch -> frame px
         H, W = img.shape[:2]
         out = []
-        for f in self._run(patch):
+        for f in self._run(patch, net):
             (fx, fy), fs = back((f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)), max(f.box[2], f.box[3]) / scale
             bx, by = max(0, round(fx - fs / 2)), max(0, round(fy - fs / 2))
             bw, bh = min(W - bx, round(fs)), min(H - by, round(fs))
@@ -450,11 +496,20 @@ class BlazeFaceDetector:
             raise ValueError(f"box must have a positive size, got {box!r}")
         cx, cy, reach = x + w / 2, y + h / 2, (0.5 + search) * side
         roll = last.roll if last else 0.0
-        patch = max(self.level_context, 1 + 2 * search) * side
+        short = last is not None and last.left_eye is not None and last.right_eye is not None and self._near is not self._net
+        patch = max(self.near_context if short else self.level_context, 1 + 2 * search) * side
         out = []
-        for f in self._look(img, cx, cy, patch, roll):
+        # a known face (its last Face) is looked for by the cheaper short-range model
+        for f in self._look(img, cx, cy, patch, roll, self._near if short else None):
             fx, fy = f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2
             if abs(fx - cx) <= reach and abs(fy - cy) <= reach and side / size_range <= max(f.box[2], f.box[3]) <= side * size_range:
+                if short:
+                    # its box, with the last eyes moved along: the short-range model's eye line is
+                    # 6-8 degrees off where the full-range one's is 2-3 (bench_near.py), so the
+                    # roll, and the crop's levelling, come from the whole-frame searches
+                    k = max(f.box[2], f.box[3]) / side
+                    move = lambda p: (fx + (p[0] - cx) * k, fy + (p[1] - cy) * k)  # noqa: E731
+                    f = Face(f.box, move(last.left_eye), move(last.right_eye), f.score)
                 # without a known roll, the face gets its levelled look like a whole-frame find
                 out.append(f if last or not self.level_context else self._level(img, f))
         return sorted(out, key=lambda f: -f.box[2] * f.box[3])
@@ -465,8 +520,8 @@ class BlazeFaceDetector:
 
 def make_detector(name: str = DEFAULT_DETECTOR, threads: int = 1):
     """The face detector called ``name`` (``DETECTORS``); ``threads``: BlazeFace's LiteRT threads."""
-    if name == "blazeface":
-        return BlazeFaceDetector(threads=threads)
+    if name in ("blazeface", "blazeface-full"):
+        return BlazeFaceDetector(threads=threads, **({"near_path": None} if name == "blazeface-full" else {}))
     if name == "haar":
         return FaceDetector()
     raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {name!r}")

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core.faces import (BLAZEFACE_PATH, BlazeFaceDetector, DetectorError, Face, align_crop, blazeface_anchors,
+from fer_core.faces import (ANCHOR_LAYOUTS, BLAZEFACE_NEAR_PATH, BLAZEFACE_PATH, BlazeFaceDetector, DetectorError, Face, align_crop, blazeface_anchors,
                             crop_face, decode_blazeface, find_faces, make_detector, weighted_nms)
 
 
@@ -50,6 +50,11 @@ def test_a_missing_or_different_model_file_is_refused_by_name(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(DetectorError, match="other.tflite: sha256 .* is not the shipped model's"):
         BlazeFaceDetector(bad)
+    with pytest.raises(DetectorError, match="gone.tflite: face detector model file missing"):
+        BlazeFaceDetector(near_path=tmp_path / "gone.tflite")
+    with pytest.raises(DetectorError, match="sha256 .* is not the shipped model's"):
+        BlazeFaceDetector(near_path=BLAZEFACE_PATH)  # the full-range file where the short-range one belongs
+    assert BLAZEFACE_NEAR_PATH.is_file()
     good = tmp_path / "copy.tflite"
     shutil.copy(BLAZEFACE_PATH, good)
     assert BlazeFaceDetector(good).side == 192
@@ -63,7 +68,9 @@ def test_bad_settings_raise_valueerror_naming_the_value(kw):
 
 
 def test_make_detector_names():
-    assert isinstance(make_detector("blazeface"), BlazeFaceDetector)
+    served, full = make_detector("blazeface"), make_detector("blazeface-full")
+    assert isinstance(served, BlazeFaceDetector) and (served._net.side, served._near.side) == (192, 128)
+    assert full._near is full._net
     with pytest.raises(ValueError, match="'yolo'"):
         make_detector("yolo")
 
@@ -78,6 +85,17 @@ def test_anchors_are_the_full_range_grid():
     np.testing.assert_allclose(a[48], [0.5 / 48, 1.5 / 48])
     with pytest.raises(ValueError, match="side=190"):
         blazeface_anchors(190)
+
+
+def test_anchors_of_the_short_range_layout():
+    a = blazeface_anchors(128, *ANCHOR_LAYOUTS[128])
+    assert a.shape == (896, 2)  # 16x16 cells x 2 anchors (stride 8), then 8x8 cells x 6 (three stride-16 layers)
+    np.testing.assert_allclose(a[0], a[1])  # a cell's anchors together
+    np.testing.assert_allclose(a[:4:2], [[0.5 / 16, 0.5 / 16], [1.5 / 16, 0.5 / 16]])
+    np.testing.assert_allclose(a[512:518], [[0.5 / 8, 0.5 / 8]] * 6)
+    np.testing.assert_allclose(a[518], [1.5 / 8, 0.5 / 8])
+    with pytest.raises(ValueError, match="per_layer=0"):
+        blazeface_anchors(128, (8,), 0)
 
 
 def test_decoding_one_anchors_box_and_keypoints():
@@ -191,7 +209,7 @@ def test_noise_costs_a_bounded_number_of_model_calls(monkeypatch):
     noisy = BlazeFaceDetector(min_score=0.01, max_faces=3, min_size=0)
     calls = []
     real = noisy._run
-    monkeypatch.setattr(noisy, "_run", lambda img: calls.append(1) or real(img))
+    monkeypatch.setattr(noisy, "_run", lambda img, net=None: calls.append(1) or real(img, net))
     img = np.random.default_rng(0).integers(0, 256, (240, 320), dtype=np.uint8)
     assert len(real(img)) > 3  # many candidates
     faces = noisy.detect_faces(img)
@@ -210,6 +228,22 @@ def test_near_search_follows_a_rolled_face(bf):
         bf.detect_near(rolled, up.box, search=-1)
 
 
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+@pytest.mark.parametrize("angle", [0, -30, 30])
+def test_the_short_range_near_search_holds_the_whole_frame_box(bf, name, angle):
+    """The short-range model's box is calibrated to the full-range one's (NEAR_BOX_SCALE, _RAISE):
+    a still face followed from its whole-frame find overlaps it by the tracker's hold_iou (0.85),
+    so its box and crop stay put when the whole-frame search comes round."""
+    from fer_core.track import iou
+    gray = PHOTOS[name]
+    up, = bf.detect_faces(gray)
+    frame, _ = _rolled(gray, tuple(_centre(up.box)), angle)
+    found, = bf.detect_faces(frame)
+    near, = bf.detect_near_faces(frame, found)
+    assert iou(near.box, found.box) >= 0.85, (near.box, found.box)
+    assert near.roll == pytest.approx(found.roll, abs=3)
+
+
 def test_a_followed_face_costs_one_model_call(bf, monkeypatch):
     """The tracker passes the last Face: its region is turned by the last roll, so one call sees the
     head upright (box and eyes as the whole-frame find's levelled look); a bare box costs two."""
@@ -219,9 +253,9 @@ def test_a_followed_face_costs_one_model_call(bf, monkeypatch):
     last, = bf.detect_faces(rolled)
     calls = []
     real = bf._run
-    monkeypatch.setattr(bf, "_run", lambda img: calls.append(img.shape) or real(img))
+    monkeypatch.setattr(bf, "_run", lambda img, net=None: calls.append((net or bf._net).side) or real(img, net))
     followed, = bf.detect_near_faces(rolled, last)
-    assert len(calls) == 1
+    assert calls == [128]  # one call, of the short-range model
     assert np.linalg.norm(_centre(followed.box) - _centre(last.box)) < 0.05 * last.box[2]
     assert followed.roll == pytest.approx(last.roll, abs=3) and 0.9 < followed.box[2] / last.box[2] < 1.1
     bf.detect_near_faces(rolled, last.box)

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from fer_core.config import DEFAULT_DETECTOR, DETECTORS
 from fer_core.tta import TTA, resolve as resolve_tta
 
 from .guard import parse_hosts, parse_networks
@@ -46,9 +47,9 @@ class WebConfig:
     precision: str = "float32"           # of an exported runtime: float32|float16|int8
     prep_chunks: int = 4                 # the worker decodes part k+1 of a batch while the ensemble runs on part k
     #                                      (both cores busy); 0 or 1: decode the whole batch first
-    detector: str = "blazeface"          # face detector: blazeface|haar. BlazeFace full range finds 100 % of the
+    detector: str = DEFAULT_DETECTOR     # face detector (fer_core.config.DETECTORS). BlazeFace finds 100 % of the
     #                                      faces rolled +-30 deg in bench_detector's set (Haar: 0 %), gives the eyes
-    #                                      that level the crop, at about Haar's ms per frame (docs/benchmarks.md)
+    #                                      that level the crop; followed faces by its short-range model (bench_near)
     detector_threads: int = 1            # BlazeFace's LiteRT threads: one, the ensemble runs on the other core
     track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
@@ -109,8 +110,8 @@ class WebConfig:
         if self.why_interval < 0 or self.explain_threads < 0 or not 0 <= self.explain_nice <= 19:
             raise ValueError(f"why_interval and explain_threads must be >= 0 and explain_nice in 0..19, got "
                              f"{self.why_interval!r}, {self.explain_threads!r}, {self.explain_nice!r}")
-        if self.detector not in ("blazeface", "haar"):
-            raise ValueError(f"detector must be blazeface or haar, got {self.detector!r}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         if self.detector_threads < 1:
             raise ValueError(f"detector_threads must be >= 1, got {self.detector_threads!r}")
         if self.track_every < 0:
