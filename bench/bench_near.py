@@ -3,15 +3,15 @@
     python bench/bench_near.py [--reps 3]
 
 A followed face is looked for once per frame between whole-frame searches (fer_core/track.py), in a
-patch of 4x its side turned by its last roll (``BlazeFaceDetector.detect_near_faces``). The
-full-range model (192 px) runs there as in the whole frame; the short-range model (128 px, the one
-served for the near search) costs a third as much. This compares the two on bench_detector.py's
+patch about it turned by its last roll (``BlazeFaceDetector.detect_near_faces``): 4x its side for the
+full-range model (192 px, as its levelled look in the whole-frame search), ``near_context`` (2.5) x
+for the short-range model (128 px, the one served for the near search), which costs a third as much. This compares the two on bench_detector.py's
 90 frames (the two shipped faces, rolled -30..30 degrees, 20-45 % of a 320 px frame, three
 lights), each followed from the face the served whole-frame search finds there, on the same frame
 and on the frame shifted by 8 % of the face's side (a head moving between two frames):
 
 * found: a face within half a side of the truth;
-* the short-range box against the full-range box on the same patch, uncalibrated
+* the short-range box against the full-range box on the same face, uncalibrated
   (``NEAR_BOX_SCALE`` 1, ``NEAR_BOX_RAISE`` 0): side ratio, and the centre's offset along the
   face's up, in sides; their means are what fer_core/faces.py's ``NEAR_BOX_SCALE`` and
   ``NEAR_BOX_RAISE`` were set from (printed at the end);

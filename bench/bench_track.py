@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=8, help="the tracker's full search every N frames")
     ap.add_argument("--rounds", type=int, default=3, help="passes over each clip (timing medians over all)")
     ap.add_argument("--hold", type=float, default=0.85, help="the tracker's hold_iou (fer_core/track.py)")
-    from fer_core.config import DETECTORS
-    ap.add_argument("--detector", choices=DETECTORS, default="blazeface",
+    from fer_core.config import DEFAULT_DETECTOR, DETECTORS
+    ap.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                     help="the face detector (default: the served one; numbers before 2026-11-29 are haar's)")
     args = ap.parse_args(argv)
     import cv2

@@ -277,7 +277,8 @@ def main(argv=None) -> int:
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
     r.add_argument("--detector", choices=DETECTORS,
-                   help="face detector (default: blazeface, as the server; haar: OpenCV's cascade, upright faces only)")
+                   help="face detector (default: blazeface, as the server; blazeface-full: its full-range model for "
+                        "followed faces too; haar: OpenCV's cascade, upright faces only)")
     r.set_defaults(fn=_predict)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
     _data_option(k)

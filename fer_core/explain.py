@@ -80,8 +80,8 @@ class Probe:
         self.model = keras.Model(model.inputs, [feats, model.outputs[0]], name=f"{model.name}_cam")
         self.classes = int(model.outputs[0].shape[-1])
         # a crop member (models/ends.image_input) sees only the centre: its maps cover that, and 0 around
-        names = {l.name for l in model.layers}
-        self.crop = int(model.get_layer("crop").cropping[0][0]) if "crop" in names else 0
+        from .models.ends import crop_of
+        self.crop = crop_of(model)
         # one trace for every batch size: a retrace costs about a second, many times the maps' own cost
         self._fn = tf.function(self._cam, input_signature=[tf.TensorSpec([None, SIZE, SIZE, 1], tf.float32),
                                                            tf.TensorSpec([None], tf.int32)])

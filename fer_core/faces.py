@@ -4,8 +4,9 @@ Two detectors with one interface (``detect``: boxes largest first; ``detect_near
 box, for fer_core/track.py; ``detect_faces``/``detect_near_faces``: ``Face``s with the eyes):
 
 * ``BlazeFaceDetector`` (served by default): MediaPipe's BlazeFace full range, shipped in
-  models/detector/ and run with LiteRT. It finds heads rolled +-30 degrees, which the cascade misses,
-  and gives both eyes, on which ``align_crop`` levels the crop (docs/benchmarks.md).
+  models/detector/ and run with LiteRT, with its short-range model for faces already followed. It
+  finds heads rolled +-30 degrees, which the cascade misses, and gives both eyes, on which
+  ``align_crop`` levels the crop (docs/benchmarks.md).
 * ``FaceDetector``: OpenCV's Haar cascade for frontal, upright faces. It ships inside
   opencv-python-headless 4.x (5.x dropped CascadeClassifier) and needs no download. Its settings
   trade a little recall on small faces for speed: search steps of 30 %, faces of at least 14 % of
@@ -30,11 +31,13 @@ MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any d
 # of the side higher (mean 5.8 %), towards the forehead
 BOX_SCALE = 1.02
 BOX_RAISE = 0.058
-# The short-range model's box (the near search's) -> the full-range model's on the same patch:
-# measured on the shipped faces (docs/benchmarks.md), so that a followed box does not jump when
-# the whole-frame search comes round.
+# The short-range model's box (the near search's) -> the full-range model's on the same face, by
+# input side (128: the short-range model; other files get no correction): measured on the shipped
+# faces by bench/bench_near.py (docs/benchmarks.md), so that a followed box does not jump when the
+# whole-frame search comes round.
 NEAR_BOX_SCALE = 1.081
 NEAR_BOX_RAISE = 0.066
+NEAR_BOX = {128: (NEAR_BOX_SCALE, NEAR_BOX_RAISE)}
 
 
 class ImageError(ValueError):
@@ -182,9 +185,9 @@ class FaceDetector:
 # -- BlazeFace (MediaPipe's full-range face detector, served by default: docs/benchmarks.md) --
 BLAZEFACE_PATH = Path(__file__).resolve().parent.parent / "models" / "detector" / "blazeface_full_range_sparse.tflite"
 BLAZEFACE_SHA256 = "671dd2f9ed11a78436fc21cc42357a803dfc6f73e9fb86541be942d5716c2dce"  # models/detector/README.md
-# The near search (a followed face, in a patch of 4x its side) runs the short-range model: 128 px
+# The near search (a followed face, in a patch of 2.5x its side) runs the short-range model: 128 px
 # instead of 192, a third of the full-range model's cost (docs/benchmarks.md), for a face that fills
-# a quarter of the patch, as selfie-distance faces do the frames it was made for.
+# 40 % of the patch, as selfie-distance faces do the frames it was made for.
 BLAZEFACE_NEAR_PATH = BLAZEFACE_PATH.parent / "blazeface_short_range.tflite"
 BLAZEFACE_NEAR_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
 # MediaPipe's SSD anchor layouts of its two front-camera models, told apart by their input side:
@@ -275,9 +278,9 @@ def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, min_
 class _BlazeNet:
     """One BlazeFace model file in a LiteRT interpreter: its square input side, its anchors (by
     ``ANCHOR_LAYOUTS``), and ``box_scale`` / ``box_raise``, which map its box (eyebrows to mouth) to
-    the Haar cascade's framing."""
+    the Haar cascade's framing; a ``near`` net's also to the full-range model's (``NEAR_BOX``)."""
 
-    def __init__(self, path, sha256, threads: int, box_scale: float, box_raise: float):
+    def __init__(self, path, sha256, threads: int, box_scale: float, box_raise: float, near: bool = False):
         from ai_edge_litert.interpreter import Interpreter
         self.path, self.box_scale, self.box_raise = Path(path), box_scale, box_raise
         self.it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
@@ -293,6 +296,9 @@ class _BlazeNet:
             raise DetectorError(f"{path}: expected outputs of 16 box values and 1 score per anchor, got "
                                 f"{[d['shape'].tolist() for d in self.it.get_output_details()]}")
         self.boxes_out, self.scores_out = outs[16], outs[1]
+        if near:
+            k, r = NEAR_BOX.get(self.side, (1.0, 0.0))
+            self.box_scale, self.box_raise = box_scale * k, box_raise + r
         self.anchors = blazeface_anchors(self.side, *ANCHOR_LAYOUTS[self.side])
         n = int(self.it.get_output_details()[0]["shape"][1])
         if n != len(self.anchors):
@@ -312,9 +318,11 @@ class BlazeFaceDetector:
     Each face is looked at twice: once in the frame, once in a patch turned so that its eyes are
     level (``level_context``; 0: once), where its box and eyes are an upright face's, so that the
     crop of a rolled head matches the upright one.
-    A followed face (``detect_near_faces`` given the last ``Face``) is looked for in that same
-    patch by the short-range model ``near_path`` (None: the full-range one), whose box is mapped
-    to the same framing by ``NEAR_BOX_SCALE`` / ``NEAR_BOX_RAISE``.
+    A followed face (``detect_near_faces`` given the last ``Face``) is looked for by the
+    short-range model ``near_path`` (None: the full-range one) in a patch of ``near_context`` x its
+    side turned by its last roll; the box is mapped to the full-range framing (``NEAR_BOX``) and
+    the last eyes are carried along with it, so a followed face's roll, and its crop's levelling,
+    change only at whole-frame searches (every 8 frames in the server, or when a face is lost).
     ``min_size`` is a fraction of the frame's shorter side, as for ``FaceDetector``; at most
     ``max_faces`` faces (the largest) are returned. Not
     thread-safe: one interpreter, one thread (the worker's preparing thread)."""
@@ -334,12 +342,16 @@ class BlazeFaceDetector:
             raise ValueError(f"level_context must be 0 (no second look) or >= 1.5, got {level_context!r}")
         if box_scale <= 0 or not 0 <= min_size < 1:
             raise ValueError(f"need box_scale > 0 and 0 <= min_size < 1, got {box_scale!r}, {min_size!r}")
+        if not near_context >= 1.5:  # NaN too
+            raise ValueError(f"near_context must be >= 1.5, got {near_context!r}")
         self.path, self.threads = Path(path), threads
         self.min_score, self.nms_iou, self.min_size = min_score, nms_iou, min_size
         # the second, levelled look (_level) sees 4 x the face's side: in an exploratory run (not kept)
         # 2-3 x gave boxes 7-13 % larger than the whole frame's, and crops of rolled heads that
         # matched the upright one less (docs/benchmarks.md has the measured 1- and 2-look numbers)
         self.level_context = level_context
+        # the short-range look sees 2.5 x the face's side (the face 40 % of its 128 px input): its box
+        # varied less there than in a 4x patch, and 3x measured the same (bench_near.py)
         self.near_context = near_context
         # frames longer than this x their height are also searched in square tiles; 1.8 leaves the
         # page's 16:9 and 4:3 frames whole (one call), and tiles 2:1 stills and wider
@@ -349,7 +361,7 @@ class BlazeFaceDetector:
         self.max_faces = max_faces
         self._net = _BlazeNet(path, sha256, threads, box_scale, box_raise)
         self._near = self._net if near_path is None else \
-            _BlazeNet(near_path, near_sha256, threads, box_scale * NEAR_BOX_SCALE, box_raise + NEAR_BOX_RAISE)
+            _BlazeNet(near_path, near_sha256, threads, box_scale, box_raise, near=True)
         self.side, self.anchors = self._net.side, self._net.anchors
 
     def _letterbox(self, img: np.ndarray, side: int):
@@ -483,9 +495,10 @@ class BlazeFaceDetector:
     def detect_near_faces(self, img: np.ndarray, box, search: float = 0.5, size_range: float = 1.5) -> list[Face]:
         """Faces whose centre lies in ``box`` enlarged by ``search`` x its side on each edge, of
         sides within ``size_range`` x the box's. ``box`` may be the face's last ``Face`` (the
-        tracker passes it): the region is then turned by its roll, so that one model call sees
-        the head upright, as the second look of ``detect_faces`` does (same patch size, same
-        framing), where a plain box costs that look too."""
+        tracker passes it): the region is then turned by its roll, so that one model call of the
+        short-range model sees the head upright (in a patch of ``near_context`` x its side, its box
+        mapped to the full-range framing, the last eyes carried along), where a plain box costs a
+        full-range call and the levelled second look of ``detect_faces``."""
         if search < 0 or size_range < 1:
             raise ValueError(f"need search >= 0 and size_range >= 1, got {search!r}, {size_range!r}")
         img = self._check(img)
@@ -520,11 +533,12 @@ class BlazeFaceDetector:
 
 def make_detector(name: str = DEFAULT_DETECTOR, threads: int = 1):
     """The face detector called ``name`` (``DETECTORS``); ``threads``: BlazeFace's LiteRT threads."""
-    if name in ("blazeface", "blazeface-full"):
-        return BlazeFaceDetector(threads=threads, **({"near_path": None} if name == "blazeface-full" else {}))
-    if name == "haar":
-        return FaceDetector()
-    raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {name!r}")
+    makers = {"blazeface": lambda: BlazeFaceDetector(threads=threads),
+              "blazeface-full": lambda: BlazeFaceDetector(threads=threads, near_path=None),
+              "haar": FaceDetector}
+    if name not in makers:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {name!r}")
+    return makers[name]()
 
 
 def crop_face(gray: np.ndarray, box, margin: float = 0.1, size: int = 48) -> np.ndarray:

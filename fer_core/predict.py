@@ -52,7 +52,7 @@ class Predictor:
     def __init__(self, models_dir=None, tta: tta_views.TTA | str | bool | None = None,
                  detector: FaceDetector | str | None = None, runtime: str | None = "tensorflow",
                  precision: str = "float32", threads: int = 0, detector_threads: int = 1):
-        """``detector``: a detector object, or its name (fer_core.faces.DETECTORS; None: the served
+        """``detector``: a detector object, or its name (fer_core.config.DETECTORS; None: the served
         one, ``DEFAULT_DETECTOR``), made with ``detector_threads`` threads (BlazeFace's LiteRT)."""
         import keras
 

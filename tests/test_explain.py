@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fer_core import explain
+from fer_core.models.ends import CROP_LAYER
 from fer_core.store import DEFAULT_MODELS
 
 
@@ -19,7 +20,7 @@ def _bright_dark_model(pool: bool = False, crop: int = 0):
     inp = keras.Input((48, 48, 1), name="image")
     x = layers.MaxPooling2D(4, name="pool")(inp) if pool else inp
     x = layers.Rescaling(1 / 255, name="rescale")(x)
-    x = layers.Cropping2D(crop, name="crop")(x) if crop else x
+    x = layers.Cropping2D(crop, name=CROP_LAYER)(x) if crop else x
     conv = layers.Conv2D(2, 1, name="detect")
     x = layers.Activation("relu", name="detect_relu")(conv(x))
     head = layers.Dense(2, activation="softmax", name="predictions")

@@ -89,7 +89,7 @@ def test_crop_members_see_only_the_faces_centre_and_cost_less(arch, kwargs):
     assert not np.allclose(whole.predict_on_batch(x), whole.predict_on_batch(y), atol=1e-6)
 
 
-@pytest.mark.parametrize("crop", [-1, 12, 30])
+@pytest.mark.parametrize("crop", [-1, 12, 30, 4.5])
 def test_bad_crops_are_refused_with_the_value(crop):
     with pytest.raises(ValueError, match=f"got {crop}"):
         build("vgg", filters=(8, 8, 8, 8), dense=(8,), head="avg", crop=crop)

@@ -8,6 +8,7 @@ import keras
 from keras import layers
 
 HEADS = ("flatten", "avg")  # the report's flattened feature map, or its global average
+CROP_LAYER = "crop"
 
 
 def check_head(head: str) -> None:
@@ -23,11 +24,18 @@ def image_input(input_shape, crop: int = 0):
     Behind the training augmentation's ±10% shift, the centre of a shifted face is a random crop,
     the literature's crop training (lever c of issue #10); at test time it is the centre crop of each
     view. Inside the model, so every caller still feeds 48 px faces."""
-    if not 0 <= crop < min(input_shape[0], input_shape[1]) // 4:
-        raise ValueError(f"crop must be in [0, {min(input_shape[0], input_shape[1]) // 4}), got {crop!r}")
+    top = min(input_shape[0], input_shape[1]) // 4
+    if not isinstance(crop, int) or isinstance(crop, bool) or not 0 <= crop < top:
+        raise ValueError(f"crop must be an int in [0, {top}), got {crop!r}")
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    return inputs, (layers.Cropping2D(crop, name="crop")(x) if crop else x)
+    return inputs, (layers.Cropping2D(crop, name=CROP_LAYER)(x) if crop else x)
+
+
+def crop_of(model) -> int:
+    """Pixels ``model`` cuts from each side of its input before its first convolution (0: none)."""
+    names = {l.name for l in model.layers}
+    return int(model.get_layer(CROP_LAYER).cropping[0][0]) if CROP_LAYER in names else 0
 
 
 def pool(x, head: str):
