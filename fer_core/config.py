@@ -173,9 +173,10 @@ MEMBERS.update({f"{parent}_kd": _continued(parent, _DISTILL, seed, "10 epochs di
 # Crop training (lever c): vgg_s seeing the centre 40 px of its (shifted) 48 px face, so random 40 px
 # crops in training and the centre crop of each view at test time. An epoch and a served face cost
 # (40/48)^2 = 0.69 of vgg_s's, so a fourth member of this kind fits the ensemble's cost cap where a
-# fourth 48 px member does not (docs/training.md); a seed of its own for diversity. 30 epochs: one
-# cosine cycle that 2 shared CPU cores finish within a session.
-MEMBERS["vgg_s_crop"] = MemberSpec("vgg", dict(_VGG_S, crop=4), dict(MODERN, epochs=30, seed=3),
+# fourth 48 px member does not (docs/training.md); a seed of its own for diversity. 20 epochs: one
+# cosine cycle that 2 CPU cores finish within a session (on 2026-11-29 an epoch took 270-540 s there,
+# where vgg_s had taken 124 s an epoch on a quiet machine; the cause was not measured).
+MEMBERS["vgg_s_crop"] = MemberSpec("vgg", dict(_VGG_S, crop=4), dict(MODERN, epochs=20, seed=3),
                                    "1.2M VGG on random 40 px crops, modern recipe, seed 3")
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
 SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2",
