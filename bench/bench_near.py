@@ -12,9 +12,9 @@ and on the frame shifted by 8 % of the face's side (a head moving between two fr
 
 * found: a face within half a side of the truth;
 * the short-range box against the full-range box on the same face, uncalibrated
-  (``NEAR_BOX_SCALE`` 1, ``NEAR_BOX_RAISE`` 0): side ratio, and the centre's offset along the
-  face's up, in sides; their means are what fer_core/faces.py's ``NEAR_BOX_SCALE`` and
-  ``NEAR_BOX_RAISE`` were set from (printed at the end);
+  (no ``NEAR_BOX`` correction): side ratio, and the centre's offset along the face's up, in
+  sides; their means are what fer_core/faces.py's ``NEAR_BOX[128]`` (scale, raise) was set from
+  (printed at the end);
 * with the served calibration: the pixel correlation of the levelled 48x48 crop from the
   short-range look with the crop from the full-range look (what the ensemble sees);
 * the roll of the eye line found, against the truth (the upright photo's roll less the turn);
@@ -133,8 +133,8 @@ def main(argv=None) -> int:
     off = np.mean([o for r in rows.values() for o in r["raise"]])
     # the short box's side is divided by ratio; its centre must move by -off full sides along the up,
     # and the raise is counted in the model's own side (before BOX_SCALE): short side / BOX_SCALE
-    print(f"\nCalibration from the uncalibrated boxes (all frames): NEAR_BOX_SCALE = {1 / ratio:.3f}, "
-          f"NEAR_BOX_RAISE = {-off * F.BOX_SCALE / ratio:+.4f} (served: {F.NEAR_BOX_SCALE}, {F.NEAR_BOX_RAISE})")
+    print(f"\nCalibration from the uncalibrated boxes (all frames): NEAR_BOX[128] = ({1 / ratio:.3f}, "
+          f"{-off * F.BOX_SCALE / ratio:+.4f}) (served: {F.NEAR_BOX[128]})")
     return 0
 
 

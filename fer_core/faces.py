@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import DEFAULT_DETECTOR, DETECTORS  # noqa: F401 - the detectors' names live with the settings
+from .config import DEFAULT_DETECTOR, DETECTORS  # the detectors' names live with the settings (no OpenCV there)
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
 # BlazeFace's box (eyebrows to mouth, after its levelled second look) -> the Haar cascade's framing,
@@ -35,9 +35,7 @@ BOX_RAISE = 0.058
 # input side (128: the short-range model; other files get no correction): measured on the shipped
 # faces by bench/bench_near.py (docs/benchmarks.md), so that a followed box does not jump when the
 # whole-frame search comes round.
-NEAR_BOX_SCALE = 1.081
-NEAR_BOX_RAISE = 0.066
-NEAR_BOX = {128: (NEAR_BOX_SCALE, NEAR_BOX_RAISE)}
+NEAR_BOX = {128: (1.081, 0.066)}  # input side: (x box_scale, + box_raise)
 
 
 class ImageError(ValueError):
@@ -282,7 +280,6 @@ class _BlazeNet:
 
     def __init__(self, path, sha256, threads: int, box_scale: float, box_raise: float, near: bool = False):
         from ai_edge_litert.interpreter import Interpreter
-        self.path, self.box_scale, self.box_raise = Path(path), box_scale, box_raise
         self.it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
         self.it.allocate_tensors()
         inp = self.it.get_input_details()[0]
@@ -296,9 +293,8 @@ class _BlazeNet:
             raise DetectorError(f"{path}: expected outputs of 16 box values and 1 score per anchor, got "
                                 f"{[d['shape'].tolist() for d in self.it.get_output_details()]}")
         self.boxes_out, self.scores_out = outs[16], outs[1]
-        if near:
-            k, r = NEAR_BOX.get(self.side, (1.0, 0.0))
-            self.box_scale, self.box_raise = box_scale * k, box_raise + r
+        k, r = NEAR_BOX.get(self.side, (1.0, 0.0)) if near else (1.0, 0.0)
+        self.box_scale, self.box_raise = box_scale * k, box_raise + r
         self.anchors = blazeface_anchors(self.side, *ANCHOR_LAYOUTS[self.side])
         n = int(self.it.get_output_details()[0]["shape"][1])
         if n != len(self.anchors):

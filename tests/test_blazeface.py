@@ -233,7 +233,7 @@ def test_near_search_follows_a_rolled_face(bf):
 @pytest.mark.parametrize("name", sorted(PHOTOS))
 @pytest.mark.parametrize("angle", [0, -30, 30])
 def test_the_short_range_near_search_holds_the_whole_frame_box(bf, name, angle):
-    """The short-range model's box is calibrated to the full-range one's (NEAR_BOX_SCALE, _RAISE):
+    """The short-range model's box is calibrated to the full-range one's (fer_core.faces.NEAR_BOX):
     a still face followed from its whole-frame find overlaps it by the tracker's hold_iou (0.85),
     so its box and crop stay put when the whole-frame search comes round."""
     from fer_core.track import iou
