@@ -5,9 +5,11 @@
 
 Starts ``gunicorn -k eventlet -w 1 --bind 127.0.0.1:PORT 'webapp:create_app()'`` with FER_MODELS (as
 docs/classroom.md does; ``--url`` measures a server that is already running instead), then, for each
-client count N, runs N python-socketio clients over WebSocket. Each sends the astronaut photo
-(``skimage.data.astronaut()``, one face) as a 320x320 JPEG and waits for the answer before sending
-the next frame: a client goes as fast as the server answers it. So that this measures capacity, not
+client count N, runs N python-socketio clients over WebSocket. Each sends a webcam clip of the astronaut photo
+(``skimage.data.astronaut()``, one face, 320x320 JPEGs with sensor noise: bench/bench_track.py's
+clips), ``--scene still`` (she sits still: only the noise changes) or ``moving`` (the picture sways,
+up to ~3 px a frame), each client from its own place in the clip, round and round, and waits for
+the answer before sending the next frame: a client goes as fast as the server answers it. So that this measures capacity, not
 the per-client cap, the server is started with FER_MAX_FPS=1000 (``--server-max-fps``); everything
 else is the default configuration (``--env NAME=VALUE`` changes a setting).
 
@@ -50,7 +52,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+SCENES = ("still", "moving")
+
+
 def frame_jpeg(width: int = 320) -> bytes:
+    """The astronaut photo as one clean 320 px JPEG (bench_hostile's and bench_why's frame)."""
     import cv2
     from skimage import data
     bgr = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
@@ -58,6 +64,15 @@ def frame_jpeg(width: int = 320) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.resize(bgr, (width, h), interpolation=cv2.INTER_AREA),
                            [cv2.IMWRITE_JPEG_QUALITY, 80])
     return buf.tobytes()
+
+
+def scene_jpegs(scene: str, n: int = 60) -> list[bytes]:
+    """``n`` frames of bench/bench_track.py's ``scene`` clip (320x320 JPEGs, noise sigma 2)."""
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_track import clips
+    return [jpeg for jpeg, _, _ in clips(n)[scene]]
 
 
 def pct(values, q):
@@ -135,8 +150,9 @@ class Sampler(threading.Thread):
 
 # -- the clients -------------------------------------------------------------------------------------
 
-def client_proc(url: str, n: int, jpeg: bytes, ready, go, times, out, conn_timeout: float):
-    """n clients in threads; each records (t_sent, rtt_ms, code, label) for every frame it sends."""
+def client_proc(url: str, n: int, jpegs: list, ready, go, times, out, conn_timeout: float, first: int = 0):
+    """n clients in threads; each records (t_sent, rtt_ms, code, label) for every frame it sends.
+    Client i sends ``jpegs`` in turn from index (first + i) x 7, round and round."""
     import socketio
 
     t_cpu = time.process_time()
@@ -175,13 +191,15 @@ def client_proc(url: str, n: int, jpeg: bytes, ready, go, times, out, conn_timeo
         if not sio.connected:
             return
         rec = records[i]
+        k = (first + i) * 7
         while True:
             t0 = time.monotonic()
             if t0 >= end_at:
                 break
             box["ev"].clear()
             try:
-                sio.emit("frame", jpeg)
+                sio.emit("frame", jpegs[k % len(jpegs)])
+                k += 1
             except Exception as e:  # noqa: BLE001
                 problems[i].append(f"emit: {type(e).__name__}")
                 break
@@ -214,15 +232,15 @@ def client_proc(url: str, n: int, jpeg: bytes, ready, go, times, out, conn_timeo
              "measure_at": measure_at})
 
 
-def run_load(url: str, n: int, jpeg: bytes, duration: float, warm_up: float, procs: int,
+def run_load(url: str, n: int, jpegs: list, duration: float, warm_up: float, procs: int,
              conn_timeout: float = 30.0) -> dict:
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     times = ctx.Array("d", [0.0, 0.0])
     k = max(1, min(procs, n))
     sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
-    ps = [ctx.Process(target=client_proc, args=(url, s, jpeg, ready, go, times, out, conn_timeout), daemon=True)
-          for s in sizes]
+    ps = [ctx.Process(target=client_proc, args=(url, s, jpegs, ready, go, times, out, conn_timeout, sum(sizes[:j])),
+                      daemon=True) for j, s in enumerate(sizes)]
     for p in ps:
         p.start()
     for _ in ps:
@@ -312,6 +330,8 @@ def main(argv=None) -> int:
     ap.add_argument("--soak", type=float, help="one run of this many seconds per client count, reported per minute")
     ap.add_argument("--procs", type=int, default=2, help="load client processes")
     ap.add_argument("--server-max-fps", default="1000", help="FER_MAX_FPS of the started server")
+    ap.add_argument("--scene", choices=SCENES, default="still",
+                    help="the clip every client sends: still (noise only) or moving (docstring)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="more server settings")
     ap.add_argument("--url", help="measure this running server instead of starting one (no RSS then)")
     ap.add_argument("--pid", type=int, help="with --url: the server's root process, for RSS")
@@ -323,7 +343,7 @@ def main(argv=None) -> int:
     from fer_core import cost, store
     counts = [int(x) for x in args.clients.split(",") if x.strip()]
     duration = args.soak or args.duration
-    jpeg = frame_jpeg()
+    jpegs = scene_jpegs(args.scene)
     env_extra = {"FER_MAX_FPS": args.server_max_fps}
     for kv in args.env:
         k, _, v = kv.partition("=")
@@ -345,7 +365,7 @@ def main(argv=None) -> int:
         sampler.start()
     rows, raw = [], {"argv": sys.argv[1:], "env": env_extra, "runs": []}
     try:
-        ref, _ = reference_label(url, jpeg)
+        ref, _ = reference_label(url, jpegs[0])
         stats0 = admin_stats(url)
         worker = stats0.get("worker") or {}
         idle_rss = sampler.samples[-1][1] if sampler and sampler.samples else {}
@@ -354,7 +374,7 @@ def main(argv=None) -> int:
             pids = server_pids(root_pid) if root_pid else {}
             cpu0 = {k: cpu_s(p) for k, p in pids.items()}
             s0 = admin_stats(url)
-            run = run_load(url, n, jpeg, duration, args.warm_up, args.procs)
+            run = run_load(url, n, jpegs, duration, args.warm_up, args.procs)
             s1 = admin_stats(url)
             cpu1 = {k: cpu_s(p) for k, p in pids.items()}
             total = summarise(run, ref, run["measure_at"], run["end_at"])
@@ -410,7 +430,7 @@ def main(argv=None) -> int:
     print(f"\n**Load benchmark** · {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {platform.machine()}, "
           f"{os.cpu_count()} cores (server, inference worker and load clients share them) · models "
           f"`{models_dir.name}/` ({len(members)} member{'s' if len(members) != 1 else ''}: {', '.join(members)}; "
-          f"test-time views {worker.get('tta')}) · reference label `{ref}` · server settings "
+          f"test-time views {worker.get('tta')}) · scene `{args.scene}` · reference label `{ref}` · server settings "
           f"{' '.join(f'{k}={v}' for k, v in env_extra.items())} · `python bench/bench_load.py "
           f"{' '.join(sys.argv[1:])}`\n")
     face_gflop = None

@@ -11,9 +11,10 @@ the page's JPEG (quality 80):
 * ``enter+leave``: a second, smaller face (her head again) enters at a third of the clip and her own
   face is covered for the last third.
 
-Each frame goes through the worker's own step (``webapp.worker.prepare``: decode, faces, crops) twice,
-alternately: once searching the whole frame (what the server did before), once with a
-``fer_core.track.FaceTracker``. Reported per clip and method: median ms per frame (wall and CPU), frames with the
+Each frame goes through the worker's own step (``webapp.worker.prepare``: decode, faces, crops) three
+times, alternately: once searching the whole frame (what the server did before), once with a
+``fer_core.track.FaceTracker``, once with a tracker that does not search where nothing moved
+(``still``, the server's ``FER_TRACK_STILL``, default 4 grey levels). Reported per clip and method: median ms per frame (wall and CPU), frames with the
 right number of faces, and box steadiness: the median and 95th percentile of the frame-to-frame
 change of the box (centre shift plus size change, as a fraction of the side) minus the change of
 the true face position, i.e. how much the box trembles beyond the face's own motion.
@@ -75,6 +76,9 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=8, help="the tracker's full search every N frames")
     ap.add_argument("--rounds", type=int, default=3, help="passes over each clip (timing medians over all)")
     ap.add_argument("--hold", type=float, default=0.85, help="the tracker's hold_iou (fer_core/track.py)")
+    from webapp.config import WebConfig
+    ap.add_argument("--still", type=float, default=WebConfig().track_still,
+                    help="the third tracker's still, grey levels (default: the server's)")
     from fer_core.config import DEFAULT_DETECTOR, DETECTORS
     ap.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                     help="the face detector (default: the served one; numbers before 2026-11-29 are haar's)")
@@ -88,27 +92,29 @@ def main(argv=None) -> int:
     det = make_detector(args.detector)
     rows = []
     for name, clip in clips(args.frames).items():
-        ms = {"full": [], "track": []}
-        cpu = {"full": [], "track": []}
-        right = {"full": 0, "track": 0}
-        boxes = {"full": [], "track": []}
-        searches = [0, 0]
+        methods = ("full", "track", "still")
+        ms, cpu, boxes = ({m: [] for m in methods} for _ in range(3))
+        right = {m: 0 for m in methods}
+        searches = {"full": [len(clip), 0, 0, 0]}
         for rnd in range(args.rounds):
             # as the worker builds it: Faces, so that followed crops are levelled on each frame's eyes
-            tracker = FaceTracker.for_detector(det, redetect_every=args.every, hold_iou=args.hold)
+            trackers = {m: FaceTracker.for_detector(det, redetect_every=args.every, hold_iou=args.hold,
+                                                    still=args.still if m == "still" else 0.0)
+                        for m in ("track", "still")}
             for jpeg, n_true, _ in clip:
-                for method in ("full", "track"):  # alternating: both see the same machine load
+                for method in methods:  # alternating: all see the same machine load
                     t, c = time.perf_counter(), time.process_time()
-                    _, b, _ = prepare(jpeg, det, 8, 2_100_000, tracker if method == "track" else None)
+                    b = prepare(jpeg, det, 8, 2_100_000, trackers.get(method)).boxes
                     ms[method].append((time.perf_counter() - t) * 1000)
                     cpu[method].append((time.process_time() - c) * 1000)
                     if rnd == 0:
                         right[method] += len(b) == n_true
                         boxes[method].append(b[0] if len(b) == 1 else None)
             if rnd == 0:
-                searches = [tracker.full_searches, tracker.near_searches]
+                searches.update({m: [t.full_searches, t.near_searches, t.full_skipped, t.near_skipped]
+                                 for m, t in trackers.items()})
         truth = [d for _, _, d in clip]
-        for method in ("full", "track"):
+        for method in methods:
             tremble = []
             bs = boxes[method]
             for k in range(1, len(bs)):
@@ -120,22 +126,25 @@ def main(argv=None) -> int:
                 shift = np.hypot(x1 + w1 / 2 - x0 - w0 / 2 - ddx, y1 + h1 / 2 - y0 - h0 / 2 - ddy)
                 tremble.append((shift + abs(w1 - w0)) / side * 100)
             rows.append({"clip": name, "method": method, "ms": statistics.median(ms[method]),
-                         "cpu": statistics.median(cpu[method]),
+                         "cpu": statistics.median(cpu[method]), "cpu_mean": statistics.fmean(cpu[method]),
                          "right": right[method], "n": len(clip),
                          "t50": statistics.median(tremble) if tremble else float("nan"),
                          "t95": float(np.percentile(tremble, 95)) if tremble else float("nan"),
-                         "searches": searches if method == "track" else [len(clip), 0]})
+                         "searches": searches[method]})
     print(f"\n**Face tracking** · {platform.machine()}, {os.cpu_count()} cores · OpenCV {cv2.__version__} · "
           f"`python bench/bench_track.py --frames {args.frames} --every {args.every} --rounds {args.rounds} --hold {args.hold} "
-          f"--detector {args.detector}`\n")
-    print("| clip | method | decode + faces + crops per frame, ms wall / CPU (medians) | frames with the right "
-          "faces | box tremble, % of the side, median / p95 | whole-frame / near searches |")
-    print("|---|---|---|---|---|---|")
+          f"--detector {args.detector} --still {args.still}`\n")
+    print("| clip | method | decode + faces + crops per frame, ms wall / CPU (medians) | CPU, mean, ms | frames with "
+          "the right faces | box tremble, % of the side, median / p95 | whole-frame / near searches (put off: "
+          "whole / near) |")
+    print("|---|---|---|---|---|---|---|")
+    names = {"full": "search every frame", "track": f"tracker (whole frame every {args.every})",
+             "still": f"tracker, not where nothing moved (still {args.still:g})"}
     for r in rows:
-        method = "search every frame" if r["method"] == "full" else f"tracker (whole frame every {args.every})"
-        print(f"| {r['clip']} | {method} | {r['ms']:.2f} / {r['cpu']:.2f} | {r['right']} of {r['n']} | {r['t50']:.1f} / "
-              f"{r['t95']:.1f} | {r['searches'][0]} / {r['searches'][1]} |")
-    print(f"\nTimes are medians over {args.rounds} passes of every clip, the two methods alternating frame by frame; "
+        s = r["searches"]
+        print(f"| {r['clip']} | {names[r['method']]} | {r['ms']:.2f} / {r['cpu']:.2f} | {r['cpu_mean']:.2f} | "
+              f"{r['right']} of {r['n']} | {r['t50']:.1f} / {r['t95']:.1f} | {s[0]} / {s[1]} ({s[2]} / {s[3]}) |")
+    print(f"\nTimes are medians (and means) over {args.rounds} passes of every clip, the methods alternating frame by frame; "
           "CPU is the process's CPU time (all OpenCV threads), steadier than wall time on a shared machine.")
     return 0
 

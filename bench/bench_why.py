@@ -172,7 +172,7 @@ def phase(url: str, pids: dict, n: int, jpeg: bytes, ref: str, duration: float, 
     if whys:
         whys.start()
         whys.connected.wait(60)
-    run = run_load(url, n, jpeg, duration, warm_up, procs=2)
+    run = run_load(url, n, [jpeg], duration, warm_up, procs=2)
     if whys:
         whys.stop.set()
         whys.join(70)

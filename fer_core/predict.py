@@ -16,28 +16,44 @@ from .faces import DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, mak
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
-    """A model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
-    (fer_core.tta): float64 (N, C) for a member, (N, M, C) for the Predictor's stacked members.
-    ``model`` is a Keras model or a ``fer_core.runtime.Runner`` (the same model exported).
-
-    Every view of every face goes through the model in chunks of at most the largest bucket; for
-    Keras (one compiled function per shape) each chunk is padded up to a bucket size."""
+def _run(model, x: np.ndarray) -> np.ndarray:
+    """``model``'s float64 outputs for float32 images (K, 48, 48, 1), in chunks of at most the
+    largest bucket; for Keras (one compiled function per shape) each chunk is padded up to a bucket."""
     run = getattr(model, "predict_on_batch", model)
     pads = getattr(model, "pads", True)
-    views = tta_views.views(faces, tta)  # checks the shape
-    n = len(views[0])
-    if n == 0:
-        return np.zeros((0, *model.output_shape[1:]))
-    x = np.concatenate(views)[..., None]
     out = []
     for i in range(0, len(x), BUCKETS[-1]):
         chunk = x[i:i + BUCKETS[-1]]
         b = next(s for s in BUCKETS if s >= len(chunk)) if pads else len(chunk)
         padded = np.concatenate([chunk, np.zeros((b - len(chunk), 48, 48, 1), np.float32)]) if b > len(chunk) else chunk
         out.append(np.asarray(run(padded))[:len(chunk)])
-    p = np.concatenate(out).astype(np.float64)
+    return np.concatenate(out).astype(np.float64)
+
+
+def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
+    """A model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
+    (fer_core.tta): float64 (N, C) for a member, (N, M, C) for the Predictor's stacked members.
+    ``model`` is a Keras model or a ``fer_core.runtime.Runner`` (the same model exported). Every
+    view of every face goes through the model (``_run``)."""
+    views = tta_views.views(faces, tta)  # checks the shape
+    n = len(views[0])
+    if n == 0:
+        return np.zeros((0, *model.output_shape[1:]))
+    p = _run(model, np.concatenate(views)[..., None])
     return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
+
+
+def view_probabilities(model, faces: np.ndarray, tta, picks) -> np.ndarray:
+    """A model's outputs for chosen views of uint8 faces (N, 48, 48): ``picks`` lists (face, view)
+    pairs, view j being ``fer_core.tta.views(faces, tta)[j]``; float64 (len(picks), ...) in that
+    order. One call through the model for all of them (fer_core/spread.py's one view a frame)."""
+    views = tta_views.views(faces, tta)
+    bad = [(i, j) for i, j in picks if not (0 <= i < len(faces) and 0 <= j < len(views))]
+    if bad:
+        raise ValueError(f"picks must be (face in 0..{len(faces) - 1}, view in 0..{len(views) - 1}), got {bad[:3]}")
+    if not picks:
+        return np.zeros((0, *model.output_shape[1:]))
+    return _run(model, np.stack([views[j][i] for i, j in picks])[..., None])
 
 
 class Predictor:
@@ -90,9 +106,18 @@ class Predictor:
         """(ensemble probabilities (N, C), members' probabilities (N, M, C)); ``tta`` overrides the
         predictor's views for this call (a server under load uses fewer)."""
         mp = self.member_probs(faces, tta)
-        if len(mp) == 0:
-            return np.zeros((0, len(self.labels))), mp
-        return combine(mp.transpose(1, 0, 2), self.weights), mp
+        return self.combine(mp), mp
+
+    def view_probs(self, faces: np.ndarray, picks, tta=None) -> np.ndarray:
+        """Members' probabilities (len(picks), M, C) for the chosen (face, view) pairs of uint8 crops
+        (N, 48, 48) under this predictor's views or ``tta``'s: one call (``view_probabilities``)."""
+        return view_probabilities(self.runner, faces, self.tta if tta is None else tta, picks)
+
+    def combine(self, member_probs: np.ndarray) -> np.ndarray:
+        """The ensemble's probabilities (N, C) from its members' (N, M, C), by its rule's weights."""
+        if len(member_probs) == 0:
+            return np.zeros((0, len(self.labels)))
+        return combine(member_probs.transpose(1, 0, 2), self.weights)
 
     def describe(self, probs: np.ndarray, member_probs: np.ndarray, boxes) -> list[dict]:
         """JSON-ready faces: box, label, probabilities per label, each member's vote."""

@@ -9,7 +9,13 @@ whole frame is searched again
 * at once, in the same frame, when a face is not found near its last box (it moved fast, turned
   away or left), so that a lost face costs one full search, never a wrong box.
 
-The tracker itself is plain numpy: the two searches are passed in, so tests can drive it with
+With ``still`` (grey levels, 0: off), nothing is searched where nothing moved: a followed face
+whose region's 8x8 block means all changed by less than ``still`` since it was last searched keeps
+its box and eyes, and a due whole-frame search is put off while the frame's 16x16 block means all
+changed by less than that since the last one (a face that enters, or one that leaves, changes its
+blocks by tens of levels; webcam noise moves a block mean by a level or two: bench/bench_track.py).
+
+The tracker itself is plain numpy (and OpenCV's resize for ``still``): the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
 ``FaceDetector.detect`` returns them. The searches may instead return detections that carry their
 box as ``.box`` (``fer_core.faces.Face``, with the eyes): ``update`` still returns boxes, and
@@ -39,6 +45,18 @@ def iou(a, b) -> float:
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     return inter / union if union > 0 else 0.0
+
+
+def block_means(frame, box, n: int):
+    """The mean grey level of each of n x n blocks of ``box``'s region of ``frame`` (float32 (n, n),
+    or (n, n, 3) for a colour frame; rounded to whole levels: OpenCV's area resize, 8x faster than
+    summing in numpy), or None where the region is under n px a side."""
+    import cv2
+    x, y, w, h = (int(round(v)) for v in box)
+    region = np.asarray(frame)[max(0, y):max(0, y + h), max(0, x):max(0, x + w)]
+    if region.shape[0] < n or region.shape[1] < n:
+        return None
+    return cv2.resize(np.ascontiguousarray(region), (n, n), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def box_of(d) -> tuple:
@@ -72,7 +90,7 @@ class FaceTracker:
 
     def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = REDETECT_EVERY,
                  hold_iou: float = 0.85, min_iou: float = 0.2, hold_roll: float = 3.0,
-                 max_faces: int | None = None):
+                 max_faces: int | None = None, still: float = 0.0):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
         if not 0 < min_iou <= hold_iou <= 1:
@@ -81,6 +99,9 @@ class FaceTracker:
             raise ValueError(f"hold_roll must be >= 0, got {hold_roll!r}")
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be >= 1 or None, got {max_faces!r}")
+        if not still >= 0:
+            raise ValueError(f"still must be >= 0 grey levels, got {still!r}")
+        self.still = still
         # the largest faces a whole-frame search keeps (its detections come largest first): a face its
         # caller would not serve costs a near search on every frame between full searches for nothing
         self.max_faces = max_faces
@@ -92,9 +113,13 @@ class FaceTracker:
         self.boxes: list[tuple] = []
         self.found: list = []               # each box's latest detection (a box, or a Face with eyes)
         self.ids: list[int] = []            # self.boxes[i]'s face id: new ids for new faces, 0, 1, 2, ...
+        self.notes: dict[int, dict] = {}    # what a caller keeps about a followed face, by id, until it is lost
+        self._looks: dict[int, np.ndarray] = {}  # ``still``: each face's block means when it was last searched
+        self._frame_look = None             # ``still``: the frame's block means at the last full search
         self._next_id = 0
         self.since_full = 0                 # frames since the last full search
         self.full_searches = self.near_searches = self.frames = 0
+        self.full_skipped = self.near_skipped = 0  # searches ``still`` put off: nothing had moved
 
     def _follow(self, old, new) -> tuple:
         return old if iou(old, new) >= self.hold_iou else tuple(new)
@@ -114,6 +139,12 @@ class FaceTracker:
             return old
         return new
 
+    def _moved(self, look, before) -> bool:
+        """Whether block means ``look`` differ from ``before`` by ``still`` or more anywhere (or
+        cannot be compared)."""
+        return look is None or before is None or look.shape != before.shape \
+            or float(np.abs(look - before).max()) >= self.still
+
     def _full(self, frame) -> None:
         found = list(self.detect(frame))[:self.max_faces]
         boxes = [box_of(f) for f in found]
@@ -126,6 +157,9 @@ class FaceTracker:
         self.found = [self._latest(prev[pairs[j]], b, prev_found[pairs[j]], f) if j in pairs else f
                       for j, (b, f) in enumerate(zip(self.boxes, found))]
         self.ids = [self.ids[pairs[j]] if j in pairs else self._new_id() for j in range(len(found))]
+        if self.still:
+            self._frame_look = block_means(frame, (0, 0, frame.shape[1], frame.shape[0]), 16)
+            self._looks = {i: block_means(frame, b, 8) for i, b in zip(self.ids, self.boxes)}
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -133,12 +167,21 @@ class FaceTracker:
 
     def update(self, frame) -> list[Box]:
         self.frames += 1
-        if not self.boxes or self.since_full + 1 >= self.redetect_every:
+        due = not self.boxes or self.since_full + 1 >= self.redetect_every
+        if due and self.still and self._frame_look is not None and not self._moved(
+                block_means(frame, (0, 0, frame.shape[1], frame.shape[0]), 16), self._frame_look):
+            due = False  # the frame is as it was at the last full search: no face can have come or gone
+            self.full_skipped += 1
+        if due:
             self._full(frame)
         else:
             self.since_full += 1
             kept = []
             for b, last, fid in zip(self.boxes, self.found, self.ids):
+                if self.still and not self._moved(block_means(frame, b, 8), self._looks.get(fid)):
+                    kept.append((b, last, fid))  # its region did not move: its box and eyes stand
+                    self.near_skipped += 1
+                    continue
                 self.near_searches += 1
                 # a detection with eyes is passed whole, on its held box: BlazeFace turns the region by its roll
                 found = list(self.detect_near(frame, self._held(b, last)))
@@ -148,6 +191,8 @@ class FaceTracker:
                     break
                 held = self._follow(b, box_of(best))
                 kept.append((held, self._latest(b, held, last, best), fid))
+                if self.still:
+                    self._looks[fid] = block_means(frame, held, 8)
             else:
                 # two boxes that followed onto the same face become one (the larger, found first)
                 self.boxes, self.found, self.ids = [], [], []
@@ -156,6 +201,10 @@ class FaceTracker:
                         self.boxes.append(b)
                         self.found.append(f)
                         self.ids.append(fid)
+        if self.notes.keys() - set(self.ids):
+            self.notes = {i: n for i, n in self.notes.items() if i in self.ids}  # a lost face's notes go with it
+        if self._looks.keys() - set(self.ids):
+            self._looks = {i: v for i, v in self._looks.items() if i in self.ids}
         return self.current()
 
     @staticmethod
@@ -174,6 +223,11 @@ class FaceTracker:
 
     def current(self) -> list[Box]:
         return [tuple(int(round(v)) for v in self.boxes[i]) for i in self._order()]
+
+    def notes_of(self) -> list[dict]:
+        """``current()``'s order: the caller's notes about each face (a dict kept from the frame the
+        face was first found in until it is lost; fer_core/spread.py keeps its recent views there)."""
+        return [self.notes.setdefault(self.ids[i], {}) for i in self._order()]
 
     def current_faces(self) -> list:
         """``current()``'s order: each face's latest detection, a ``Face`` moved onto its held

@@ -5,8 +5,9 @@ Modes:
   ``flip``       the face and its mirror (2 views);
   ``zoom-flip``  the face zoomed by 1 px a side (its 46 px centre resized back to 48 px, bilinear)
                  and the mirror of that (2 views, the same cost as ``flip``);
-  ``zoom``       the zoomed face alone (1 view): half the cost of ``zoom-flip``, for a server under
-                 load (webapp ``load_views``); better than ``none`` for the reason below.
+  ``zoom``       the zoomed face alone (1 view): ``zoom-flip``'s first view, half its cost (what a
+                 new face gets from a server under load, ``first_view``); better than ``none`` for
+                 the reason below.
 
 Why ``zoom-flip``: the augmentation layers resample every training image (shift, rotation and zoom
 all interpolate bilinearly), so the members learn on slightly smoothed faces and score better on a
@@ -76,6 +77,13 @@ def zoom(x: np.ndarray) -> np.ndarray:
     b = (_SIZE - _CROP) // 2
     centre = np.asarray(x, dtype=np.float32)[:, b:b + _CROP, b:b + _CROP]
     return _ZOOM @ centre @ _ZOOM.T  # rows, then columns: two batched matmuls
+
+
+def first_view(mode) -> TTA:
+    """The one-view mode that is ``mode``'s first view (``views(x, first_view(m))[0]`` equals
+    ``views(x, m)[0]``): a face given one view only (fer_core/spread.py) got this mode."""
+    mode = resolve(mode)
+    return {TTA.FLIP: TTA.NONE, TTA.ZOOM_FLIP: TTA.ZOOM}.get(mode, mode)
 
 
 def views(x: np.ndarray, mode) -> list[np.ndarray]:

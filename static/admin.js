@@ -20,7 +20,7 @@
       var errs = 0;
       Object.keys(s.errors || {}).forEach(function (k) { errs += s.errors[k]; });
       $('s-errors').textContent = errs.toLocaleString();
-      var views = s.views || {};  // frames by the views they got: fewer under load (FER_LOAD_VIEWS)
+      var views = s.views || {};  // frames by the views they got: ', spread' over a face's frames, one view for a new face under load
       $('s-views').textContent = Object.keys(views).map(function (k) {
         return k + ' ' + views[k].toLocaleString();
       }).join(' · ') || '–';

@@ -332,8 +332,8 @@ def test_the_worker_levels_tracked_faces(tiny_models):
     det = p.detector
     made, seen = [], []
     ts = Trackers(lambda: made.append(FaceTracker(det.detect_faces, det.detect_near_faces)) or made[-1])
-    real = p.predict_faces
-    p.predict_faces = lambda c, views=None: seen.append(c[0]) or real(c, views)
+    real = p.view_probs
+    p.view_probs = lambda c, picks, views=None: seen.append(c[0]) or real(c, picks, views)
     unlevelled = crop_face(decode_image(jpeg, grey=True), boxes[0])
     for _ in range(3):
         out, = handle_batch(p, [1], [jpeg], 8, 2_100_000, clients=["a"], trackers=ts)

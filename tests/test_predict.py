@@ -122,6 +122,25 @@ def test_one_probabilities_function_for_a_member_and_the_ensemble(tiny_models):
         probabilities(m, np.zeros((2, 32, 32)), "flip")
 
 
+def test_chosen_views_are_the_views_that_probabilities_averages(tiny_models):
+    """``view_probabilities``: each (face, view) pair's own outputs, in the order asked, whose mean
+    over a face's views is ``probabilities``; a pair out of range is refused by value."""
+    from fer_core.predict import view_probabilities
+    x = np.random.default_rng(5).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    m, _ = store.load_member(tiny_models / "vgg_q")
+    got = view_probabilities(m, x, "zoom-flip", [(2, 1), (0, 0), (2, 0), (0, 1)])
+    assert got.shape == (4, 7)
+    np.testing.assert_allclose((got[1] + got[3]) / 2, probabilities(m, x[:1], "zoom-flip")[0], atol=1e-6)
+    np.testing.assert_allclose((got[0] + got[2]) / 2, probabilities(m, x[2:], "zoom-flip")[0], atol=1e-6)
+    np.testing.assert_allclose(got[2], probabilities(m, x[2:], "zoom")[0], atol=1e-6)  # the first view alone
+    assert not np.allclose(got[0], got[2], atol=1e-6)  # the mirror is another view
+    assert view_probabilities(m, x, "flip", []).shape == (0, 7)
+    with pytest.raises(ValueError, match=r"view in 0..1\), got \[\(0, 2\)\]"):
+        view_probabilities(m, x, "flip", [(0, 2)])
+    with pytest.raises(ValueError, match=r"got \[\(3, 0\)\]"):
+        view_probabilities(m, x, "none", [(3, 0)])
+
+
 def test_tta_averages_the_mirror(tiny_models):
     x = np.random.default_rng(2).integers(0, 256, (3, 48, 48)).astype(np.uint8)
     plain = Predictor(tiny_models, tta="none")

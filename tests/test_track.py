@@ -147,6 +147,72 @@ def test_bad_arguments_name_the_value():
         FaceTracker(s.detect, s.detect_near, hold_iou=1.5)
     with pytest.raises(ValueError, match="got 0, 1"):
         Trackers(lambda: None, idle_s=0, max_streams=1)
+    with pytest.raises(ValueError, match="still must be >= 0 grey levels, got -1"):
+        FaceTracker(s.detect, s.detect_near, still=-1)
+
+
+class Shot(np.ndarray):
+    """A grey frame that also carries its true face boxes (``.faces``) for ShotScene's detectors."""
+
+
+def shot(boxes, rng, noise=2.0, size=(240, 320)):
+    """Faces drawn as textured squares on a grey background, with webcam-like noise."""
+    img = np.full(size, 90.0)
+    for x, y, w, h in boxes:
+        yy, xx = np.mgrid[0:h, 0:w]
+        img[y:y + h, x:x + w] = 120 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    img = np.clip(img + rng.normal(0, noise, size), 0, 255).astype(np.uint8).view(Shot)
+    img.faces = [tuple(b) for b in boxes]
+    return img
+
+
+class ShotScene(Scene):
+    def detect(self, frame):
+        return super().detect(frame.faces)
+
+    def detect_near(self, frame, box, search=0.5):
+        return super().detect_near(frame.faces, box, search)
+
+
+def test_still_faces_and_frames_are_not_searched_until_something_moves():
+    """``still``: noise alone moves no block mean by 4 levels, so a still face keeps its box without
+    a near search and the due whole-frame search waits; a face that moves is searched in that frame,
+    a face that enters is found at the next due full search, one that leaves is lost at once."""
+    rng = np.random.default_rng(0)
+    s = ShotScene()
+    t = tracker(s, redetect_every=4, still=4.0)
+    a, b = (60, 50, 64, 64), (200, 120, 48, 48)
+    for _ in range(10):
+        assert t.update(shot([a], rng)) == [a]
+    assert (s.full, s.near) == (1, 0) and (t.full_skipped, t.near_skipped) == (6, 9)  # due from frame 5 on
+    moved = (63, 50, 64, 64)
+    assert t.update(shot([moved], rng)) == [moved]  # the due full search: the frame changed
+    assert (s.full, s.near) == (2, 0)
+    assert t.update(shot([moved], rng)) == [moved] and (s.full, s.near) == (2, 0)  # still again
+    moved2 = (66, 50, 64, 64)
+    assert t.update(shot([moved2], rng)) == [moved2]  # 3 px: its blocks changed, so it was searched near
+    assert (s.full, s.near) == (2, 1)
+    assert t.update(shot([moved2], rng)) == [moved2] and (s.full, s.near) == (2, 1)
+    assert t.update(shot([moved2, b], rng)) == [moved2, b]  # the next due full search finds who entered
+    assert (s.full, s.near) == (3, 1)
+    assert t.update(shot([b], rng)) == [b]  # the first face left: its region changed, lost, full search
+    assert (s.full, s.near) == (4, 2) and len(t.notes_of()) == 1
+    # without ``still`` every frame is searched, as before
+    s2 = ShotScene()
+    t2 = tracker(s2, redetect_every=4)
+    for _ in range(10):
+        t2.update(shot([a], rng))
+    assert (s2.full, s2.near) == (3, 7) and (t2.full_skipped, t2.near_skipped) == (0, 0)
+
+
+def test_block_means_by_hand():
+    from fer_core.track import block_means
+    f = (2 * np.arange(16)).astype(np.uint8).reshape(4, 4)  # even sums: whole-level means, as block_means rounds
+    np.testing.assert_allclose(block_means(f, (0, 0, 4, 4), 2), [[5, 9], [21, 25]])
+    np.testing.assert_allclose(block_means(f, (2, 2, 9, 9), 2), [[20, 22], [28, 30]])  # clipped to the frame
+    assert block_means(f, (3, 3, 4, 4), 2) is None  # one pixel: too small to compare
+    colour = np.dstack([f, f // 2, f])
+    assert block_means(colour, (0, 0, 4, 4), 2).shape == (2, 2, 3)
 
 
 def test_trackers_keep_one_per_stream_and_forget_idle_and_excess_ones():

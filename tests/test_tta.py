@@ -41,6 +41,16 @@ def test_views_per_mode():
     assert [tta.n_views(m) for m in tta.MODES] == [1, 2, 2, 1]
 
 
+def test_first_view_is_the_mode_of_a_modes_first_view():
+    x = np.random.default_rng(1).integers(0, 256, (2, 48, 48)).astype(np.uint8)
+    assert [tta.first_view(m) for m in ("zoom-flip", "flip", "zoom", "none")] == ["zoom", "none", "zoom", "none"]
+    for m in tta.MODES:
+        np.testing.assert_array_equal(tta.views(x, tta.first_view(m))[0], tta.views(x, m)[0])
+        assert tta.n_views(tta.first_view(m)) == 1
+    with pytest.raises(ValueError, match="'half'"):
+        tta.first_view("half")
+
+
 def test_legacy_booleans_and_bad_modes():
     assert (tta.resolve(True), tta.resolve(False), tta.resolve("zoom-flip")) == ("flip", "none", "zoom-flip")
     for bad in ("on", "Flip", None, 1):

@@ -560,14 +560,18 @@ def test_new_settings_from_env():
     assert d.tta is None and d.message_queue is None and d.cors_allowed_origins is None
     assert d.max_violations > 0 and d.admin_max_failures > 0
     assert WebConfig.from_env({"FER_MESSAGE_QUEUE": ""}).message_queue is None
-    # a server under load: which views a full batch gets, and from how many frames
-    light = WebConfig.from_env({"FER_LOAD_VIEWS": "none", "FER_LOAD_VIEWS_FROM": "6"})
-    assert (light.load_views, light.load_views_from) == ("none", 6) and (d.load_views, d.load_views_from) == ("zoom", 12)
-    w = light.worker("/m")
-    assert type(w).from_json(w.to_json()).load_views == "none"
-    for bad in ({"FER_LOAD_VIEWS": "half"}, {"FER_LOAD_VIEWS_FROM": "-1"}):
+    # a server under load: from how many frames a batch is a class, and views spread over frames
+    light = WebConfig.from_env({"FER_SPREAD_VIEWS": "off", "FER_LOAD_VIEWS_FROM": "6", "FER_TRACK_STILL": "2.5"})
+    assert (light.spread_views, light.load_views_from, light.track_still) == (False, 6, 2.5)
+    assert (d.spread_views, d.load_views_from, d.track_still) == (True, 12, 4.0)
+    w = type(light.worker("/m")).from_json(light.worker("/m").to_json())
+    assert (w.spread_views, w.track_still) == (False, 2.5)
+    for bad in ({"FER_SPREAD_VIEWS": "half"}, {"FER_LOAD_VIEWS_FROM": "-1"}, {"FER_TRACK_STILL": "-1"}):
         with pytest.raises(ValueError, match="half|-1"):
             WebConfig.from_env(bad)
+    # a retired setting is refused by name, not silently ignored
+    with pytest.raises(ValueError, match="FER_LOAD_VIEWS='zoom' is no longer a setting.*FER_SPREAD_VIEWS"):
+        WebConfig.from_env({"FER_LOAD_VIEWS": "zoom"})
 
 
 def test_detector_setting_reaches_the_worker():

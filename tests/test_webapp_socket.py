@@ -24,7 +24,7 @@ from webapp_testutil import ROOT, grey_jpeg
 @pytest.fixture(scope="module")
 def app(tiny_models):
     from webapp import WebConfig, create_app
-    # a batch of 4 frames or more is a class: its faces get one view (config.load_views)
+    # a batch of 4 frames or more is a class: its faces get one view each (config.load_views_from)
     app = create_app(WebConfig(models_dir=str(tiny_models), load_views_from=4))
     st = app.extensions["fer"]
     assert st.inference.wait_ready(180), st.inference.last_error
@@ -315,12 +315,14 @@ def test_queued_frames_go_as_one_batch_and_a_bad_frame_fails_alone(app, astronau
     assert all(len(g) == 1 for g in got), got
     (n0, r0), (n1, r1), (n2, r2), (n3, r3), (n4, r4) = [g[0] for g in got]
     assert n0 == "result" and r0["batch"] == 1 and r0["views"] == str(inf.info["tta"])
-    assert n1 == "result" and len(r1["faces"]) == 1 and r1["batch"] == 4 and r1["views"] == "zoom"
+    # new faces in a full batch: the first of the ensemble's views only (flip's first: none)
+    assert n1 == "result" and len(r1["faces"]) == 1 and r1["batch"] == 4 and r1["views"] == "none"
     assert n2 == "error" and r2["code"] == "bad_image"
     assert n3 == "result" and r3["faces"] == [] and r3["batch"] == 4
     assert n4 == "result" and r4["faces"] == r1["faces"]
     assert inf.batches == batches0 + 2
-    assert app.extensions["fer"].stats.snapshot()["views"]["zoom"] >= 3
+    assert n3 == "result" and r3["views"] == str(inf.info["tta"])  # no face: nothing lighter
+    assert app.extensions["fer"].stats.snapshot()["views"]["none"] >= 2
     for cl in clients:
         cl.disconnect()
 

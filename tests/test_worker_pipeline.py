@@ -17,18 +17,18 @@ def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpe
     serial = handle_batch(p, ids, frames, 8, 2_100_000)
 
     detect_threads, calls = set(), []
-    real_detect, real_predict = p.detector.detect_faces, p.predict_faces  # what find_faces calls
+    real_detect, real_predict = p.detector.detect_faces, p.view_probs  # what find_faces calls
 
     def detect(gray):
         detect_threads.add(threading.current_thread().name)
         return real_detect(gray)
 
-    def predict(crops, views=None):
+    def predict(crops, picks, views=None):
         calls.append(len(crops))
-        return real_predict(crops, views)
+        return real_predict(crops, picks, views)
 
     monkeypatch.setattr(p.detector, "detect_faces", detect)
-    monkeypatch.setattr(p, "predict_faces", predict)
+    monkeypatch.setattr(p, "view_probs", predict)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep") as pool:
         out = handle_batch(p, ids, frames, 8, 2_100_000, prep_pool=pool, chunks=3)
     assert [r["id"] for r in out] == ids
@@ -44,16 +44,14 @@ def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpe
     assert calls == [2, 2, 1]  # parts of 3, 3 and 1 frames: 2, 2 and 1 faces (two frames are broken)
 
 
-def test_a_full_batch_is_classified_with_the_lighter_views(tiny_models, astronaut_jpeg):
-    """load_views_from frames or more in one batch: every face gets load_views (one view), and each
-    result says which views it got; a smaller batch keeps the ensemble's own."""
-    from fer_core.tta import TTA
-
+def test_a_full_batch_gives_each_face_one_view(tiny_models, astronaut_jpeg):
+    """load_views_from frames or more in one batch: a face that is not followed gets the first view
+    of the ensemble's own (zoom for zoom-flip), and each result says which views it got; a smaller
+    batch keeps the ensemble's own."""
     p = Predictor(tiny_models, tta="zoom-flip")
-    small = handle_batch(p, [1, 2], [astronaut_jpeg] * 2, 8, 2_100_000, load_views=TTA.ZOOM, load_views_from=3)
-    full = handle_batch(p, [1, 2, 3], [astronaut_jpeg, b"junk", astronaut_jpeg], 8, 2_100_000,
-                        load_views=TTA.ZOOM, load_views_from=3)
-    never = handle_batch(p, [1, 2, 3], [astronaut_jpeg] * 3, 8, 2_100_000, load_views=TTA.ZOOM, load_views_from=0)
+    small = handle_batch(p, [1, 2], [astronaut_jpeg] * 2, 8, 2_100_000, load_views_from=3)
+    full = handle_batch(p, [1, 2, 3], [astronaut_jpeg, b"junk", astronaut_jpeg], 8, 2_100_000, load_views_from=3)
+    never = handle_batch(p, [1, 2, 3], [astronaut_jpeg] * 3, 8, 2_100_000, load_views_from=0)
     assert [r["views"] for r in small] == ["zoom-flip"] * 2 and [r["views"] for r in never] == ["zoom-flip"] * 3
     assert full[0]["views"] == full[2]["views"] == "zoom" and "views" not in full[1]  # the junk frame's error
     faces = [r["faces"][0] for r in (small[0], full[0])]

@@ -53,10 +53,15 @@ class WebConfig:
     detector_threads: int = 1            # BlazeFace's LiteRT threads: one, the ensemble runs on the other core
     track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
-    load_views: TTA = TTA.ZOOM           # the views of a batch of load_views_from frames or more: one view, half
-    #                                      the model time, 0.8 pp below zoom-flip on PrivateTest (docs/benchmarks.md)
-    load_views_from: int = 12            # frames in one batch (each a client waiting) that make a class, not a demo;
-    #                                      below it every face gets the ensemble's own views; 0: never lighter
+    track_still: float = 4.0             # grey levels: a followed face (or a frame) whose block means all moved less
+    #                                      than this since its last search is not searched again (fer_core/track.py:
+    #                                      webcam noise moves them 1-3 levels, a quarter-pixel shift 5); 0: off
+    spread_views: bool = True            # a followed face gets one test-time view a frame, averaged with the other
+    #                                      views from its last frame (fer_core/spread.py): one view's cost, and on
+    #                                      a still face exactly the ensemble's own views' answer; needs track_every
+    load_views_from: int = 12            # frames in one batch (each a client waiting) that make a class, not a demo:
+    #                                      from it on, a face gets one view at most, a new face its first only
+    #                                      (0.8 pp below zoom-flip on PrivateTest for that frame); 0: never
     # -- the teacher's class view on /admin (webapp/classview.py; docs/classroom.md) --
     class_window: float = 10.0           # a client counts in the current distribution this long after its last answer
     class_bucket: float = 10.0           # the timeline's period: each client counted once per period
@@ -116,9 +121,10 @@ class WebConfig:
             raise ValueError(f"detector_threads must be >= 1, got {self.detector_threads!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every!r}")
+        if not self.track_still >= 0:
+            raise ValueError(f"track_still must be >= 0, got {self.track_still!r}")
         if self.load_views_from < 0:
             raise ValueError(f"load_views_from must be >= 0, got {self.load_views_from!r}")
-        self.load_views = resolve_tta(self.load_views)
         if self.class_window <= 0 or self.class_bucket <= 0 or self.class_buckets < 1:
             raise ValueError(f"class_window and class_bucket must be positive and class_buckets >= 1, got "
                              f"{self.class_window!r}, {self.class_bucket!r}, {self.class_buckets!r}")
@@ -168,6 +174,9 @@ class WebConfig:
     def from_env(cls, env=None, **overrides) -> "WebConfig":
         """Defaults, then environment variables (``ENV``), then ``overrides``."""
         env = os.environ if env is None else env
+        for name, why in RETIRED_ENV.items():
+            if env.get(name) not in (None, ""):
+                raise ValueError(f"{name}={env[name]!r} is no longer a setting: {why}")
         kw = {}
         for field in dataclasses.fields(cls):
             name = ENV.get(field.name)
@@ -198,7 +207,8 @@ class WorkerConfig:
     detector: str
     detector_threads: int
     track_every: int
-    load_views: TTA
+    track_still: float
+    spread_views: bool
     load_views_from: int
     explain_nice: int                    # the explainer process (webapp.worker --explain) only
 
@@ -209,8 +219,7 @@ class WorkerConfig:
     def from_json(cls, text: str) -> "WorkerConfig":
         try:
             d = json.loads(text)
-            return cls(**dict(d, tta=None if d["tta"] is None else resolve_tta(d["tta"]),
-                              load_views=resolve_tta(d["load_views"])))
+            return cls(**dict(d, tta=None if d["tta"] is None else resolve_tta(d["tta"])))
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"not a worker config ({type(e).__name__}: {e}): {text[:200]!r}") from None
 
@@ -236,7 +245,8 @@ ENV = {
     "detector": "FER_DETECTOR",
     "detector_threads": "FER_DETECTOR_THREADS",
     "track_every": "FER_TRACK_EVERY",
-    "load_views": "FER_LOAD_VIEWS",
+    "spread_views": "FER_SPREAD_VIEWS",
+    "track_still": "FER_TRACK_STILL",
     "load_views_from": "FER_LOAD_VIEWS_FROM",
     "prep_chunks": "FER_PREP_CHUNKS",
     "runtime": "FER_RUNTIME",
@@ -258,6 +268,13 @@ ENV = {
     "trusted_proxies": "FER_TRUSTED_PROXIES",
     "worker_heartbeat_timeout": "FER_WORKER_HEARTBEAT_TIMEOUT",
     "shutdown_timeout": "FER_SHUTDOWN_TIMEOUT",
+}
+
+# Settings that are gone, and what took their place: a server started with one of them says so
+# instead of silently running otherwise than its operator thinks.
+RETIRED_ENV = {
+    "FER_LOAD_VIEWS": "under load (FER_LOAD_VIEWS_FROM) a face gets one view, the next of the ensemble's own "
+                      "(FER_SPREAD_VIEWS), a new face the first; unset it",
 }
 
 

@@ -228,7 +228,8 @@ def on_frame(*args):
         gate.end()
     ms = (time.perf_counter() - t0) * 1000
     out["ms"] = round(ms, 1)
-    st.stats.frame(ms, len(out["faces"]), out.get("views"))
+    views = out.get("views")
+    st.stats.frame(ms, len(out["faces"]), f"{views}, spread" if views and out.get("spread") else views)
     st.classview.record(request.sid, out["faces"][0]["label"] if out["faces"] else None)  # largest face first
     emit("result", out, ignore_queue=True)
 

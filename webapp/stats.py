@@ -48,7 +48,7 @@ class Stats:
         self.frames = 0
         self.faces = 0
         self.errors: Counter = Counter()
-        self.views: Counter = Counter()  # frames by the test-time views they got (lighter under load)
+        self.views: Counter = Counter()  # frames by the test-time views they got ("..., spread": over frames)
         self.latency = LatencyHistogram()
         self._recent: deque = deque()
         self._lock = threading.Lock()

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+from typing import NamedTuple
 
 from webapp.config import WorkerConfig
 
@@ -44,12 +45,24 @@ def log(msg: str) -> None:
     print(f"[fer-worker {os.getpid()}] {msg}", file=sys.stderr, flush=True)
 
 
-def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None):
-    """(result without faces, boxes, crops) for one frame, or (error result, None, None). With a
-    ``tracker`` (fer_core.track, the client's own), faces are followed from the client's last frame.
+class Prepared(NamedTuple):
+    """One frame made ready for the ensemble: ``result`` (without faces yet, or the frame's error),
+    its faces' ``boxes`` and 48x48 ``crops`` (None after an error), and for a followed frame the
+    tracker's ``notes`` about each face with the stream's ``frame`` number (fer_core/spread.py)."""
+    result: dict
+    boxes: list | None = None
+    crops: object = None
+    notes: list | None = None
+    frame: int = 0
+
+
+def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None) -> Prepared:
+    """One frame decoded, its faces found and cropped, or its error result. With a ``tracker``
+    (fer_core.track, the client's own), faces are followed from the client's last frame.
     Crops are levelled on the eyes where the detector gives them (fer_core.faces.align_crop)."""
     from fer_core.faces import ImageError, crop_faces, decode_image, find_faces
     from fer_core.track import box_of
+    notes = None
     try:
         img = decode_image(data, max_pixels=max_pixels, grey=True)  # detection and crops need grey only
         if tracker is None:
@@ -59,18 +72,20 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None
             faces = tracker.current_faces()[:max_faces]  # with this frame's eyes, where the detector gives them
             boxes = [box_of(f) for f in faces]
             crops = crop_faces(img, faces)
+            notes = tracker.notes_of()[:max_faces]
     except ImageError as e:
-        return {"error": str(e), "code": "bad_image"}, None, None
+        return Prepared({"error": str(e), "code": "bad_image"})
     except Exception as e:  # noqa: BLE001 - one odd frame must not end the batch
         log(f"frame failed: {type(e).__name__}")
-        return {"error": "the frame could not be processed", "code": "internal"}, None, None
-    return {"faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])}, boxes, crops
+        return Prepared({"error": "the frame could not be processed", "code": "internal"})
+    return Prepared({"faces": [], "width": int(img.shape[1]), "height": int(img.shape[0])}, boxes, crops,
+                    notes, tracker.frames if tracker is not None else 0)
 
 
 def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=None, trackers=None,
-                 prep_pool=None, chunks: int = 4, load_views=None, load_views_from: int = 0,
-                 metas=None) -> list[dict]:
-    """Per-frame results in ``ids`` order: {id, faces, width, height, views} or {id, error}.
+                 prep_pool=None, chunks: int = 4, load_views_from: int = 0, metas=None,
+                 spread: bool = False) -> list[dict]:
+    """Per-frame results in ``ids`` order: {id, faces, width, height, views, spread} or {id, error}.
 
     Frames are decoded and searched for faces by one thread only (a CascadeClassifier, like
     BlazeFace's LiteRT interpreter, must not be shared between threads), then their faces go
@@ -83,12 +98,14 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
     stay busy (docs/benchmarks.md). Without it, every frame is prepared first and all faces of the
     batch go through one ensemble call.
 
-    A batch of ``load_views_from`` frames or more (0: never) is classified with ``load_views`` (a
-    lighter fer_core.tta mode) instead of the ensemble's own views: a full batch means clients are
-    waiting, and one view halves the model time."""
+    Views (fer_core.tta, the predictor's): with ``spread`` a followed face gets one view a frame and
+    its answer averages it with the views of its last frame (fer_core/spread.py); other faces get
+    every view. A batch of ``load_views_from`` frames or more (0: never) means clients are waiting:
+    each face then gets one view at most, a face without recent views the first
+    (``tta.first_view``), and its frame's ``views`` says so."""
     now = time.monotonic()
     n = len(frames)
-    views = load_views if load_views is not None and 0 < load_views_from <= n else pred.tta
+    one = 0 < load_views_from <= n
     clients = clients if trackers is not None and clients and len(clients) == n else [None] * n
 
     def prep(lo, hi):
@@ -97,44 +114,75 @@ def handle_batch(pred, ids, frames, max_faces: int, max_pixels: int, clients=Non
 
     crop = [bool(m and m.get("crop")) for m in metas] if metas and len(metas) == n else [False] * n
     if prep_pool is None or n < 2 or chunks < 2:
-        return _classify(pred, ids, prep(0, n), views, crop)
+        return _classify(pred, ids, prep(0, n), crop, one, spread, now)
     size = -(-n // chunks)
     parts = [(lo, prep_pool.submit(prep, lo, min(n, lo + size))) for lo in range(0, n, size)]
     out = []
     for lo, fut in parts:
         prepared = fut.result()
-        out += _classify(pred, ids[lo:lo + len(prepared)], prepared, views, crop[lo:lo + len(prepared)])
+        k = len(prepared)
+        out += _classify(pred, ids[lo:lo + k], prepared, crop[lo:lo + k], one, spread, now)
     return out
 
 
-def _classify(pred, ids, prepared, views, crop=None) -> list[dict]:
-    """Results for prepared frames: all their faces through one ensemble call under ``views``.
-    ``crop[k]``: frame k also gets its main face's 48x48 crop (base64 of the uint8 bytes)."""
+def _classify(pred, ids, prepared, crop, one: bool, spread: bool, now: float) -> list[dict]:
+    """Results for prepared frames: every view their faces need through one ensemble call.
+    ``crop[k]``: frame k also gets its main face's 48x48 crop (base64 of the uint8 bytes). ``one``:
+    a view per face at most; ``spread``: followed faces spread their views over frames."""
     import base64
 
     import numpy as np
 
-    out, found = [], []  # found: (index in out, boxes, crops)
-    for fid, (res, boxes, crops) in zip(ids, prepared):
-        out.append(dict(res, id=fid, **({} if "error" in res else {"views": str(views)})))
-        if boxes:
-            found.append((len(out) - 1, boxes, crops))
-    if found:
-        crops = np.concatenate([c for _, _, c in found])
-        try:
-            probs, member_probs = pred.predict_faces(crops, views)  # one call for every face of these frames
-        except Exception as e:  # noqa: BLE001
-            log(f"inference failed: {type(e).__name__}: {e}")
-            for i, _, _ in found:
-                out[i] = {"id": out[i]["id"], "error": "inference failed", "code": "internal"}
-            return out
-        start = 0
-        for i, boxes, c in found:
-            end = start + len(c)
-            out[i]["faces"] = pred.describe(probs[start:end], member_probs[start:end], boxes)
-            if crop is not None and crop[i]:  # faces come largest first: c[0] is the main face
-                out[i]["crop"] = base64.b64encode(np.ascontiguousarray(c[0], dtype=np.uint8).tobytes()).decode()
-            start = end
+    from fer_core import tta
+    from fer_core.spread import FaceViews
+
+    n_views = tta.n_views(pred.tta)
+    out, found = [], []  # found: (index in out, Prepared, first face's index in crops)
+    faces = 0
+    for fid, p in zip(ids, prepared):
+        out.append(dict(p.result, id=fid))
+        if p.boxes:
+            found.append((len(out) - 1, p, faces))
+            faces += len(p.boxes)
+    for r in out:
+        if "error" not in r:
+            r.update(views=str(pred.tta), spread=False)
+    if not found:
+        return out
+    crops = np.concatenate([p.crops for _, p, _ in found])
+    plans = []  # per face: (FaceViews or None, its stream's frame number, views to compute)
+    for _, p, _ in found:
+        for k in range(len(p.boxes)):
+            memo = p.notes[k].setdefault("views", FaceViews(n_views)) if spread and p.notes else None
+            todo = memo.plan(p.frame, now, one) if memo is not None else list(range(1 if one else n_views))
+            plans.append((memo, p.frame, todo))
+    picks = [(i, j) for i, (_, _, todo) in enumerate(plans) for j in todo]
+    try:
+        got = pred.view_probs(crops, picks)  # one call for every view of every face of these frames
+    except Exception as e:  # noqa: BLE001
+        log(f"inference failed: {type(e).__name__}: {e}")
+        for i, _, _ in found:
+            out[i] = {"id": out[i]["id"], "error": "inference failed", "code": "internal"}
+        return out
+    member_probs, used, earlier, at = [], [], [], 0
+    for memo, frame, todo in plans:
+        mine = dict(zip(todo, got[at:at + len(todo)]))
+        at += len(todo)
+        mp, k, e = memo.record(frame, now, mine) if memo is not None else (np.mean(got[at - len(todo):at], axis=0),
+                                                                             len(todo), False)
+        member_probs.append(mp)
+        used.append(k)
+        earlier.append(e)
+    member_probs = np.stack(member_probs)
+    probs = pred.combine(member_probs)
+    for i, p, start in found:
+        end = start + len(p.boxes)
+        out[i]["faces"] = pred.describe(probs[start:end], member_probs[start:end], p.boxes)
+        if min(used[start:end]) < n_views:
+            out[i]["views"] = str(tta.first_view(pred.tta))  # a face of it got its first view only
+        out[i]["spread"] = any(earlier[start:end])
+        if crop[i]:  # faces come largest first: p.crops[0] is the main face
+            out[i]["crop"] = base64.b64encode(np.ascontiguousarray(p.crops[0], dtype=np.uint8).tobytes()).decode()
     return out
 
 
@@ -256,7 +304,7 @@ def main(argv=None) -> int:
         det = pred.detector
         # Faces, not boxes: each frame's crop is levelled on that frame's eyes (BlazeFace)
         trackers = Trackers(lambda: FaceTracker.for_detector(det, redetect_every=cfg.track_every,
-                                                                  max_faces=cfg.max_faces))
+                                                                  max_faces=cfg.max_faces, still=cfg.track_still))
     prep_pool = None
     if cfg.prep_chunks >= 2:  # one thread decodes and detects (the cascade, or BlazeFace's interpreter, stays in it)
         from concurrent.futures import ThreadPoolExecutor
@@ -269,7 +317,9 @@ def main(argv=None) -> int:
                                    "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
                                    "track_every": cfg.track_every, "detector": cfg.detector, "runtime": pred.runtime,
                                    "precision": pred.precision, "prep_chunks": cfg.prep_chunks,
-                                   "load_views": cfg.load_views, "load_views_from": cfg.load_views_from})
+                                   "spread_views": cfg.spread_views and trackers is not None,
+                                   "track_still": cfg.track_still,
+                                   "load_views_from": cfg.load_views_from})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
@@ -280,7 +330,7 @@ def main(argv=None) -> int:
             continue
         ids = header.get("ids", [])
         results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels, header.get("clients"), trackers,
-                               prep_pool, cfg.prep_chunks, cfg.load_views, cfg.load_views_from, header.get("meta"))
+                               prep_pool, cfg.prep_chunks, cfg.load_views_from, header.get("meta"), cfg.spread_views)
         try:
             wire.write_message(proto_out, {"type": "results", "results": results})
         except (BrokenPipeError, OSError):
