@@ -8,7 +8,7 @@ docs/classroom.md does; ``--url`` measures a server that is already running inst
 client count N, runs N python-socketio clients over WebSocket. Each sends a webcam clip of the astronaut photo
 (``skimage.data.astronaut()``, one face, 320x320 JPEGs with sensor noise: bench/bench_track.py's
 clips), ``--scene still`` (she sits still: only the noise changes) or ``moving`` (the picture sways,
-up to ~3 px a frame), each client from its own place in the clip, round and round, and waits for
+up to ~4 px a frame), each client from its own place in the clip, forth and back, and waits for
 the answer before sending the next frame: a client goes as fast as the server answers it. So that this measures capacity, not
 the per-client cap, the server is started with FER_MAX_FPS=1000 (``--server-max-fps``); everything
 else is the default configuration (``--env NAME=VALUE`` changes a setting).
@@ -67,12 +67,14 @@ def frame_jpeg(width: int = 320) -> bytes:
 
 
 def scene_jpegs(scene: str, n: int = 60) -> list[bytes]:
-    """``n`` frames of bench/bench_track.py's ``scene`` clip (320x320 JPEGs, noise sigma 2)."""
+    """``n`` frames of bench/bench_track.py's ``scene`` clip (320x320 JPEGs, noise sigma 2), then
+    the same back to the second (played round and round, the clip never jumps)."""
     if scene not in SCENES:
         raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_track import clips
-    return [jpeg for jpeg, _, _ in clips(n)[scene]]
+    frames = [jpeg for jpeg, _, _ in clips(n)[scene]]
+    return frames + frames[-2:0:-1]
 
 
 def pct(values, q):

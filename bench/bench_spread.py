@@ -52,7 +52,7 @@ def spread_answers(pred, last: np.ndarray, now: np.ndarray, first: int) -> np.nd
         fv = FaceViews(2)
         fv.record(1, 0.0, {first: a[i]})
         assert fv.plan(2, 0.2) == [1 - first]
-        mp, k, _ = fv.record(2, 0.2, {1 - first: b[i]})
+        mp, _, _ = fv.record(2, 0.2, {1 - first: b[i]})
         out.append(mp)
     return pred.combine(np.stack(out))
 

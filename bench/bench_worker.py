@@ -36,13 +36,16 @@ def main(argv=None) -> int:
     from bench_track import clips
     from fer_core.predict import Predictor
     from fer_core.track import FaceTracker, Trackers
+    from webapp.config import WebConfig
     from webapp.worker import handle_batch
 
     p = Predictor(args.models, runtime=args.runtime)
     p.warm_up(16)
     jpegs = [j for j, _, _ in clips(64)["moving"]]
     det = p.detector
-    trackers = None if args.no_track else Trackers(lambda: FaceTracker.for_detector(det))  # as the worker
+    web = WebConfig()  # the server's defaults: tracking, views spread over frames, one view a face under load
+    trackers = None if args.no_track else Trackers(lambda: FaceTracker.for_detector(
+        det, redetect_every=web.track_every, max_faces=web.max_faces, still=web.track_still))
     clients = None if args.no_track else [f"client{i}" for i in range(16)]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
     res = {c: [] for c in (0, 2, 4)}
@@ -51,7 +54,8 @@ def main(argv=None) -> int:
         for chunks in res:  # take turns: the same machine load for each
             t, c = time.perf_counter(), time.process_time()
             handle_batch(p, list(range(16)), jpegs[k0:k0 + 16], 8, 2_100_000, clients, trackers,
-                         pool if chunks else None, chunks)
+                         pool if chunks else None, chunks, load_views_from=web.load_views_from,
+                         spread=web.spread_views)
             res[chunks].append(((time.perf_counter() - t) * 1000 / 16, (time.process_time() - c) * 1000 / 16))
     print(f"\n**Worker batch step** · {p.runtime} {p.precision}, views {p.tta} · "
           f"{'tracking' if trackers else 'whole-frame search'} · {platform.machine()}, {os.cpu_count()} cores · "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store, tta as tta_views
-from .ensemble import combine
+from .ensemble import combine as combine_members
 from .faces import DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, make_detector, to_gray
 
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes
@@ -104,7 +104,7 @@ class Predictor:
 
     def predict_faces(self, faces: np.ndarray, tta=None) -> tuple[np.ndarray, np.ndarray]:
         """(ensemble probabilities (N, C), members' probabilities (N, M, C)); ``tta`` overrides the
-        predictor's views for this call (a server under load uses fewer)."""
+        predictor's views for this call."""
         mp = self.member_probs(faces, tta)
         return self.combine(mp), mp
 
@@ -117,7 +117,7 @@ class Predictor:
         """The ensemble's probabilities (N, C) from its members' (N, M, C), by its rule's weights."""
         if len(member_probs) == 0:
             return np.zeros((0, len(self.labels)))
-        return combine(member_probs.transpose(1, 0, 2), self.weights)
+        return combine_members(member_probs.transpose(1, 0, 2), self.weights)
 
     def describe(self, probs: np.ndarray, member_probs: np.ndarray, boxes) -> list[dict]:
         """JSON-ready faces: box, label, probabilities per label, each member's vote."""

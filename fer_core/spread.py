@@ -10,7 +10,7 @@ computed at the stream's last V - 1 frames:
 where P_j(x) is the members' probabilities (M, C) for view j of the crop x, and f_j <= f is the
 latest frame at which view j was computed (f_j = f for the view computed now). On a still face
 (x_f = x at every f) p_f is exactly the mode's average over its V views of x, so the accuracy is
-the mode's (tests/test_spread.py; bench/compare_tta.py measures it on moved crops too). A new
+the mode's (tests/test_spread.py; bench/bench_spread.py measures it on moved crops too). A new
 expression shows half-weighted (V = 2) at its first frame and fully at the next: one frame of lag,
 200 ms at the page's 5 frames a second (the page smooths its bars over 6 frames anyway).
 
@@ -18,7 +18,10 @@ A view's result is reused only while it is recent: computed at one of the stream
 frames and at most ``max_age`` seconds ago. A face without recent views (new, lost and found again,
 or after a pause) gets every view in this frame; under load (``one=True``, the server's full batch)
 it gets the first one only, and its answer averages the views it has: ``n`` in ``record``'s result.
-Pure numpy; the frames are numbered by the caller (``FaceTracker.frames``).
+The views belong to a followed face (its tracker's notes), so a new person who takes a departed
+one's place (their boxes overlapping enough for the tracker to keep the id) gets one frame of the
+other's view in their first answer, as a changed expression does. Pure numpy; the frames are
+numbered by the caller (``FaceTracker.frames``).
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ class FaceViews:
         for j, p in computed.items():
             if not 0 <= j < self.n:
                 raise ValueError(f"view must be in 0..{self.n - 1}, got {j!r}")
-            self._last[j] = (frame, now, np.asarray(p))
+            self._last[j] = (frame, now, np.array(p))  # a copy: not a view into the batch's outputs
         used = sorted(self._recent(frame, now))
         return (np.mean([self._last[j][2] for j in used], axis=0), len(used),
                 any(self._last[j][0] < frame for j in used))

@@ -5,7 +5,9 @@ the last boxes of one video stream and, for each new frame, searches only near e
 sizes of a small region: ``FaceDetector.detect_near``; BlazeFace: the region through the model). The
 whole frame is searched again
 
-* every ``redetect_every`` frames, so that a face that enters is found within that many frames;
+* every ``redetect_every`` frames, so that a face that enters is found within that many frames
+  (with ``still``, below: within that many frames of the frame changing, and at the latest every
+  ``STILL_PUT_OFF`` x ``redetect_every`` frames);
 * at once, in the same frame, when a face is not found near its last box (it moved fast, turned
   away or left), so that a lost face costs one full search, never a wrong box.
 
@@ -13,7 +15,9 @@ With ``still`` (grey levels, 0: off), nothing is searched where nothing moved: a
 whose region's 8x8 block means all changed by less than ``still`` since it was last searched keeps
 its box and eyes, and a due whole-frame search is put off while the frame's 16x16 block means all
 changed by less than that since the last one (a face that enters, or one that leaves, changes its
-blocks by tens of levels; webcam noise moves a block mean by a level or two: bench/bench_track.py).
+blocks by tens of levels; webcam noise moves a block mean by a level or two: bench/bench_track.py),
+though never beyond ``STILL_PUT_OFF`` times ``redetect_every`` frames: a face one search missed in a
+scene that stays still is looked for again.
 
 The tracker itself is plain numpy (and OpenCV's resize for ``still``): the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
@@ -34,6 +38,7 @@ import numpy as np
 
 Box = tuple[int, int, int, int]
 REDETECT_EVERY = 8  # the server's default too (WebConfig.track_every): a new face is found within 8 frames
+STILL_PUT_OFF = 4   # ``still`` puts a due whole-frame search off by at most this many times redetect_every
 
 
 def iou(a, b) -> float:
@@ -115,7 +120,7 @@ class FaceTracker:
         self.ids: list[int] = []            # self.boxes[i]'s face id: new ids for new faces, 0, 1, 2, ...
         self.notes: dict[int, dict] = {}    # what a caller keeps about a followed face, by id, until it is lost
         self._looks: dict[int, np.ndarray] = {}  # ``still``: each face's block means when it was last searched
-        self._frame_look = None             # ``still``: the frame's block means at the last full search
+        self._frame_look = None             # ``still``: (frame shape, its block means) at the last full search
         self._next_id = 0
         self.since_full = 0                 # frames since the last full search
         self.full_searches = self.near_searches = self.frames = 0
@@ -139,6 +144,18 @@ class FaceTracker:
             return old
         return new
 
+    def _may_put_off(self, frame) -> bool:
+        """With ``still``: whether a due whole-frame search may wait, the frame (of the same size)
+        being as it was at the last one, which is less than STILL_PUT_OFF x redetect_every frames ago."""
+        if not self.still or self._frame_look is None or self.since_full + 1 >= STILL_PUT_OFF * self.redetect_every:
+            return False
+        shape, look = self._frame_means(frame)
+        return shape == self._frame_look[0] and not self._moved(look, self._frame_look[1])
+
+    @staticmethod
+    def _frame_means(frame) -> tuple:
+        return frame.shape, block_means(frame, (0, 0, frame.shape[1], frame.shape[0]), 16)
+
     def _moved(self, look, before) -> bool:
         """Whether block means ``look`` differ from ``before`` by ``still`` or more anywhere (or
         cannot be compared)."""
@@ -158,7 +175,7 @@ class FaceTracker:
                       for j, (b, f) in enumerate(zip(self.boxes, found))]
         self.ids = [self.ids[pairs[j]] if j in pairs else self._new_id() for j in range(len(found))]
         if self.still:
-            self._frame_look = block_means(frame, (0, 0, frame.shape[1], frame.shape[0]), 16)
+            self._frame_look = self._frame_means(frame)
             self._looks = {i: block_means(frame, b, 8) for i, b in zip(self.ids, self.boxes)}
 
     def _new_id(self) -> int:
@@ -168,8 +185,7 @@ class FaceTracker:
     def update(self, frame) -> list[Box]:
         self.frames += 1
         due = not self.boxes or self.since_full + 1 >= self.redetect_every
-        if due and self.still and self._frame_look is not None and not self._moved(
-                block_means(frame, (0, 0, frame.shape[1], frame.shape[0]), 16), self._frame_look):
+        if due and self._may_put_off(frame):
             due = False  # the frame is as it was at the last full search: no face can have come or gone
             self.full_skipped += 1
         if due:

@@ -155,10 +155,10 @@
     schedule(0);
   });
   // A saturated shared server answers every client in turn, each at a lower rate: say so, with the
-  // rate, and when a new face in a full batch got fewer test-time views than the ensemble's own.
+  // rate, and when a face in a full batch got fewer test-time views than the ensemble's own (a new one).
   function busyNote(r) {
     var lighter = r.views && st.views && r.views !== st.views;
-    var views = lighter ? ' A new face is read in one view (' + r.views + ', not ' + st.views + ') while a class waits.' : '';
+    var views = lighter ? ' A face is read in one view (' + r.views + ', not ' + st.views + ') while a class waits.' : '';
     if (st.fps === null || !(r.batch > 1) || st.fps >= 0.5 * 0.9 * st.maxFps) return views.trim();
     return 'Shared server busy: ' + st.fps.toFixed(1) + ' frames/s for you (' + r.batch +
       ' frames per batch); results keep coming at this rate.' + views;

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fer_core.spread import FaceViews
+from webapp_testutil import main_crop
 
 
 def p(*v):
@@ -89,7 +90,7 @@ def test_a_followed_still_face_gets_the_full_views_answer_at_one_view_a_frame(ti
                         spread=True)[0] for k in range(5)]
     assert computed == [1] * 5
     assert [(r["views"], r["spread"]) for r in out] == [("zoom", False)] + [("zoom-flip", True)] * 4
-    crop = _main_crop(pred, astronaut_jpeg)
+    crop = main_crop(pred, astronaut_jpeg)
     full, _ = pred.predict_faces(crop, "zoom-flip")
     first, _ = pred.predict_faces(crop, "zoom")
     probs = [list(r["faces"][0]["probabilities"].values()) for r in out]
@@ -124,6 +125,50 @@ def test_a_lost_face_loses_its_views(tiny_models, astronaut_jpeg):
     assert ts.get("a", 0).notes.keys() == {1}  # the face found again has a new id, and only its notes are kept
 
 
-def _main_crop(p, jpeg):
+def test_a_batch_of_different_frames_answers_each_face_with_its_own_views(tiny_models, astronaut_bgr):
+    """Five clients' frames in one batch, cut in parts for the prep thread (a face, junk, two faces,
+    none, another face), twice: every face's answer is its own crop's zoom-flip answer, the first
+    time with both views of this frame, the second (under load) with one view spread over the two
+    frames; an answer closer to another face's than to its own would mean crossed faces."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
     from fer_core.faces import decode_image, find_faces
-    return find_faces(decode_image(jpeg, grey=True), p.detector, max_faces=1)[1]
+    from fer_core.predict import Predictor
+    from fer_core.track import FaceTracker, Trackers
+    from webapp.worker import handle_batch
+
+    pred = Predictor(tiny_models, tta="zoom-flip")
+    ast = cv2.resize(astronaut_bgr, (320, 320), interpolation=cv2.INTER_AREA)
+    two = ast.copy()
+    two[200:310, 200:310] = cv2.resize(astronaut_bgr[20:260, 110:350], (110, 110), interpolation=cv2.INTER_AREA)
+    dim = cv2.convertScaleAbs(cv2.flip(ast, 1), alpha=0.6, beta=20)
+    jpeg = lambda img: cv2.imencode(".jpg", img)[1].tobytes()  # noqa: E731
+    frames = [jpeg(ast), b"junk", jpeg(two), jpeg(np.full((240, 320, 3), 128, np.uint8)), jpeg(dim)]
+    want = []  # per frame: each face's zoom-flip answer on its whole-frame crop
+    for f in frames:
+        try:
+            _, crops = find_faces(decode_image(f, grey=True), pred.detector)
+        except ValueError:
+            want.append(None)
+            continue
+        want.append(pred.predict_faces(crops)[0] if len(crops) else np.zeros((0, 7)))
+    assert [None if w is None else len(w) for w in want] == [1, None, 2, 0, 1]
+    everyone = np.concatenate([w for w in want if w is not None])
+    ts = Trackers(lambda: FaceTracker.for_detector(pred.detector))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for load_from, spread in ((0, False), (1, True)):
+            out = handle_batch(pred, list(range(5)), frames, 8, 2_100_000, clients=list("abcde"), trackers=ts,
+                               prep_pool=pool, chunks=3, load_views_from=load_from, spread=True)
+            assert [r["id"] for r in out] == list(range(5)) and out[1]["code"] == "bad_image"
+            for r, w in zip(out, want):
+                if w is None:
+                    continue
+                assert len(r["faces"]) == len(w) and r["views"] == "zoom-flip" and r["spread"] == (spread and len(w) > 0)
+                for face, mine in zip(r["faces"], w):
+                    got = np.array(list(face["probabilities"].values()))
+                    np.testing.assert_allclose(got, mine, atol=2e-3)
+                    others = [o for o in everyone if not np.allclose(o, mine)]
+                    assert others and all(np.abs(got - o).max() > np.abs(got - mine).max() for o in others)
+

@@ -205,6 +205,34 @@ def test_still_faces_and_frames_are_not_searched_until_something_moves():
     assert (s2.full, s2.near) == (3, 7) and (t2.full_skipped, t2.near_skipped) == (0, 0)
 
 
+def test_a_still_scene_is_searched_whole_again_at_the_latest_every_few_periods():
+    """A face the first whole-frame search missed in a scene that never moves is looked for again
+    after STILL_PUT_OFF x redetect_every frames; a frame of another size is never 'unchanged'."""
+    from fer_core.track import STILL_PUT_OFF
+
+    rng = np.random.default_rng(1)
+    a = (60, 50, 64, 64)
+    class Shy(ShotScene):  # its first whole-frame search misses the face
+        def detect(self, frame):
+            self.full += 1
+            return [] if self.full == 1 else list(frame.faces)
+
+    s = Shy()
+    t = tracker(s, redetect_every=2, still=4.0)
+    for k in range(STILL_PUT_OFF * 2 + 1):
+        t.update(shot([a], rng))
+        if k < STILL_PUT_OFF * 2 - 1:
+            assert t.current() == [], k  # frame 1's search missed her; the still frames put the next off
+    assert t.current() == [a] and s.full == 2
+    s2 = ShotScene()
+    t2 = tracker(s2, redetect_every=2, still=4.0)
+    t2.update(shot([a], rng))
+    t2.update(shot([a], rng, size=(240, 320)))
+    assert s2.full == 1
+    t2.update(shot([a], rng, size=(240, 400)))  # due, and the frame is another size: searched
+    assert s2.full == 2
+
+
 def test_block_means_by_hand():
     from fer_core.track import block_means
     f = (2 * np.arange(16)).astype(np.uint8).reshape(4, 4)  # even sums: whole-level means, as block_means rounds

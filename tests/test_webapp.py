@@ -343,23 +343,29 @@ def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsy
 
 
 def test_the_worker_runs_on_the_config_it_is_handed(tiny_models, astronaut_bgr):
-    """`python -m webapp.worker CONFIG_JSON` as InferenceClient starts it: ready with the views it was
-    given, and a frame of two faces answered with max_faces of them."""
+    """`python -m webapp.worker CONFIG_JSON` as InferenceClient starts it: ready with the views and
+    the tracking it was given, a frame of two faces answered with max_faces of them, and a client's
+    second frame answered with views spread over its two frames."""
     import cv2
     from webapp import wire
     from webapp.config import WebConfig
-    cfg = WebConfig(models_dir=str(tiny_models), max_faces=1, tta="none", warm_up_faces=1).worker(tiny_models)
+    cfg = WebConfig(models_dir=str(tiny_models), max_faces=1, tta="zoom-flip", warm_up_faces=1,
+                    track_still=2.5).worker(tiny_models)
     face = cv2.resize(astronaut_bgr, (320, 320))
     frame = cv2.imencode(".jpg", np.hstack([face, face]))[1].tobytes()
     proc = subprocess.Popen([sys.executable, "-m", "webapp.worker", cfg.to_json()], cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         ready, _ = wire.read_message(proc.stdout)
-        assert ready["type"] == "ready" and ready["tta"] == "none", ready
-        wire.write_message(proc.stdin, {"type": "batch", "ids": [5]}, [frame])
-        answer, _ = wire.read_message(proc.stdout)
-        (res,) = answer["results"]
-        assert res["id"] == 5 and res["width"] == 640 and len(res["faces"]) == 1
+        assert ready["type"] == "ready" and ready["tta"] == "zoom-flip", ready
+        assert (ready["track_every"], ready["track_still"], ready["spread_views"]) == (8, 2.5, True)
+        got = []
+        for rid in (5, 6):
+            wire.write_message(proc.stdin, {"type": "batch", "ids": [rid], "clients": ["a"]}, [frame])
+            answer, _ = wire.read_message(proc.stdout)
+            got += answer["results"]
+        assert [(r["id"], r["width"], len(r["faces"]), r["views"], r["spread"]) for r in got] == \
+            [(5, 640, 1, "zoom-flip", False), (6, 640, 1, "zoom-flip", True)]
     finally:
         proc.stdin.close()
         assert proc.wait(60) == 0

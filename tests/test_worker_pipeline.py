@@ -8,6 +8,7 @@ import numpy as np
 
 from fer_core.predict import Predictor
 from webapp.worker import handle_batch
+from webapp_testutil import main_crop
 
 
 def test_overlapped_batch_answers_like_the_serial_one(tiny_models, astronaut_jpeg, monkeypatch):
@@ -56,13 +57,9 @@ def test_a_full_batch_gives_each_face_one_view(tiny_models, astronaut_jpeg):
     assert full[0]["views"] == full[2]["views"] == "zoom" and "views" not in full[1]  # the junk frame's error
     faces = [r["faces"][0] for r in (small[0], full[0])]
     assert faces[0]["box"] == faces[1]["box"]
-    crop = _main_crop(p, astronaut_jpeg)
+    crop = main_crop(p, astronaut_jpeg)
     for face, views in zip(faces, ("zoom-flip", "zoom")):
         np.testing.assert_allclose(list(face["probabilities"].values()), p.predict_faces(crop, views)[0][0], atol=1e-4)
     # the two modes are different computations: the probabilities differ
     assert not np.allclose(list(faces[0]["probabilities"].values()), list(faces[1]["probabilities"].values()), atol=1e-6)
 
-
-def _main_crop(p, jpeg):
-    from fer_core.faces import decode_image, find_faces
-    return find_faces(decode_image(jpeg, grey=True), p.detector, max_faces=1)[1]

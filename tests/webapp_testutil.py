@@ -136,6 +136,13 @@ class Client:
             pass
 
 
+def main_crop(pred, jpeg: bytes):
+    """The 48x48 crop (1, 48, 48) of a frame's largest face, as a whole-frame search finds it with
+    ``pred``'s detector."""
+    from fer_core.faces import decode_image, find_faces
+    return find_faces(decode_image(jpeg, grey=True), pred.detector, max_faces=1)[1]
+
+
 def grey_jpeg(w: int = 320, h: int = 240) -> bytes:
     import cv2
     ok, buf = cv2.imencode(".jpg", np.full((h, w, 3), 128, np.uint8))

@@ -69,7 +69,8 @@ def prepare(data: bytes, detector, max_faces: int, max_pixels: int, tracker=None
             boxes, crops = find_faces(img, detector, max_faces=max_faces)
         else:
             tracker.update(img)
-            faces = tracker.current_faces()[:max_faces]  # with this frame's eyes, where the detector gives them
+            # this frame's eyes where the detector gives them (or, for a face that did not move, its last search's)
+            faces = tracker.current_faces()[:max_faces]
             boxes = [box_of(f) for f in faces]
             crops = crop_faces(img, faces)
             notes = tracker.notes_of()[:max_faces]
@@ -151,10 +152,19 @@ def _classify(pred, ids, prepared, crop, one: bool, spread: bool, now: float) ->
         return out
     crops = np.concatenate([p.crops for _, p, _ in found])
     plans = []  # per face: (FaceViews or None, its stream's frame number, views to compute)
-    for _, p, _ in found:
+    for i, p, _ in found:
         for k in range(len(p.boxes)):
-            memo = p.notes[k].setdefault("views", FaceViews(n_views)) if spread and p.notes else None
-            todo = memo.plan(p.frame, now, one) if memo is not None else list(range(1 if one else n_views))
+            memo = None
+            if spread and p.notes:
+                if "views" not in p.notes[k]:
+                    p.notes[k]["views"] = FaceViews(n_views)
+                memo = p.notes[k]["views"]
+            if crop[i]:  # a 'why' frame: its answer and crop are this frame's alone (all views)
+                todo = list(range(n_views))
+            elif memo is not None:
+                todo = memo.plan(p.frame, now, one)
+            else:
+                todo = list(range(1 if one else n_views))
             plans.append((memo, p.frame, todo))
     picks = [(i, j) for i, (_, _, todo) in enumerate(plans) for j in todo]
     try:
@@ -168,8 +178,8 @@ def _classify(pred, ids, prepared, crop, one: bool, spread: bool, now: float) ->
     for memo, frame, todo in plans:
         mine = dict(zip(todo, got[at:at + len(todo)]))
         at += len(todo)
-        mp, k, e = memo.record(frame, now, mine) if memo is not None else (np.mean(got[at - len(todo):at], axis=0),
-                                                                             len(todo), False)
+        mp, k, e = memo.record(frame, now, mine) if memo is not None else (np.mean(list(mine.values()), axis=0),
+                                                                             len(mine), False)
         member_probs.append(mp)
         used.append(k)
         earlier.append(e)
