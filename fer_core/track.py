@@ -7,7 +7,7 @@ whole frame is searched again
 
 * every ``redetect_every`` frames, so that a face that enters is found within that many frames
   (with ``still``, below: within that many frames of the frame changing, and at the latest every
-  ``STILL_PUT_OFF`` x ``redetect_every`` frames);
+  ``put_off`` frames);
 * at once, in the same frame, when a face is not found near its last box (it moved fast, turned
   away or left), so that a lost face costs one full search, never a wrong box.
 
@@ -16,8 +16,10 @@ whose region's 8x8 block means all changed by less than ``still`` since it was l
 its box and eyes, and a due whole-frame search is put off while the frame's 16x16 block means all
 changed by less than that since the last one (a face that enters, or one that leaves, changes its
 blocks by tens of levels; webcam noise moves a block mean by a level or two: bench/bench_track.py),
-though never beyond ``STILL_PUT_OFF`` times ``redetect_every`` frames: a face one search missed in a
-scene that stays still is looked for again.
+though never beyond ``put_off`` frames: a face one search missed in a scene that stays still is
+looked for again. By default ``put_off`` is STILL_PUT_OFF x ``redetect_every`` plus a random part of a
+period, so that the streams of a class that started together do not all search whole frames in
+the same batch (bench_load's p99 rose by 200 ms when they did).
 
 The tracker itself is plain numpy (and OpenCV's resize for ``still``): the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
@@ -95,7 +97,7 @@ class FaceTracker:
 
     def __init__(self, detect: Callable, detect_near: Callable, redetect_every: int = REDETECT_EVERY,
                  hold_iou: float = 0.85, min_iou: float = 0.2, hold_roll: float = 3.0,
-                 max_faces: int | None = None, still: float = 0.0):
+                 max_faces: int | None = None, still: float = 0.0, put_off: int | None = None):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be >= 1, got {redetect_every!r}")
         if not 0 < min_iou <= hold_iou <= 1:
@@ -106,7 +108,12 @@ class FaceTracker:
             raise ValueError(f"max_faces must be >= 1 or None, got {max_faces!r}")
         if not still >= 0:
             raise ValueError(f"still must be >= 0 grey levels, got {still!r}")
-        self.still = still
+        if put_off is None:
+            import random
+            put_off = STILL_PUT_OFF * redetect_every + random.randrange(redetect_every)
+        if type(put_off) is not int or put_off < redetect_every:
+            raise ValueError(f"put_off must be an int >= redetect_every ({redetect_every}), got {put_off!r}")
+        self.still, self.put_off = still, put_off
         # the largest faces a whole-frame search keeps (its detections come largest first): a face its
         # caller would not serve costs a near search on every frame between full searches for nothing
         self.max_faces = max_faces
@@ -146,8 +153,8 @@ class FaceTracker:
 
     def _may_put_off(self, frame) -> bool:
         """With ``still``: whether a due whole-frame search may wait, the frame (of the same size)
-        being as it was at the last one, which is less than STILL_PUT_OFF x redetect_every frames ago."""
-        if not self.still or self._frame_look is None or self.since_full + 1 >= STILL_PUT_OFF * self.redetect_every:
+        being as it was at the last one, which is less than ``put_off`` frames ago."""
+        if not self.still or self._frame_look is None or self.since_full + 1 >= self.put_off:
             return False
         shape, look = self._frame_means(frame)
         return shape == self._frame_look[0] and not self._moved(look, self._frame_look[1])

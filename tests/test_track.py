@@ -207,7 +207,8 @@ def test_still_faces_and_frames_are_not_searched_until_something_moves():
 
 def test_a_still_scene_is_searched_whole_again_at_the_latest_every_few_periods():
     """A face the first whole-frame search missed in a scene that never moves is looked for again
-    after STILL_PUT_OFF x redetect_every frames; a frame of another size is never 'unchanged'."""
+    after ``put_off`` frames; a frame of another size is never 'unchanged'. By default ``put_off``
+    is 4 periods and a random part of one, so that streams started together do not all search at once."""
     from fer_core.track import STILL_PUT_OFF
 
     rng = np.random.default_rng(1)
@@ -218,7 +219,7 @@ def test_a_still_scene_is_searched_whole_again_at_the_latest_every_few_periods()
             return [] if self.full == 1 else list(frame.faces)
 
     s = Shy()
-    t = tracker(s, redetect_every=2, still=4.0)
+    t = tracker(s, redetect_every=2, still=4.0, put_off=STILL_PUT_OFF * 2)
     for k in range(STILL_PUT_OFF * 2 + 1):
         t.update(shot([a], rng))
         if k < STILL_PUT_OFF * 2 - 1:
@@ -231,6 +232,10 @@ def test_a_still_scene_is_searched_whole_again_at_the_latest_every_few_periods()
     assert s2.full == 1
     t2.update(shot([a], rng, size=(240, 400)))  # due, and the frame is another size: searched
     assert s2.full == 2
+    offs = {tracker(ShotScene(), redetect_every=8, still=4.0).put_off for _ in range(200)}
+    assert offs == set(range(32, 40))  # 4 periods of 8, plus 0..7 frames
+    with pytest.raises(ValueError, match=r"put_off must be an int >= redetect_every \(8\), got 7"):
+        tracker(ShotScene(), redetect_every=8, put_off=7)
 
 
 def test_block_means_by_hand():
