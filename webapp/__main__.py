@@ -31,6 +31,12 @@ def _stop(signum, frame):
     hubs.get_hub().schedule_call_global(0, _MAIN.throw, KeyboardInterrupt)
 
 
+def _stopping(signum, frame):
+    """A second Ctrl-C or SIGTERM while the server stops: the stop is bounded (``shutdown_timeout``),
+    so it goes on rather than end with a traceback and frames left unanswered."""
+    print("already stopping: the frames in flight are being answered", file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,6 +73,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stopping)
         lifecycle.shutdown(app)  # answers the frames in flight, closes the clients and the worker
     return 0
 
