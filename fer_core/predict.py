@@ -34,23 +34,21 @@ def probabilities(model, faces: np.ndarray, tta) -> np.ndarray:
     """A model's outputs for uint8 faces (N, 48, 48), averaged over the views of ``tta``
     (fer_core.tta): float64 (N, C) for a member, (N, M, C) for the Predictor's stacked members.
     ``model`` is a Keras model or a ``fer_core.runtime.Runner`` (the same model exported). Every
-    view of every face goes through the model (``_run``)."""
-    views = tta_views.views(faces, tta)  # checks the shape
-    n = len(views[0])
-    if n == 0:
-        return np.zeros((0, *model.output_shape[1:]))
-    p = _run(model, np.concatenate(views)[..., None])
-    return p.reshape(len(views), n, *p.shape[1:]).mean(axis=0)
+    view of every face goes through the model (``view_probabilities``, view by view)."""
+    v, n = tta_views.n_views(tta), len(faces)
+    p = view_probabilities(model, faces, tta, [(i, j) for j in range(v) for i in range(n)])
+    return p.reshape(v, n, *p.shape[1:]).mean(axis=0)
 
 
 def view_probabilities(model, faces: np.ndarray, tta, picks) -> np.ndarray:
     """A model's outputs for chosen views of uint8 faces (N, 48, 48): ``picks`` lists (face, view)
     pairs, view j being ``fer_core.tta.views(faces, tta)[j]``; float64 (len(picks), ...) in that
     order. One call through the model for all of them (fer_core/spread.py's one view a frame)."""
-    views = tta_views.views(faces, tta)
-    bad = [(i, j) for i, j in picks if not (0 <= i < len(faces) and 0 <= j < len(views))]
+    views = tta_views.views(faces, tta)  # checks the shape
+    n = len(views[0])
+    bad = [(i, j) for i, j in picks if not (0 <= i < n and 0 <= j < len(views))]
     if bad:
-        raise ValueError(f"picks must be (face in 0..{len(faces) - 1}, view in 0..{len(views) - 1}), got {bad[:3]}")
+        raise ValueError(f"picks must be (face in 0..{n - 1}, view in 0..{len(views) - 1}), got {bad[:3]}")
     if not picks:
         return np.zeros((0, *model.output_shape[1:]))
     return _run(model, np.stack([views[j][i] for i, j in picks])[..., None])
