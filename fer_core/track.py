@@ -151,13 +151,12 @@ class FaceTracker:
             return old
         return new
 
-    def _may_put_off(self, frame) -> bool:
-        """With ``still``: whether a due whole-frame search may wait, the frame (of the same size)
-        being as it was at the last one, which is less than ``put_off`` frames ago."""
-        if not self.still or self._frame_look is None or self.since_full + 1 >= self.put_off:
+    def _may_put_off(self, look) -> bool:
+        """With ``still``: whether a due whole-frame search may wait, the frame (of the same size,
+        block means ``look``) being as it was at the last one, which is less than ``put_off`` frames ago."""
+        if self._frame_look is None or self.since_full + 1 >= self.put_off:
             return False
-        shape, look = self._frame_means(frame)
-        return shape == self._frame_look[0] and not self._moved(look, self._frame_look[1])
+        return look[0] == self._frame_look[0] and not self._moved(look[1], self._frame_look[1])
 
     @staticmethod
     def _frame_means(frame) -> tuple:
@@ -169,7 +168,8 @@ class FaceTracker:
         return look is None or before is None or look.shape != before.shape \
             or float(np.abs(look - before).max()) >= self.still
 
-    def _full(self, frame) -> None:
+    def _full(self, frame, look=None) -> None:
+        """The whole frame searched; ``look``: its ``_frame_means`` where the caller has them."""
         found = list(self.detect(frame))[:self.max_faces]
         boxes = [box_of(f) for f in found]
         self.full_searches += 1
@@ -182,7 +182,7 @@ class FaceTracker:
                       for j, (b, f) in enumerate(zip(self.boxes, found))]
         self.ids = [self.ids[pairs[j]] if j in pairs else self._new_id() for j in range(len(found))]
         if self.still:
-            self._frame_look = self._frame_means(frame)
+            self._frame_look = look if look is not None else self._frame_means(frame)
             self._looks = {i: block_means(frame, b, 8) for i, b in zip(self.ids, self.boxes)}
 
     def _new_id(self) -> int:
@@ -192,16 +192,18 @@ class FaceTracker:
     def update(self, frame) -> list[Box]:
         self.frames += 1
         due = not self.boxes or self.since_full + 1 >= self.redetect_every
-        if due and self._may_put_off(frame):
+        look = self._frame_means(frame) if due and self.still else None  # once: the put-off, then the search
+        if due and look is not None and self._may_put_off(look):
             due = False  # the frame is as it was at the last full search: no face can have come or gone
             self.full_skipped += 1
         if due:
-            self._full(frame)
+            self._full(frame, look)
         else:
             self.since_full += 1
             kept = []
             for b, last, fid in zip(self.boxes, self.found, self.ids):
-                if self.still and not self._moved(block_means(frame, b, 8), self._looks.get(fid)):
+                face_look = block_means(frame, b, 8) if self.still else None
+                if self.still and not self._moved(face_look, self._looks.get(fid)):
                     kept.append((b, last, fid))  # its region did not move: its box and eyes stand
                     self.near_skipped += 1
                     continue
@@ -214,8 +216,8 @@ class FaceTracker:
                     break
                 held = self._follow(b, box_of(best))
                 kept.append((held, self._latest(b, held, last, best), fid))
-                if self.still:
-                    self._looks[fid] = block_means(frame, held, 8)
+                if self.still:  # the look at the box it now has (computed above if the box was held)
+                    self._looks[fid] = face_look if tuple(held) == tuple(b) else block_means(frame, held, 8)
             else:
                 # two boxes that followed onto the same face become one (the larger, found first)
                 self.boxes, self.found, self.ids = [], [], []
