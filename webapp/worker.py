@@ -151,20 +151,17 @@ def _classify(pred, ids, prepared, crop, one: bool, spread: bool, now: float) ->
     if not found:
         return out
     crops = np.concatenate([p.crops for _, p, _ in found])
-    plans = []  # per face: (FaceViews or None, its stream's frame number, views to compute)
+    plans = []  # per face: (its FaceViews, its stream's frame number, views to compute)
     for i, p, _ in found:
         for k in range(len(p.boxes)):
-            memo = None
             if spread and p.notes:
                 if "views" not in p.notes[k]:
                     p.notes[k]["views"] = FaceViews(n_views)
                 memo = p.notes[k]["views"]
-            if crop[i]:  # a 'why' frame: its answer and crop are this frame's alone (all views)
-                todo = list(range(n_views))
-            elif memo is not None:
-                todo = memo.plan(p.frame, now, one)
-            else:
-                todo = list(range(1 if one else n_views))
+            else:  # no history: every view, or the first under load, and their mean
+                memo = FaceViews(n_views)
+            # a 'why' frame: its answer and crop are this frame's alone (all views)
+            todo = list(range(n_views)) if crop[i] else memo.plan(p.frame, now, one)
             plans.append((memo, p.frame, todo))
     picks = [(i, j) for i, (_, _, todo) in enumerate(plans) for j in todo]
     try:
@@ -176,10 +173,8 @@ def _classify(pred, ids, prepared, crop, one: bool, spread: bool, now: float) ->
         return out
     member_probs, used, earlier, at = [], [], [], 0
     for memo, frame, todo in plans:
-        mine = dict(zip(todo, got[at:at + len(todo)]))
+        mp, k, e = memo.record(frame, now, dict(zip(todo, got[at:at + len(todo)])))
         at += len(todo)
-        mp, k, e = memo.record(frame, now, mine) if memo is not None else (np.mean(list(mine.values()), axis=0),
-                                                                             len(mine), False)
         member_probs.append(mp)
         used.append(k)
         earlier.append(e)
