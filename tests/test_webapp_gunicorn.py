@@ -234,7 +234,8 @@ def test_log_has_no_frame_data_and_shutdown_is_clean(gunicorn, astronaut_jpeg):
 
 def test_dev_server(tiny_models, tmp_path, astronaut_jpeg):
     """`python -m webapp` (eventlet, same stack as production): health, a round trip, the pages; a
-    second signal while it stops (Ctrl-C pressed twice) lets the stop finish, without a traceback."""
+    second signal right after the first (as `make run` passes its SIGTERM on) and a third while it
+    stops (Ctrl-C pressed again) let the stop finish, without a traceback."""
     import signal
     port = free_port()
     log = tmp_path / "dev.log"
@@ -251,7 +252,8 @@ def test_dev_server(tiny_models, tmp_path, astronaut_jpeg):
         assert "never stored" in requests.get(base + "/", timeout=5).text
         assert requests.get(base + "/static/vendor/socket.io.min.js", timeout=5).status_code == 200
         assert requests.get(base + "/admin", timeout=5).status_code == 200  # localhost
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         while b"shutting down" not in log.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -318,6 +320,34 @@ def test_dev_server_https(tiny_models, tmp_path, astronaut_jpeg):
         assert got[0][0] == "result" and len(got[0][1]["faces"]) == 1, got
     finally:
         assert stop(proc) == 0
+
+
+def test_a_second_stop_signal_does_not_cut_the_stop_short(tmp_path):
+    """Two signals before the main greenlet has begun to stop (`make run` passes its own SIGTERM on to
+    the server, just after the group's): one KeyboardInterrupt reaches the main loop, and the stop
+    that follows is not interrupted by the second."""
+    script = tmp_path / "twice.py"
+    script.write_text(textwrap.dedent("""
+        import signal, sys
+        sys.path.insert(0, sys.argv[1])
+        import webapp.__main__ as m   # monkey-patches, as the real entry point does
+        import eventlet, greenlet
+        m._MAIN = greenlet.getcurrent()
+        m._stop(signal.SIGTERM, None)
+        m._stop(signal.SIGTERM, None)
+        try:
+            eventlet.sleep(10)
+            print("still serving", flush=True)
+        except KeyboardInterrupt:
+            try:
+                eventlet.sleep(0.5)   # the stop
+                print("stopped once", flush=True)
+            except KeyboardInterrupt:
+                print("stop cut short", flush=True)
+    """))
+    out = subprocess.run([sys.executable, str(script), str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "stopped once", (out.stdout, out.stderr[-2000:])
+    assert "already stopping" in out.stderr
 
 
 def test_sigterm_stops_the_dev_server_from_any_greenlet(tmp_path):

@@ -18,23 +18,26 @@ import sys  # noqa: E402
 
 
 _MAIN = None  # the main greenlet, where socketio.run() serves
+_STOPPING = False  # a stop signal came: the next ones only say so
 SOCKET_TIMEOUT = 60.0  # eventlet's reads of a request (line, headers, body) end after this: none parks forever
 
 
 def _stop(signum, frame):
-    """SIGTERM ends the server like Ctrl-C, and the inference worker is closed.
+    """SIGTERM or Ctrl-C ends the server, and the inference worker is closed.
 
     The handler runs in whichever greenlet was active when the signal came: raising there could end
     a request's greenlet (seen: a Socket.IO disconnect handler logged the KeyboardInterrupt and the
-    server went on). So the hub throws it into the main greenlet instead."""
+    server went on). So the hub throws it into the main greenlet instead. Only the first signal
+    does: the stop is bounded (``shutdown_timeout``), and a second one thrown into it (Ctrl-C pressed
+    twice, or ``make run`` passing its own SIGTERM on to the server) cut it short with a traceback
+    and frames unanswered."""
+    global _STOPPING
+    if _STOPPING:
+        print("already stopping: the frames in flight are being answered", file=sys.stderr, flush=True)
+        return
+    _STOPPING = True
     from eventlet import hubs
     hubs.get_hub().schedule_call_global(0, _MAIN.throw, KeyboardInterrupt)
-
-
-def _stopping(signum, frame):
-    """A second Ctrl-C or SIGTERM while the server stops: the stop is bounded (``shutdown_timeout``),
-    so it goes on rather than end with a traceback and frames left unanswered."""
-    print("already stopping: the frames in flight are being answered", file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -66,6 +69,7 @@ def main(argv=None) -> int:
     import greenlet
     _MAIN = greenlet.getcurrent()
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     try:
         app.extensions["socketio"].run(app, host=args.host, port=args.port, log_output=args.access_log,
@@ -73,8 +77,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _stopping)
         lifecycle.shutdown(app)  # answers the frames in flight, closes the clients and the worker
     return 0
 
