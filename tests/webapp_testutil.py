@@ -39,7 +39,10 @@ def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 
 
 def gunicorn_cmd(port: int) -> list[str]:
-    return [GUNICORN, "-k", "eventlet", "-w", "1", "--bind", f"127.0.0.1:{port}", "webapp:create_app()"]
+    # no control socket: the app does not use it, and gunicorn 25.3 starting it late (after a
+    # SIGTERM had come) sometimes kept the arbiter from exiting (docs/webapp.md)
+    return [GUNICORN, "-k", "eventlet", "-w", "1", "--no-control-socket", "--bind", f"127.0.0.1:{port}",
+            "webapp:create_app()"]
 
 
 def dev_cmd(port: int, models_dir) -> list[str]:
