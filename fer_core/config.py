@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from .tta import TTA, resolve as resolve_tta
 
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 150                 # the report's cap; early stopping usually ends sooner
@@ -43,10 +46,16 @@ class TrainConfig:
     # views. ``teacher`` is a models folder, or "shipped" for the repository's ensemble (models/).
     teacher: str | None = None
     distill: float = 0.0
+    # Arithmetic of the training step: 'auto' is mixed_bfloat16 where the hardware computes bfloat16
+    # natively (a GPU, or a CPU with avx512_bf16 / amx_bf16: vgg_s trains 1.3-1.4x faster on 2 such
+    # cores, docs/benchmarks.md) and float32 elsewhere, where bfloat16 is emulated and slower. The
+    # weights stay float32 either way, and the sidecar records what ran (``trained.precision``).
+    precision: str = "auto"
 
     def __post_init__(self):
         choices = {"optimizer": ("adam", "adamw", "sgd"), "schedule": ("plateau", "cosine"),
-                   "target": ("fer2013", "ferplus-majority", "ferplus-votes"), "classes": (6, 7)}
+                   "target": ("fer2013", "ferplus-majority", "ferplus-votes"), "classes": (6, 7),
+                   "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -178,6 +187,18 @@ MEMBERS.update({f"{parent}_kd": _continued(parent, _DISTILL, seed, "10 epochs di
 # where vgg_s had taken 124 s an epoch on a quiet machine; the cause was not measured).
 MEMBERS["vgg_s_crop"] = MemberSpec("vgg", dict(_VGG_S, crop=4), dict(MODERN, epochs=20, seed=3),
                                    "1.2M VGG on random 40 px crops, modern recipe, seed 3")
+# Long cycles (SGDR / snapshot ensembles, Huang et al. 2017): a shipped member continued from its
+# weights with a fresh cosine cycle as long as the recipe's, 60 epochs from the recipe's peak 0.05, so
+# that the cycle leaves the first cycle's minimum and anneals into a better one. The short 8-10-epoch
+# cycles did not pay (docs/training.md): too short to anneal. Each cycle's end is a member of its own
+# (a snapshot), and the next cycle starts from it: ``<parent>_l2`` from the shipped member, ``_l3``
+# from ``_l2``. A seed of its own per cycle so the augmentation stream does not replay the parent's.
+_LONG = dict(MODERN, epochs=60)
+MEMBERS.update({f"{parent}_l2": _continued(parent, _LONG, seed, "a second cosine cycle of 60 epochs")
+                for parent, seed in (("vgg_s2", 31), ("vgg_s", 30), ("resnet_s", 32))})
+MEMBERS.update({f"{parent}_l3": _continued(f"{parent}_l2", _LONG, seed, "a third cosine cycle of 60 epochs")
+                for parent, seed in (("vgg_s2", 41), ("vgg_s", 40), ("resnet_s", 42))})
+LONG_MEMBERS = ("vgg_s2_l2", "vgg_s_l2", "resnet_s_l2", "vgg_s2_l3", "vgg_s_l3", "resnet_s_l3")
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
 SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2",
                  "vgg_s_kd", "vgg_s2_kd", "resnet_s_kd", "vgg_s_crop", "inc_s")

@@ -47,6 +47,25 @@ def gpu_available() -> bool:
     return False
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def training_precision(precision: str) -> str:
+    """The Keras dtype policy that ``TrainConfig.precision`` means on this machine."""
+    if precision == "auto":
+        return "mixed_bfloat16" if gpu_available() or cpu_has_bf16() else "float32"
+    if precision not in ("float32", "mixed_bfloat16"):
+        raise ValueError(f"precision must be 'auto', 'float32' or 'mixed_bfloat16', got {precision!r}")
+    return precision
+
+
 def augmenter(seed: int = 0):
     """Flip, shift (±10%), rotation (±10°), zoom (±10%), random erasing: the crop/flip/rotate family
     that every ~73% FER2013 model trains with."""
@@ -207,8 +226,22 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
         verbose = 1 if sys.stdout.isatty() else 2
 
     keras.utils.set_random_seed(cfg.seed)
-    if gpu_available():
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")  # GPU only: CPUs gain nothing
+    precision = training_precision(cfg.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        net, state = _fit(name, spec, cfg, data, out, out_dir, progress, verbose)
+    finally:
+        # Scoring, export and serving build float32 models: the policy is global, so put it back.
+        keras.mixed_precision.set_global_policy("float32")
+    state["precision"] = precision
+    teacher = state.pop("_teacher", None)
+    return finalize_member(name, spec.arch, dict(spec.kwargs, num_classes=cfg.classes, name=name), cfg,
+                           net, data, out, state, teacher)
+
+
+def _fit(name, spec, cfg, data, out, out_dir, progress, verbose):
+    """Build or resume the training model and fit it; returns (net with its best weights, state)."""
+    keras = _keras()
     train = to_protocol(data["Training"], cfg.classes)
     teacher = None
     if cfg.teacher:
@@ -271,7 +304,7 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
     progress.state["done"] = True
     progress.save()
     net.load_weights(out / "ckpt" / "best.weights.h5")
-    return finalize_member(name, spec.arch, kwargs, cfg, net, data, out, progress.state, teacher)
+    return net, dict(progress.state, _teacher=teacher)
 
 
 def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, out: Path, state: dict,
@@ -292,7 +325,8 @@ def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, ou
             "trained": {"epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
                         "best_val_accuracy_no_tta": state.get("best_val"),
                         "minutes": round(state.get("seconds", 0) / 60, 1),
-                        "backend": keras.backend.backend(), "data": data.source},
+                        "backend": keras.backend.backend(), "data": data.source,
+                        "precision": state.get("precision", "float32")},
             # A warm restart names the exact weights it started from.
             **({"init": {"member": cfg.init_from,
                          "sha256": _sha256(out.parent / cfg.init_from / "weights.npz")}} if cfg.init_from else {}),
