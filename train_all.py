@@ -48,6 +48,9 @@ def parse_args(argv=None):
                    help="tiny members on a data subset, a few minutes on a CPU; they score about 26%% and "
                         "only check that the pipeline runs (written to runs/quick, not models/)")
     p.add_argument("--no-ensemble", action="store_true", help="train only; skip ensemble choice and evaluation")
+    p.add_argument("--no-smoke", action="store_true",
+                   help="skip the check that runs one training step of each member in a child process first "
+                        "(python -m fer_core.smoke), which names a member that crashes this machine's runtime")
     args = p.parse_args(argv)
     if args.ferplus and args.target not in FERPLUS_TARGETS:  # it would be silently ignored otherwise
         p.error(f"--ferplus {args.ferplus} is read only with --target {' or '.join(FERPLUS_TARGETS)} "
@@ -73,6 +76,8 @@ def member_names(arg: str | None, quick: bool) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from fer_core import quiet
+    quiet.load_backend()  # TensorFlow's start-up lines are noise (FER_VERBOSE=1 shows them)
     from fer_core import store
     from fer_core.config import member_spec
     from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path
@@ -92,13 +97,26 @@ def main(argv=None) -> int:
             raise SystemExit("--target ferplus-* needs the full file (no --limit/--quick)")
         data = attach_ferplus(data, fp, mode=args.target.split("-")[1])
 
+    todo = []
     for name in member_names(args.members, args.quick):
-        member = member_spec(name)
-        cfg = member.train_config(epochs=args.epochs, classes=args.classes, target=args.target, limit=limit)
+        cfg = member_spec(name).train_config(epochs=args.epochs, classes=args.classes, target=args.target,
+                                             limit=limit)
         side_path = out / name / "member.json"
         if side_path.is_file() and cfg.same_as(store.read_sidecar(out / name).get("train")):
             print(f"[{name}] done already ({side_path}); skipping", flush=True)
-            continue
+        else:
+            todo.append((name, cfg))
+    if todo and not args.no_smoke:
+        # One step of each member in a child process first: a member whose kernels crash this machine's
+        # runtime is named, with the command that reproduces it, before anything is written.
+        from fer_core.smoke import check
+        failures = check(name for name, _ in todo)
+        if failures:
+            for f in failures:
+                print(f"cannot train on this machine: {f}", file=sys.stderr)
+            return 1
+    for name, cfg in todo:
+        member = member_spec(name)
         print(f"[{name}] training {member.arch} {member.note}".rstrip(), flush=True)
         side = train_member(name, member, cfg, data, out)
         pt = side["metrics"].get("PublicTest", {}).get(str(cfg.classes), {})

@@ -9,6 +9,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from . import quiet  # noqa: E402 - stdlib only
 from .config import DETECTORS  # noqa: E402 - numpy only
 from .tta import TTA  # noqa: E402 - numpy only; the parser lists its modes
 from .track import REDETECT_EVERY  # noqa: E402 - numpy only; after the TensorFlow log level is set
@@ -226,6 +227,8 @@ def _data_option(p) -> None:
 
 def _models_option(p) -> None:
     p.add_argument("--models", help="models folder (default: $FER_MODELS or models/)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show TensorFlow's and LiteRT's start-up log lines (or set FER_VERBOSE=1)")
 
 
 def main(argv=None) -> int:
@@ -289,6 +292,10 @@ def main(argv=None) -> int:
     _models_option(i)
     i.set_defaults(fn=_info)
     args = p.parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ[quiet.VERBOSE_ENV] = "1"
+    if args.cmd != "pack":  # every other command runs the models: load TensorFlow once, quietly
+        quiet.load_backend()
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError) as ex:  # DataError, ModelsError, ImageError included

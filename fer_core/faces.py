@@ -279,9 +279,8 @@ class _BlazeNet:
     the Haar cascade's framing; a ``near`` net's also to the full-range model's (``NEAR_BOX``)."""
 
     def __init__(self, path, sha256, threads: int, box_scale: float, box_raise: float, near: bool = False):
-        from ai_edge_litert.interpreter import Interpreter
-        self.it = Interpreter(model_content=read_model_file(path, sha256), num_threads=threads)
-        self.it.allocate_tensors()
+        from .runtime import litert_interpreter
+        self.it = litert_interpreter(threads, model_content=read_model_file(path, sha256))
         inp = self.it.get_input_details()[0]
         _, h, w, c = (int(v) for v in inp["shape"])
         if h != w or c != 3 or h not in ANCHOR_LAYOUTS:

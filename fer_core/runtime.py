@@ -196,11 +196,22 @@ class KerasRunner(Runner):
         return np.asarray(self.model.predict_on_batch(x))
 
 
+def litert_interpreter(threads: int, **model):
+    """A LiteRT interpreter for ``model_path=`` or ``model_content=``, its tensors allocated, without
+    the "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." that its first allocation prints."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from .quiet import filtered_stderr
+    with filtered_stderr():
+        it = Interpreter(num_threads=threads, **model)
+        it.allocate_tensors()
+    return it
+
+
 class LiteRTRunner(Runner):
     def __init__(self, path: Path, precision: str, threads: int):
         super().__init__("litert", precision, path)
-        from ai_edge_litert.interpreter import Interpreter
-        self._it = Interpreter(model_path=str(path), num_threads=threads)
+        self._it = litert_interpreter(threads, model_path=str(path))
         self._in = self._it.get_input_details()[0]["index"]
         self._out = self._it.get_output_details()[0]["index"]
         self._shape = None

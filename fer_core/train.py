@@ -101,6 +101,19 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
                                 weight_decay=cfg.weight_decay or None)
 
 
+def training_model(net, cfg: TrainConfig, steps_per_epoch: int):
+    """``net`` behind the recipe's augmentation, compiled with its optimizer and loss: what ``fit`` runs
+    (training, the registry's smoke check and the training benchmark alike)."""
+    keras = _keras()
+    inputs = keras.Input(shape=(48, 48, 1), name="image")
+    x = augmenter(cfg.seed)(inputs) if cfg.augment else inputs
+    wrapper = keras.Model(inputs, net(x), name=f"{net.name}_train")
+    wrapper.compile(optimizer=make_optimizer(cfg, steps_per_epoch),
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                    metrics=["accuracy"])
+    return wrapper
+
+
 def _targets(split: Split, classes: int) -> np.ndarray:
     if split.soft is not None:
         return split.soft.astype(np.float32)
@@ -286,12 +299,7 @@ def _fit(name, spec, cfg, data, out, out_dir, progress, verbose):
             parent = Path(out_dir) / cfg.init_from / "weights.npz"
             store.load_member_weights(net, parent)  # raises ModelsError naming the file or the mismatch
             print(f"[{name}] starting from {parent}", flush=True)
-        inputs = keras.Input(shape=(48, 48, 1), name="image")
-        x = augmenter(cfg.seed)(inputs) if cfg.augment else inputs
-        wrapper = keras.Model(inputs, net(x), name=f"{name}_train")
-        wrapper.compile(optimizer=make_optimizer(cfg, steps),
-                        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                        metrics=["accuracy"])
+        wrapper = training_model(net, cfg, steps)
     t0 = [time.time()]
     # Finished means: all epochs run, or early stopping fired. A config asking for more epochs than a
     # finished run had continues from its checkpoint (optimizer state kept, cosine over the new total).

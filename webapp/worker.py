@@ -279,7 +279,8 @@ def main(argv=None) -> int:
     if heartbeat_fd >= 0:  # first: loading TensorFlow takes a while, and we are alive meanwhile
         from webapp import heartbeat
         heartbeat.beat(heartbeat_fd)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from fer_core import quiet
+    quiet.load_backend()  # TensorFlow's start-up lines are noise in the server log (FER_VERBOSE=1 shows them)
     import warnings
     # Pillow warns about images over 89 M pixels; decode_image refuses anything over max_pixels anyway.
     warnings.filterwarnings("ignore", message=r"Image size .* could be decompression bomb")

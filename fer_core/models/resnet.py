@@ -9,16 +9,21 @@ from .ends import class_probabilities, image_input, pool
 
 def residual_block(x, filters: int, stride: int, reg, name: str, bn_momentum: float = 0.99):
     """The report's block: B, then C-F-B-C (conv, activation, batch norm, conv) added to the B output.
-    Where the stage downsamples (``stride`` 2) or widens, the shortcut is a strided 1x1 conv, so both
-    paths carry a strided convolution, as the report describes."""
+    Where the stage downsamples (``stride`` 2) or widens, the shortcut is a 1x1 conv of every
+    ``stride``-th pixel: the report's strided 1x1 conv, arranged as a subsampling (a 1x1 max pool)
+    then a 1x1 conv. The two are the same function with the same weights and FLOPs; the arrangement
+    keeps TensorFlow's oneDNN off its strided 1x1 backward-data kernel, which crashes on AMD Zen 4
+    (AVX-512, no AMX) for a shortcut whose input channels are not a multiple of 16 (docs/training.md,
+    bench/repro_onednn.py)."""
     b = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn0")(x)
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", kernel_regularizer=reg, name=f"{name}_conv1")(b)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn1")(y)
     y = layers.Conv2D(filters, 3, padding="same", kernel_regularizer=reg, name=f"{name}_conv2")(y)
     if stride != 1 or x.shape[-1] != filters:
-        b = layers.Conv2D(filters, 1, strides=stride, padding="same", kernel_regularizer=reg,
-                          name=f"{name}_shortcut")(b)
+        if stride != 1:
+            b = layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(b)
+        b = layers.Conv2D(filters, 1, kernel_regularizer=reg, name=f"{name}_shortcut")(b)
     return layers.Add(name=f"{name}_add")([b, y])
 
 
