@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     from fer_core.data import attach_ferplus, load_fer2013, resolve_data_path
     from fer_core.evaluate import choose_ensemble, evaluate, write_metrics
     from fer_core.metrics import markdown_tables
-    from fer_core.train import train_member
+    from fer_core.train import CheckpointMismatch, train_member
 
     out = Path(args.out or ("runs/quick" if args.quick else store.resolve_models_dir()))
     limit = args.limit or (1500 if args.quick else None)
@@ -118,7 +118,11 @@ def main(argv=None) -> int:
     for name, cfg in todo:
         member = member_spec(name)
         print(f"[{name}] training {member.arch} {member.note}".rstrip(), flush=True)
-        side = train_member(name, member, cfg, data, out)
+        try:
+            side = train_member(name, member, cfg, data, out)
+        except CheckpointMismatch as e:
+            print(f"[{name}] {e}", file=sys.stderr)
+            return 1
         pt = side["metrics"].get("PublicTest", {}).get(str(cfg.classes), {})
         print(f"[{name}] PublicTest accuracy {100 * pt.get('accuracy', 0):.2f}% with views {side['metrics_tta']} "
               f"({side['trained']['epochs']} epochs, {side['trained']['minutes']} min)", flush=True)

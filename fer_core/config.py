@@ -80,14 +80,16 @@ class TrainConfig:
         """Whether ``stored`` (a checkpoint's or a sidecar's config) is this config, but for the fields
         in ``ignore``. Compared as configs, not as dicts: an older spelling (``"tta": true``) or a field
         added since is no difference, so a finished member is not retrained nor a run restarted."""
-        if stored is None:
-            return False
+        return stored is not None and not self.differences(stored, ignore)
+
+    def differences(self, stored: dict, ignore=()) -> list[str]:
+        """The fields where ``stored`` differs from this config, as ``"name: stored -> this"``."""
         try:
             a = TrainConfig.from_dict(stored).to_dict()
-        except (TypeError, ValueError):  # a config this version cannot read: another recipe
-            return False
+        except (TypeError, ValueError) as e:  # a config this version cannot read: another recipe
+            return [f"unreadable stored config ({e})"]
         b = self.to_dict()
-        return all(a[k] == b[k] for k in b if k not in ignore)
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in b if k not in ignore and a[k] != b[k]]
 
 
 # What one face may cost the live path, every member and view included (fer_core.cost): 25% over the

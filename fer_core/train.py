@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import math
-import shutil
+import os
 import sys
 import time
 from pathlib import Path
@@ -158,11 +158,13 @@ class _Progress:
         self.state = _fresh_state()
         if self.path.is_file():
             self.state.update(json.loads(self.path.read_text()))
-            if not _same_run(self.state.get("config"), cfg):
-                # A checkpoint of another recipe (classes, target, optimizer...) must not be resumed.
-                print(f"[{out.name}] checkpoint was made with another config; starting afresh", flush=True)
-                shutil.rmtree(out / "ckpt", ignore_errors=True)
-                self.state = _fresh_state()
+            saved = self.state.get("config")
+            if saved is not None and (diff := cfg.differences(saved, ignore=RESUMABLE_FIELDS)):
+                # A checkpoint of another recipe must not be resumed, nor hours of training thrown away
+                # because a registry entry changed: the user decides.
+                raise CheckpointMismatch(
+                    f"{self.path}: this checkpoint was made with another config ({'; '.join(diff)}); resume "
+                    f"with the config it was made with, or delete {out / 'ckpt'} to start afresh")
         self.state["config"] = cfg.to_dict()
 
     def save(self):
@@ -179,11 +181,13 @@ class _Progress:
         store.atomic_write_bytes(self.out / "log.csv", buf.getvalue().encode())
 
 
-def _same_run(saved: dict | None, cfg: TrainConfig) -> bool:
-    """Whether a checkpoint made with config ``saved`` may continue as ``cfg`` (only epochs may differ)."""
-    if saved is None:
-        return True  # a state file from before configs were recorded
-    return cfg.same_as(saved, ignore=("epochs",))
+# The one field a checkpoint may continue under: more (or fewer) epochs rebuild the cosine over the
+# new total (see _fit).
+RESUMABLE_FIELDS = ("epochs",)
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose config is not the one asked for."""
 
 
 def _make_callback(progress: _Progress, net, wrapper, cfg: TrainConfig, t0_holder: list):
@@ -317,16 +321,36 @@ def _fit(name, spec, cfg, data, out, out_dir, progress, verbose):
 
 def finalize_member(name, arch, kwargs, cfg: TrainConfig, net, data: FerData, out: Path, state: dict,
                     teacher: dict | None = None) -> dict:
-    """Store the best weights as float16 and a sidecar with metrics on PublicTest and PrivateTest."""
-    store.save_member_weights(net, out / "weights.npz")
+    """Store the best weights as float16 and a sidecar with metrics on PublicTest and PrivateTest.
+
+    A member already in ``out`` that scores higher on PublicTest (same views and classes) is kept: its
+    files are not replaced, the new weights stay in ``ckpt/``, and its sidecar is returned."""
     from .models import build
+    candidate = out / "ckpt" / "candidate.npz"
+    store.save_member_weights(net, candidate)
     check = build(arch, **kwargs)  # score what ships: the float16 weights, not the float32 ones
-    store.load_member_weights(check, out / "weights.npz")
+    store.load_member_weights(check, candidate)
     metrics = {}
     for split in SCORED_SPLITS:
         if split in data.splits:
             s = data[split]
             metrics[split] = both_protocols(s.y, probabilities(check, s.x, cfg.tta))
+    if "PublicTest" in metrics and (out / "weights.npz").is_file():
+        old = build(arch, **kwargs)
+        try:
+            store.load_member_weights(old, out / "weights.npz")
+        except store.ModelsError:  # another architecture: nothing comparable to keep
+            old = None
+        if old is not None:
+            pt = data["PublicTest"]
+            key = str(cfg.classes) if str(cfg.classes) in metrics["PublicTest"] else "6"
+            before = both_protocols(pt.y, probabilities(old, pt.x, cfg.tta))[key]["accuracy"]
+            after = metrics["PublicTest"][key]["accuracy"]
+            if after < before:
+                print(f"[{name}] PublicTest {100 * after:.2f}% ({cfg.tta}) is below the {100 * before:.2f}% of the "
+                      f"member already in {out}: kept it; the new weights stay in {candidate}", flush=True)
+                return store.read_sidecar(out)
+    os.replace(candidate, out / "weights.npz")
     import keras
     side = {"name": name, "arch": arch, "kwargs": kwargs, "labels": list(labels_for(cfg.classes)),
             "classes": cfg.classes, "params": int(net.count_params()), "train": cfg.to_dict(),

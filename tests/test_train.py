@@ -3,6 +3,7 @@
 The data is a synthetic CSV in the Kaggle layout (so these run without the dataset); the classes
 are made learnable (each class a different brightness) so that training has something to find."""
 import csv
+import shutil
 from pathlib import Path
 import json
 
@@ -14,7 +15,7 @@ from fer_core import store
 from fer_core.cli import main as cli
 from fer_core.config import QUICK_MEMBERS, TrainConfig, member_spec
 from fer_core.data import load_fer2013
-from fer_core.train import train_member
+from fer_core.train import CheckpointMismatch, train_member
 
 
 def synthetic_csv(path, per_class=(48, 8, 8), seed=0):
@@ -133,10 +134,36 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path, monke
     # asking a finished member for more epochs continues it; the sidecar says what really ran
     side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=4)), data, tmp_path, verbose=0)
     assert side["trained"]["epochs"] == 4 and side["train"]["epochs"] == 4
-    # another recipe does not resume this checkpoint (here: the 6-class protocol)
-    side = train_member("vgg_q", spec, TrainConfig(**dict(cfg.to_dict(), epochs=1, classes=6)), data, tmp_path,
-                        verbose=0)
+    # another recipe does not resume this checkpoint (here: the 6-class protocol): refused, naming the
+    # field, with nothing touched; once the checkpoint is deleted, the new recipe trains afresh
+    weights = (tmp_path / "vgg_q" / "weights.npz").read_bytes()
+    six = TrainConfig(**dict(cfg.to_dict(), epochs=1, classes=6))
+    with pytest.raises(CheckpointMismatch, match=r"state.json: .*classes: 7 -> 6.*delete .*vgg_q/ckpt"):
+        train_member("vgg_q", spec, six, data, tmp_path, verbose=0)
+    assert (tmp_path / "vgg_q" / "weights.npz").read_bytes() == weights
+    shutil.rmtree(tmp_path / "vgg_q" / "ckpt")
+    side = train_member("vgg_q", spec, six, data, tmp_path, verbose=0)
     assert side["trained"]["epochs"] == 1 and len(side["labels"]) == 6
+
+
+def test_a_worse_retrain_does_not_replace_the_member(synth, tmp_path):
+    """finalize_member keeps the member already in the folder when the new weights score lower on
+    PublicTest; they stay in ckpt/ for a look."""
+    from fer_core.models import build
+    from fer_core.train import finalize_member
+
+    data = load_fer2013(synth)
+    spec = member_spec("vgg_q")
+    cfg = TrainConfig(**dict(spec.train, epochs=4, augment=False, batch_size=16))  # learns in seconds
+    side = train_member("vgg_q", spec, cfg, data, tmp_path, verbose=0)
+    weights = (tmp_path / "vgg_q" / "weights.npz").read_bytes()
+    assert side["metrics"]["PublicTest"]["7"]["accuracy"] > 0.5  # learnable classes: far above chance
+    kwargs = dict(spec.kwargs, num_classes=7, name="vgg_q")
+    untrained = build("vgg", **kwargs)
+    kept = finalize_member("vgg_q", "vgg", kwargs, TrainConfig(**dict(cfg.to_dict(), seed=9)), untrained, data,
+                           tmp_path / "vgg_q", {"epoch": 0})
+    assert kept["metrics"] == side["metrics"] and (tmp_path / "vgg_q" / "weights.npz").read_bytes() == weights
+    assert (tmp_path / "vgg_q" / "ckpt" / "candidate.npz").is_file()
 
 
 def test_unknown_member_is_a_clear_error():
