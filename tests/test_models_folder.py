@@ -258,6 +258,7 @@ def test_held_cases_still_name_the_file(tmp_path):
     np.savez(w, **arrays)
     with pytest.raises(store.ModelsError, match=f"vgg_s/weights.npz: {key} has shape"):
         store.load_member(md / "vgg_s")
+    w.write_bytes(good)
     edit(md / "vgg_s2" / "member.json", lambda s: dict(s, labels=list(reversed(s["labels"]))))
     with pytest.raises(store.ModelsError, match="members disagree on labels"):
-        store.check_models_dir(md)
+        store.load_ensemble(md)
