@@ -149,4 +149,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fer_core.store import ModelsError  # numpy only: --help stays quick
+
+    try:
+        sys.exit(main())
+    except ModelsError as e:  # a sidecar or ensemble.json in --out that breaks the models folder's rules
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -103,6 +103,11 @@ ENSEMBLE_MAX_GFLOP = 2.31
 # session's setting, 3x the near search's cost), for comparison and for webcams where the
 # short-range model would lose faces.
 DETECTORS = ("blazeface", "blazeface-full", "haar")
+
+# Weights a stored member may hold, counted from its member.json before it is built
+# (fer_core.store.check_sidecar): the report's largest member holds 21.3 M; a member of 50 M takes
+# 200 MB as float32, so a typo in a sidecar (a layer 2,000,000 wide) is refused, not allocated.
+MAX_MEMBER_PARAMS = 50_000_000
 DEFAULT_DETECTOR = "blazeface"
 
 # The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.

@@ -37,8 +37,7 @@ def fingerprint(models_dir: Path, faces: np.ndarray, views) -> str:
     """sha256 over the ensemble spec, every member's sidecar and weights, the views and the faces."""
     h = hashlib.sha256()
     spec_path = models_dir / "ensemble.json"
-    members = (store.read_json(spec_path)["members"] if spec_path.is_file()
-               else store.list_members(models_dir))
+    members = store.check_models_dir(models_dir).names
     h.update(spec_path.read_bytes() if spec_path.is_file() else b"no ensemble.json")
     for name in members:
         for f in ("member.json", "weights.npz"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,10 @@ import numpy as np
 from .config import DEFAULT_DETECTOR, DETECTORS  # the detectors' names live with the settings (no OpenCV there)
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
+# An image file is read whole before its header is looked at: a file over this many bytes is refused
+# unread. MAX_PIXELS pixels of 4 bytes (an uncompressed BGRA bitmap, the largest common image of
+# that size) and 1 MB of headers and metadata; a larger file is no image decode_image would take.
+MAX_IMAGE_BYTES = 4 * MAX_PIXELS + (1 << 20)
 # BlazeFace's box (eyebrows to mouth, after its levelled second look) -> the Haar cascade's framing,
 # which crop_face's margin was set for: on the two shipped upright faces (astronaut, grace_hopper; as
 # shipped and at 320 px) Haar's side is 0.93-1.11 x BlazeFace's (mean 1.02), and its centre 4.8-6.4 %
@@ -67,6 +72,22 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, grey: bool = False) 
     if img is None:
         raise ImageError("not a decodable image (truncated or corrupt)")
     return img
+
+
+def read_image_file(path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """An image file's bytes for ``decode_image``; ImageError for a file over ``max_bytes``, refused
+    by its size before any of it is read (and never more than ``max_bytes`` + 1 read, should it
+    grow meanwhile). FileNotFoundError naming a path that is not a file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    with open(p, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(max_bytes + 1) if size <= max_bytes else b""
+    if size > max_bytes or len(data) > max_bytes:
+        raise ImageError(f"{max(size, len(data)):,} bytes, over the limit of {max_bytes:,} for an image "
+                         "(fer_core.faces.MAX_IMAGE_BYTES)")
+    return data
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:

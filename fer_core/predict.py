@@ -9,7 +9,8 @@ import numpy as np
 
 from . import store, tta as tta_views
 from .ensemble import combine as combine_members
-from .faces import DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, make_detector, to_gray
+from .faces import (DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, make_detector, read_image_file,
+                    to_gray)
 
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes
 # (compiled once each at warm-up) instead of retracing for every new batch size.
@@ -148,9 +149,7 @@ class Predictor:
 
     def predict_file(self, path, **kw) -> list[dict]:
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: no such file")
         try:
-            return self.predict_bytes(p.read_bytes(), **kw)
+            return self.predict_bytes(read_image_file(p), **kw)  # bounded: MAX_IMAGE_BYTES
         except ValueError as e:
             raise ValueError(f"{p}: {e}") from None

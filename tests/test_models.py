@@ -93,3 +93,35 @@ def test_crop_members_see_only_the_faces_centre_and_cost_less(arch, kwargs):
 def test_bad_crops_are_refused_with_the_value(crop):
     with pytest.raises(ValueError, match=f"got {crop}"):
         build("vgg", filters=(8, 8, 8, 8), dense=(8,), head="avg", crop=crop)
+
+
+_COUNTED = {**{n: (s.arch, s.kwargs) for n, s in {**MEMBERS, **QUICK_MEMBERS}.items()},
+            "vgg v0 flatten crop": ("vgg", dict(variant="v0", filters=(8, 16), dense=(5,), crop=3, head="flatten")),
+            "vgg v1 no dense": ("vgg", dict(variant="v1", filters=(8, 16, 4), dense=(), crop=2)),
+            "inception flatten crop": ("inception", dict(blocks=(1, 2), n0=24, step=8, stem=8, crop=5, head="flatten",
+                                                         num_classes=6)),
+            "resnet three stages": ("resnet", dict(depths=(2, 1, 1), filters=(8, 8, 16), crop=1, num_classes=3))}
+
+
+@pytest.mark.parametrize("name", sorted(_COUNTED))
+def test_count_params_is_what_the_build_holds(name):
+    """The count a stored member is sized by before it is built (fer_core.store.check_sidecar) is
+    the built model's own, for every registered member and the layouts the builders offer."""
+    from fer_core.models import count_params
+    arch, kwargs = _COUNTED[name]
+    assert count_params(arch, dict(kwargs)) == build(arch, **kwargs).count_params()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ([1, 2], "kwargs: expected an object of vgg arguments, got list"),
+    (dict(depth=3), "kwargs: unknown argument 'depth' for vgg"),
+    (dict(filters=[8, -1]), r"kwargs.filters: expected a list of positive integers, got \[8, -1\]"),
+    (dict(num_classes=7.0), "kwargs.num_classes: expected an integer >= 0, got 7.0"),
+    (dict(l2=float("nan")), "kwargs.l2: expected a number >= 0, got nan"),
+    (dict(head=1), "kwargs.head: expected a string, got 1"),
+])
+def test_arguments_are_checked_against_the_builders_signature(kwargs, message):
+    from fer_core.models import arguments
+    with pytest.raises(ValueError, match=message):
+        arguments("vgg", kwargs)
+    assert arguments("vgg", {"dense": [4]})["dense"] == [4] and arguments("vgg", {})["variant"] == "v2"

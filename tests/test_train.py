@@ -15,6 +15,7 @@ from fer_core import store
 from fer_core.cli import main as cli
 from fer_core.config import QUICK_MEMBERS, TrainConfig, member_spec
 from fer_core.data import load_fer2013
+from fer_core.labels import LABELS_7
 from fer_core.train import CheckpointMismatch, train_member
 
 
@@ -262,10 +263,12 @@ def test_configs_stored_by_older_versions_are_the_same_recipe():
 def test_sidecars_name_the_views_of_their_metrics(tmp_path):
     """A sidecar from before ``metrics_tta`` is read with the views its config scored with, placed
     where a sidecar written now has it; the shipped ones carry it."""
-    old = {"name": "m", "train": {"epochs": 3, "tta": True}, "metrics": {"PublicTest": {}}}
+    old = {"name": "m", "arch": "vgg", "kwargs": {"filters": [8]}, "labels": list(LABELS_7),
+           "train": {"epochs": 3, "tta": True}, "metrics": {"PublicTest": {}}}
     store.atomic_write_json(tmp_path / "m" / "member.json", old)
     side = store.read_sidecar(tmp_path / "m")
-    assert side["metrics_tta"] == "flip" and list(side) == ["name", "train", "metrics_tta", "metrics"]
+    assert side["metrics_tta"] == "flip"
+    assert list(side) == ["name", "arch", "kwargs", "labels", "train", "metrics_tta", "metrics"]
     store.atomic_write_json(tmp_path / "m" / "member.json", dict(old, train={"tta": "none"}))
     assert store.read_sidecar(tmp_path / "m")["metrics_tta"] == "none"
     from fer_core.tta import of

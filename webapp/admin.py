@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -34,7 +33,7 @@ TOP_FILES = {"confusion.png": "image/png", "report.md": "text/markdown; charset=
 MEMBER_FILES = {"curve.png": "image/png", "log.csv": "text/csv; charset=utf-8",
                 "member.json": "application/json"}
 MISSING = "missing"  # the notice for a models folder without metrics.json (worded in the template)
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_NAME = store.MEMBER_NAME  # a member's folder: a plain name, never a path
 _PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Host")
 
 

@@ -46,3 +46,22 @@ def inception(blocks=(2, 2, 2, 2), n0: int = 64, step: int = 32, stem: int = 64,
         if s < len(blocks):
             x = layers.MaxPooling2D(2, name=f"block{s}_pool")(x)
     return keras.Model(inputs, class_probabilities(pool(x, head), num_classes, dropout), name=name)
+
+
+def inception_params(a: dict) -> int:
+    """Weights ``inception(**a)`` would hold, counted from the arguments alone (``vgg_params``)."""
+    conv = lambda cin, cout, size: size * size * cin * cout + 4 * cout  # noqa: E731 - no bias, batch norm
+    h, w, cin = a["input_shape"]
+    h, w = h - 2 * a["crop"], w - 2 * a["crop"]
+    n = conv(cin, a["stem"], 3)
+    cin, k = a["stem"], 0
+    for s, count in enumerate(a["blocks"], start=1):
+        for _ in range(count):
+            b = a["n0"] + a["step"] * k
+            n += (conv(cin, 3 * b // 4, 1) + conv(cin, b // 2, 1) + conv(b // 2, b // 2, 3)
+                  + conv(cin, b // 8, 1) + conv(b // 8, b // 8, 5) + conv(cin, b // 4, 5) + conv(cin, b // 4, 1))
+            cin, k = 3 * b // 4 + b // 2 + b // 8 + b // 4 + b // 4, k + 1
+        if s < len(a["blocks"]):
+            h, w = h // 2, w // 2
+    cin = cin * h * w if a["head"] == "flatten" else cin
+    return n + cin * a["num_classes"] + a["num_classes"]

@@ -46,3 +46,21 @@ def resnet(depths=(3, 4, 6, 3), filters=(64, 128, 256, 512), l2: float = 1e-4, d
     x = layers.BatchNormalization(momentum=bn_momentum, name="head_bn")(x)
     x = layers.Activation("relu", name="head_relu")(x)
     return keras.Model(inputs, class_probabilities(pool(x, "avg"), num_classes, dropout), name=name)
+
+
+def resnet_params(a: dict) -> int:
+    """Weights ``resnet(**a)`` would hold, counted from the arguments alone (``vgg_params``)."""
+    depths, filters = a["depths"], a["filters"]
+    if len(depths) != len(filters) or not filters:
+        raise ValueError(f"depths and filters must have the same length (1 or more), got {depths!r} and {filters!r}")
+    cin = a["input_shape"][2]
+    n = 9 * cin * filters[0] + filters[0]
+    cin = filters[0]
+    for s, (d, f) in enumerate(zip(depths, filters), start=1):
+        for j in range(1, d + 1):
+            stride = 2 if (j == 1 and s > 1) else 1
+            n += 4 * cin + (9 * cin * f + f) + 4 * f + (9 * f * f + f)
+            if stride != 1 or cin != f:
+                n += cin * f + f
+            cin = f
+    return n + 4 * cin + cin * a["num_classes"] + a["num_classes"]

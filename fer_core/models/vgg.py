@@ -53,3 +53,25 @@ def vgg(variant: str = "v2", filters=(64, 128, 256, 512), dense=(512, 256, 128),
         if dense_dropout:
             x = layers.Dropout(dense_dropout, name=f"fc{i}_drop")(x)
     return keras.Model(inputs, class_probabilities(x, num_classes), name=name)
+
+
+def vgg_params(a: dict) -> int:
+    """Weights ``vgg(**a)`` would hold (``a``: every argument, defaults filled in), counted from the
+    arguments alone, as ``count_params()`` counts them (batch norm's moving statistics included):
+    a member's size is known before any of it is allocated."""
+    bn = a["variant"] != "v0"
+    h, w, cin = a["input_shape"]
+    h, w = h - 2 * a["crop"], w - 2 * a["crop"]
+    n = 0
+    for f in a["filters"]:
+        for c in (1, 2):
+            n += 9 * cin * f + (0 if bn else f)
+            n += 4 * f if a["variant"] == "v2" else 0
+            cin = f
+        n += 4 * f if a["variant"] == "v1" else 0
+        h, w = h // 2, w // 2
+    cin = cin * h * w if a["head"] == "flatten" else cin
+    for units in a["dense"]:
+        n += cin * units + (4 * units if bn else units)
+        cin = units
+    return n + cin * a["num_classes"] + a["num_classes"]
