@@ -244,9 +244,8 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
 
     keras.utils.set_random_seed(cfg.seed)
     precision = training_precision(cfg.precision)
-    keras.mixed_precision.set_global_policy(precision)
     try:
-        net, state = _fit(name, spec, cfg, data, out, out_dir, progress, verbose)
+        net, state = _fit(name, spec, cfg, data, out, out_dir, progress, verbose, precision)
     finally:
         # Scoring, export and serving build float32 models: the policy is global, so put it back.
         keras.mixed_precision.set_global_policy("float32")
@@ -256,8 +255,9 @@ def train_member(name: str, spec: MemberSpec, cfg: TrainConfig, data: FerData, o
                            net, data, out, state, teacher)
 
 
-def _fit(name, spec, cfg, data, out, out_dir, progress, verbose):
-    """Build or resume the training model and fit it; returns (net with its best weights, state)."""
+def _fit(name, spec, cfg, data, out, out_dir, progress, verbose, precision):
+    """Build or resume the training model and fit it under the dtype policy ``precision``; returns
+    (net with its best weights, state)."""
     keras = _keras()
     train = to_protocol(data["Training"], cfg.classes)
     teacher = None
@@ -275,6 +275,8 @@ def _fit(name, spec, cfg, data, out, out_dir, progress, verbose):
     steps = math.ceil(len(x_tr) / cfg.batch_size)
 
     kwargs = dict(spec.kwargs, num_classes=cfg.classes, name=name)
+    # Only the member trains in ``precision``: the teacher's targets above are float32, as served.
+    keras.mixed_precision.set_global_policy(precision)
     last = out / "ckpt" / "last.keras"
     if last.is_file() and progress.state["epoch"] > 0:
         wrapper = keras.saving.load_model(last)
