@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 	@echo "Installed. Run this project's Python as $(VENV)/bin/python, or after: source $(VENV)/bin/activate"
 
-.PHONY: setup run test bench bench-load
+.PHONY: setup run test test-fast bench bench-load
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -22,6 +22,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# For everyday edits: everything but the tests marked slow (training, servers in subprocesses) or
+# browser; `make test` is the full suite that CI runs.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_train.py

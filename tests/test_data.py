@@ -118,6 +118,7 @@ def test_ferplus_votes_replace_training_targets(tmp_path):
     assert six.soft.shape == (1, 6)
 
 
+@pytest.mark.slow
 def test_real_dataset_counts(fer_data_path):
     d = load_fer2013(fer_data_path)
     assert {k: len(v) for k, v in d.splits.items()} == {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}

@@ -63,6 +63,7 @@ def test_teacher_probabilities_are_the_served_ensembles_and_cached(tmp_path, mon
     assert distill.fingerprint(teacher, faces, pred.tta) != info["sha256"]
 
 
+@pytest.mark.slow
 def test_a_distilled_member_learns_the_mixed_targets_and_names_its_teacher(tmp_path):
     data = load_fer2013(synthetic_csv(tmp_path / "synth.csv", per_class=(12, 4, 4)))
     teacher = build_models_dir(tmp_path / "teacher", seed=4)

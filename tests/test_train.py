@@ -147,6 +147,7 @@ def test_interrupted_training_resumes_from_its_last_epoch(synth, tmp_path, monke
     assert side["trained"]["epochs"] == 1 and len(side["labels"]) == 6
 
 
+@pytest.mark.slow
 def test_a_worse_retrain_does_not_replace_the_member(synth, tmp_path):
     """finalize_member keeps the member already in the folder when the new weights score lower on
     PublicTest; they stay in ckpt/ for a look."""
