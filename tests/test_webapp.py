@@ -155,6 +155,28 @@ def test_admin_through_a_local_proxy_is_remote(app):
     assert c.get("/admin", headers={"X-Forwarded-For": "203.0.113.9", **basic("s3cret-Ω")}).status_code == 200
 
 
+@pytest.mark.parametrize("header", ["X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X_Forwarded_For",
+                                    "Forwarded", "Via", "X-Real-IP", "X-Original-Forwarded-For"])
+def test_admin_with_any_forwarding_header_is_remote(app, header):
+    """From 127.0.0.1 with only X-Forwarded-Proto (a TLS terminator's one header) the request counted
+    as local: only X-Forwarded-For, X-Real-IP, Forwarded and X-Forwarded-Host made it remote."""
+    c = app.test_client()
+    assert c.get("/admin", headers={header: "https"}).status_code == 401, header
+    assert c.get("/admin", headers={header: "https", **basic("s3cret-Ω")}).status_code == 200
+
+
+def test_admin_local_needs_a_loopback_host_and_no_declared_proxy(tiny_models):
+    """A relay on this host that adds no header passes its clients' Host (the server's public name)
+    on; and with a proxy declared (FER_TRUST_PROXY) any loopback request may have come through it."""
+    c = make_app(tiny_models, admin_secret="x", allowed_hosts="classroom.example").test_client()
+    assert c.get("/admin", headers={"Host": "classroom.example"}).status_code == 401
+    assert c.get("/admin", headers={"Host": "classroom.example", **basic("x")}).status_code == 200
+    assert c.get("/admin", headers={"Host": "127.0.0.1"}).status_code == 200
+    c = make_app(tiny_models, admin_secret="x", trust_proxy=1).test_client()
+    assert c.get("/admin").status_code == 401
+    assert c.get("/admin", headers=basic("x")).status_code == 200
+
+
 def test_admin_ipv6_loopback_is_local(app):
     assert app.test_client().get("/admin", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
 
@@ -543,6 +565,28 @@ def test_cors_same_origin_by_default(tiny_models):
     assert _handshake(app, "http://localhost").status_code == 200  # the page of this very server
     r = _handshake(app, "https://evil.example")
     assert r.status_code == 400 and "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_forwarded_headers_widen_origins_only_from_a_trusted_proxy(tiny_models):
+    """Origin http://evil.example with X-Forwarded-Host: evil.example opened a session (and polling
+    answered Access-Control-Allow-Origin: http://evil.example) with FER_TRUST_PROXY unset:
+    python-engineio's same-origin rule reads X-Forwarded-Host/-Proto from any client."""
+    app = make_app(tiny_models)
+    for fwd in ({"X-Forwarded-Host": "evil.example"}, {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example"}):
+        r = app.test_client().get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "http://evil.example", **fwd})
+        assert r.status_code == 400 and "Access-Control-Allow-Origin" not in r.headers, fwd
+    r = app.test_client().get("/socket.io/?EIO=4&transport=polling",
+                              headers={"Origin": "https://localhost", "X-Forwarded-Proto": "https"})
+    assert r.status_code == 400  # the scheme a client claims does not count either
+    # behind a trusted TLS proxy (FER_TRUST_PROXY=1, from loopback) the page's https origin is this server's
+    app = make_app(tiny_models, trust_proxy=1, allowed_hosts="classroom.example")
+    proxied = {"Host": "classroom.example", "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    r = app.test_client().get("/socket.io/?EIO=4&transport=polling",
+                              headers={"Origin": "https://classroom.example", **proxied})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "https://classroom.example"
+    r = app.test_client().get("/socket.io/?EIO=4&transport=polling", environ_base={"REMOTE_ADDR": "198.51.100.7"},
+                              headers={"Origin": "https://classroom.example", **proxied})
+    assert r.status_code == 400  # the same headers from a peer that is not a trusted proxy
 
 
 def test_cors_origins_are_configurable(tiny_models):

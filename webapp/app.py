@@ -79,7 +79,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
     # frame bytes could leak.
     socketio = SocketIO(app, async_mode=async_mode, max_http_buffer_size=cfg.transport_max_bytes,
                         logger=logsafe.transport_logger("socketio"), engineio_logger=logsafe.transport_logger("engineio"),
-                        message_queue=cfg.message_queue, cors_allowed_origins=cfg.cors_allowed_origins,
+                        message_queue=cfg.message_queue,
+                        cors_allowed_origins=security.origin_policy(cfg.cors_allowed_origins),
                         serializer=transport.FramePacket)
     events.init_app(socketio)
     # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --

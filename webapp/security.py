@@ -1,7 +1,8 @@
 """What the server says besides its answers: the headers of every response, and URLs fit for the
 log (the log lines themselves follow webapp/logsafe.py).
 
-``init_app(app)`` adds the headers to an app; ``redact(url)`` is a URL fit for the log.
+``init_app(app)`` adds the headers to an app; ``origin_policy(allowed)`` is the Socket.IO handshake's
+Origin check; ``redact(url)`` is a URL fit for the log.
 """
 from __future__ import annotations
 
@@ -26,6 +27,26 @@ def _headers(resp):
 def init_app(app) -> None:
     """The security headers on every response of ``app``."""
     app.after_request(_headers)
+
+
+def origin_policy(allowed):
+    """Socket.IO's ``cors_allowed_origins`` for ``allowed`` (``WebConfig.cors_allowed_origins``: None,
+    '*' or a list): '*' as it is, else a check that admits the listed origins and this server's own,
+    as the request's scheme and Host say it. Those are rewritten from ``X-Forwarded-*`` only for a
+    trusted proxy (webapp.guard.ProxyTrust, ``FER_TRUST_PROXY``): python-engineio's own same-origin
+    rule also admitted the origin named by whatever ``X-Forwarded-Host``/``-Proto`` a client sent."""
+    if allowed == "*":
+        return "*"
+    listed = frozenset(allowed or ())
+
+    def allowed_origin(origin, environ=None) -> bool:
+        if origin in listed:
+            return True
+        environ = environ or {}
+        scheme, host = environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST")
+        return bool(scheme and host) and origin == f"{scheme}://{host}"
+
+    return allowed_origin
 
 
 def redact(url: str) -> str:
