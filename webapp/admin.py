@@ -1,7 +1,7 @@
 """The admin page: accuracy tables from the models folder's metrics.json, pictures, live numbers.
 
-Access: from localhost (``is_local``: a loopback peer naming a loopback Host, no forwarding header, no
-proxy declared) it is open; from anywhere else it needs HTTP Basic auth whose password is the secret set at start (FER_ADMIN_SECRET; any user name).
+Access: from localhost (``is_local``: a loopback peer naming a loopback Host, no forwarding header) it is
+open; from anywhere else it needs HTTP Basic auth whose password is the secret set at start (FER_ADMIN_SECRET; any user name).
 Without a configured secret, remote access is refused (403). A wrong or missing password gets 401;
 an address with ``admin_max_failures`` wrong passwords within ``admin_failure_window`` seconds gets
 429 with Retry-After (right password or not) until the oldest of them ages out.
@@ -100,14 +100,14 @@ def forwarded(environ) -> bool:
     return any(k in _FORWARDING or k.startswith(_FORWARDING_PREFIXES) for k in environ)
 
 
-def is_local(environ, trust_proxy: int) -> bool:
-    """A request from a browser on this host: a loopback peer, a loopback name in Host, no forwarding
-    header, and no proxy declared (``trust_proxy``: every request may have come through it). A proxy
-    or TLS terminator on this host connects from loopback too: one that adds a forwarding header, or
-    passes on its clients' Host (the server's public name), makes its requests remote. One that does
-    neither cannot be told apart: docs/webapp.md says to set FER_ADMIN_LOCAL_OPEN=0 there. Headers
-    spelt with '_' never reach the app (eventlet and gunicorn drop them), so they cannot count."""
-    if trust_proxy or forwarded(environ):
+def is_local(environ) -> bool:
+    """A request from a browser on this host: a loopback peer, a loopback name in Host, and no
+    forwarding header. A proxy or TLS terminator on this host connects from loopback too: one that
+    adds a forwarding header, or passes on its clients' Host (the server's public name), makes its
+    requests remote. One that does neither cannot be told apart: docs/webapp.md says to set
+    FER_ADMIN_LOCAL_OPEN=0 there. Headers spelt with '_' never reach the app (eventlet and gunicorn
+    drop them), so they cannot count."""
+    if forwarded(environ):
         return False
     name, _ = split_host(environ.get("HTTP_HOST") or "")
     return name in LOOPBACK_NAMES and peer_in(environ.get("REMOTE_ADDR"), LOOPBACK)
@@ -127,7 +127,7 @@ def require_admin(view):
     @wraps(view)
     def wrapped(*args, **kwargs):
         cfg = _state().config
-        if not (cfg.admin_local_open and is_local(request.environ, cfg.trust_proxy)):
+        if not (cfg.admin_local_open and is_local(request.environ)):
             secret = cfg.admin_secret
             if not secret:
                 return _denied(403, "The admin page is only served on localhost: start the server with "
