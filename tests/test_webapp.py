@@ -682,3 +682,13 @@ def test_admin_shows_the_training_campaign_when_the_folder_has_one(models_with_m
     assert r.status_code == 200 and r.get_data()[:8] == b"\x89PNG\r\n\x1a\n"
     assert c.get("/admin/files/campaign.csv").get_data(as_text=True).startswith("date,session,training_hours")
     assert c.get("/admin/files/campaign.png", environ_base=REMOTE).status_code == 403
+
+
+def test_worker_unresponsive_after_setting():
+    from webapp.config import WebConfig
+    c = WebConfig.from_env({"FER_WORKER_UNRESPONSIVE_AFTER": "1.5"})
+    assert c.worker_unresponsive_after == 1.5 and c.worker("m").worker_unresponsive_after == 1.5
+    assert WebConfig(worker_heartbeat_timeout=0, worker_unresponsive_after=30).worker_unresponsive_after == 30
+    for bad in ({"worker_unresponsive_after": -1}, {"worker_unresponsive_after": 11, "worker_heartbeat_timeout": 10}):
+        with pytest.raises(ValueError, match="worker_unresponsive_after"):
+            WebConfig(**bad)
