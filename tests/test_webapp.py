@@ -585,6 +585,26 @@ def test_forwarded_headers_widen_origins_only_from_a_trusted_proxy(tiny_models):
     assert r.status_code == 400  # the same headers from a peer that is not a trusted proxy
 
 
+def test_security_headers_on_every_response(tiny_models):
+    """The headers came from Flask's after_request: the guard's refusals (400, 411, 413) and Engine.IO's
+    replies (its handshake, its 400 for a foreign origin) went out without them."""
+    c = make_app(tiny_models).test_client()
+    answers = {"page": c.get("/"), "guard 400": c.get("/", headers={"Host": "evil.example"}),
+               "guard 411": c.post("/socket.io/?EIO=4&transport=polling", data=b"x",
+                                   headers={"Transfer-Encoding": "chunked"}),
+               "engine.io handshake": c.get("/socket.io/?EIO=4&transport=polling"),
+               "engine.io 400": c.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"})}
+    assert [r.status_code for r in answers.values()] == [200, 400, 411, 200, 400]
+    for what, r in answers.items():
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", what
+        assert r.headers.get("Referrer-Policy") == "no-referrer", what
+        assert "frame-ancestors 'none'" in r.headers.get("Content-Security-Policy", ""), what
+        assert len(r.headers.getlist("Content-Security-Policy")) == 1, what
+    assert "ws://localhost wss://localhost" in answers["page"].headers["Content-Security-Policy"]
+    r = make_app(tiny_models, allowed_hosts="*").test_client().get("/", headers={"Host": "a;script-src *"})
+    assert "script-src *" not in r.headers["Content-Security-Policy"]
+
+
 def test_cors_origins_are_configurable(tiny_models):
     app = make_app(tiny_models, cors_origins="https://school.example, http://10.0.0.5:8000")
     ok = _handshake(app, "https://school.example")
