@@ -147,10 +147,14 @@ class Predictor:
         return self.predict_image(decode_image(data), **kw)
 
     def predict_file(self, path, **kw) -> list[dict]:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: no such file")
+        from .video import regular_file
+
+        p = regular_file(path)
         try:
-            return self.predict_bytes(p.read_bytes(), **kw)
+            data = p.read_bytes()
+        except OSError as e:  # unreadable (permissions), or gone since
+            raise ValueError(f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
+        try:
+            return self.predict_bytes(data, **kw)
         except ValueError as e:
             raise ValueError(f"{p}: {e}") from None
