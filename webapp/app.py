@@ -101,7 +101,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
             return jsonify(status="no_worker"), 503
         body = {"status": st.inference.state, "heartbeat_s": st.inference.status()["heartbeat_s"]}
         if st.inference.ready and not st.inference.responsive:
-            body["status"] = "unresponsive"  # killed and restarted by the watchdog (heartbeat bound)
+            body["status"] = "unresponsive"  # silent: replaced by the watchdog at the heartbeat bound, later
             return jsonify(body), 503
         if st.inference.ready:
             body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"))
