@@ -1,6 +1,7 @@
 """Hostile clients against a server started the documented way, with a well-behaved client alongside.
 
     python bench/bench_hostile.py [--server gunicorn|dev] [--models DIR] [--seconds 20] [--json FILE]
+    python bench/bench_hostile.py --sigterm [--models DIR] [--json FILE]
 
 Starts ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (or ``python -m webapp``) on a free port of
 127.0.0.1 with FER_MODELS (default: the shipped models/), then runs, one after the other, for
@@ -17,6 +18,13 @@ most ``--fps`` frames/s, one in flight, as the page does, and records every roun
 phase: what the attackers sent and what the server answered, whether the server held (sockets left
 in CLOSE_WAIT, memory of the serving process, /healthz, log lines added), and the good client's
 frames, errors and round-trip p50/p95/max. Prints Markdown; ``--json`` keeps the numbers.
+
+``--sigterm``: SIGTERM with frames in flight, on both servers (a fresh one per case): "frozen", the
+inference worker SIGSTOPped and 4 clients with one frame each held by it; "load", 5 clients each
+streaming frames as the page does (one in flight, at most ``--fps`` a second, none after an
+'unavailable'), SIGTERM after 3 s. Reported: frames sent, answered (result,
+unavailable, other), lost (sent, never answered), the seconds to exit, and the server's log line
+"shutting down: N clients, M frames in flight". docs/protocol.md promises every frame an answer.
 """
 from __future__ import annotations
 
@@ -124,6 +132,106 @@ def run_phase(name, port, proc, log, jpeg, args) -> dict:
                      "p95": round(pct(r, 95), 1), "max": round(max(r), 1) if r else None}}
 
 
+def _streamer(c: Client, jpeg: bytes, fps: float, stop: threading.Event, tally: dict) -> None:
+    """Frames as the page sends them: one in flight, at most ``fps`` a second, none after an
+    'unavailable' (the page waits 5 s: the server is gone by then)."""
+    while not stop.is_set() and c.sio.connected:
+        t0, n = time.monotonic(), len(c.answers())
+        try:
+            c.sio.emit("frame", jpeg)
+        except Exception:  # noqa: BLE001 - disconnected meanwhile: that frame was never sent
+            return
+        tally["sent"] += 1
+        while not c.wait_for(lambda a: len(a) > n, timeout=0.2):
+            if not c.sio.connected:
+                return
+        name, data = c.answers()[n]
+        if name == "error" and (data or {}).get("code") == "unavailable":
+            return
+        time.sleep(max(0.0, 1 / fps - (time.monotonic() - t0)))
+
+
+def sigterm_case(server: str, models: str, frozen: bool, fps: float = 10.0) -> dict:
+    """One server started, frames put in flight, SIGTERM: what became of each frame."""
+    import re
+    import signal
+    import requests
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="bench_sigterm_")) / "server.log"
+    cmd = gunicorn_cmd(port) if server == "gunicorn" else dev_cmd(port, models)
+    proc = start(cmd, server_env(models), log)
+    clients, tallies, threads, worker = [], [], [], None
+    stop_streaming = threading.Event()
+    try:
+        wait_healthy(port, proc, log, timeout=300)
+        jpeg = frame_jpeg()
+        clients = [Client(port) for _ in range(4 if frozen else 5)]
+        tallies = [{"sent": 0} for _ in clients]
+        if frozen:
+            worker = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["worker"]["pid"]
+            os.kill(worker, signal.SIGSTOP)
+            for c, t in zip(clients, tallies):
+                c.sio.emit("frame", jpeg)
+                t["sent"] += 1
+            time.sleep(1.0)
+        else:
+            threads = [threading.Thread(target=_streamer, args=(c, jpeg, fps, stop_streaming, t), daemon=True)
+                       for c, t in zip(clients, tallies)]
+            for t in threads:
+                t.start()
+            time.sleep(3.0)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except Exception:  # noqa: BLE001 - reported as not exited
+            pass
+        took = time.monotonic() - t0 if proc.poll() is not None else None
+        stop_streaming.set()
+        for t in threads:
+            t.join(10)
+        for c, t in zip(clients, tallies):  # an answer sent before the close is still being handled
+            c.wait_for(lambda a, n=t["sent"]: len(a) >= n, timeout=2.0)
+    finally:
+        stop_streaming.set()
+        for c in clients:
+            c.close()
+        stop(proc)
+        if worker is not None:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    answers = {}
+    for c in clients:
+        for name, data in c.answers():
+            key = name if name == "result" else str((data or {}).get("code", "?"))
+            answers[key] = answers.get(key, 0) + 1
+    sent = sum(t["sent"] for t in tallies)
+    said = re.search(r"shutting down: \d+ clients, \d+ frames in flight", log.read_text(errors="replace"))
+    return {"server": server, "case": "frozen" if frozen else "load", "clients": len(clients), "sent": sent,
+            "answers": answers, "lost": sent - sum(answers.values()),
+            "exit_s": None if took is None else round(took, 2), "log": said.group(0) if said else None}
+
+
+def sigterm_main(args) -> int:
+    rows = []
+    for server in ("gunicorn", "dev"):
+        for frozen in (True, False):
+            rows.append(sigterm_case(server, args.models, frozen, args.fps))
+            print(rows[-1], file=sys.stderr, flush=True)
+    print(f"\nSIGTERM with frames in flight, models {args.models}; {os.cpu_count()} CPUs\n")
+    print("| server | case | clients | frames sent | answers | lost | exit s | server log |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        said = ", ".join(f"{k} {v}" for k, v in sorted(r["answers"].items())) or "-"
+        print(f"| {r['server']} | {r['case']} | {r['clients']} | {r['sent']} | {said} | {r['lost']} | {r['exit_s']} "
+              f"| {r['log']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0 if all(r["lost"] == 0 for r in rows) else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", choices=("gunicorn", "dev"), default="gunicorn")
@@ -132,7 +240,11 @@ def main(argv=None) -> int:
     p.add_argument("--attackers", type=int, default=4, help="attacking threads per phase")
     p.add_argument("--fps", type=float, default=10.0, help="the good client's most frames per second")
     p.add_argument("--json", help="write the numbers here too")
+    p.add_argument("--sigterm", action="store_true", help="instead of the attacks: SIGTERM with frames in flight, "
+                                                          "on both servers")
     args = p.parse_args(argv)
+    if args.sigterm:
+        return sigterm_main(args)
     if args.seconds <= 0 or args.attackers < 1 or args.fps <= 0:
         p.error(f"--seconds, --attackers and --fps must be positive, got {args.seconds}, {args.attackers}, {args.fps}")
     port = free_port()

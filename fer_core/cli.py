@@ -53,6 +53,12 @@ class Progress:
         self.stream.flush()
 
 
+def one_line(text: str) -> str:
+    """``text`` for a plain-text line: control characters (a newline in a file name would start a
+    line of its own, forging output) written as escapes."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _evaluate(args) -> int:
     from . import store
     from .data import load_fer2013, resolve_data_path
@@ -128,7 +134,7 @@ def _predict_images(args, pred, out) -> int:
             kind_of(path)
             faces = pred.predict_file(path, whole=args.whole)
         except (ValueError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(one_line(f"error: {e}"), file=sys.stderr)
             failed += 1
             # kept in the JSON array, in order, so a script can tell which file failed and why
             results.append({"path": path, "error": str(e)})
@@ -136,12 +142,12 @@ def _predict_images(args, pred, out) -> int:
         results.append({"path": path, "faces": faces})
         if not args.json:
             if not faces:
-                print(f"{path}: no face found", file=out)
+                print(one_line(f"{path}: no face found"), file=out)
             for i, f in enumerate(faces):
                 top = sorted(f["probabilities"].items(), key=lambda kv: -kv[1])[:3]
                 votes = ", ".join(f"{n}={v['label']}" for n, v in f["members"].items())
-                print(f"{path} face {i} box {f['box']}: {f['label']} "
-                      f"({', '.join(f'{k} {v:.2f}' for k, v in top)}) votes: {votes}", file=out)
+                print(one_line(f"{path} face {i} box {f['box']}: {f['label']} "
+                               f"({', '.join(f'{k} {v:.2f}' for k, v in top)}) votes: {votes}"), file=out)
     if args.json:
         print(json.dumps(results, indent=2), file=out)
     return 1 if failed else 0
@@ -174,7 +180,7 @@ def _predict_rows(args, pred, out) -> int:
     def fail(path, e):
         nonlocal failed
         failed += 1
-        print(f"error: {e}", file=sys.stderr)
+        print(one_line(f"error: {e}"), file=sys.stderr)
         write(rows(path, error=str(e), labels=pred.labels, members=pred.member_names))
 
     files = []
@@ -190,7 +196,7 @@ def _predict_rows(args, pred, out) -> int:
         try:
             kind = kind_of(path)
             if kind == "video":
-                progress = Progress(f"{path.name}", enabled=show, unit="frames")
+                progress = Progress(one_line(path.name), enabled=show, unit="frames")
                 for frame in video_frames(pred, path, every=args.every, track_every=args.track_every,
                                           progress=progress):
                     write(rows(path, frame=frame, labels=pred.labels, members=pred.member_names))
@@ -255,9 +261,10 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find faces and classify them.\n\n"
                     "A file is a video when its extension is one of .mp4 .avi .mov .mkv .webm: it is opened with "
-                    "OpenCV's VideoCapture\n(a file it cannot open is an error naming it). Images are .jpg .jpeg .png "
-                    ".bmp .webp .tif .tiff .pgm .ppm .pnm;\nany other extension is an error. A folder stands for its "
-                    "files (sorted, not recursive, hidden files left out).\n\n"
+                    "OpenCV's VideoCapture\n(a file it cannot open, or whose frames are over 16.7 Mpx, is an error naming it). Images are .jpg "
+                    ".jpeg .png .bmp .webp .tif .tiff .pgm .ppm .pnm;\nany other extension is an error, and so is "
+                    "anything but a regular file (a FIFO, a device, a symbolic link loop). A folder\nstands for its "
+                    "entries but its sub-folders (sorted, not recursive, hidden ones left out).\n\n"
                     "Images alone print one line per face (or --json). Videos and folders, or --format, write rows: "
                     "one per face\nper frame (per file for an image), columns path, frame, time (s), face (index, "
                     "largest first), track\n(the face's id while it is followed), x, y, w, h, label, one probability "
@@ -299,5 +306,5 @@ def main(argv=None) -> int:
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError) as ex:  # DataError, ModelsError, ImageError included
-        print(f"error: {ex}", file=sys.stderr)
+        print(one_line(f"error: {ex}"), file=sys.stderr)
         return 2

@@ -148,8 +148,16 @@ class Predictor:
         return self.predict_image(decode_image(data), **kw)
 
     def predict_file(self, path, **kw) -> list[dict]:
-        p = Path(path)
+        from .video import regular_file
+
+        p = regular_file(path)  # a FIFO, a device or a link loop is named for what it is, never opened
         try:
-            return self.predict_bytes(read_image_file(p), **kw)  # bounded: MAX_IMAGE_BYTES
+            data = read_image_file(p)  # bounded: MAX_IMAGE_BYTES
+        except OSError as e:  # unreadable (permissions), or gone since
+            raise ValueError(f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+        try:
+            return self.predict_bytes(data, **kw)
         except ValueError as e:
             raise ValueError(f"{p}: {e}") from None

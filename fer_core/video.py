@@ -8,16 +8,20 @@ less per face than one call per frame. ``rows`` flattens its frames, or one imag
 of ``columns``: the one schema that ``python -m fer_core predict --format csv|jsonl`` writes.
 
 Whether a file is a video or an image is decided by its extension (``kind_of``): a video is opened
-with VideoCapture, an image decoded with ``fer_core.faces.decode_image``.
+with VideoCapture, an image decoded with ``fer_core.faces.decode_image``. Either is read only when
+``regular_file`` finds a regular file there, and a video's frames are held to the images' pixel cap.
 """
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .faces import crop_faces, find_faces, to_gray
+from .faces import MAX_PIXELS, crop_faces, find_faces, to_gray
 from .track import REDETECT_EVERY, FaceTracker
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -40,22 +44,61 @@ def kind_of(path) -> str:
                      f"{' '.join(IMAGE_EXTENSIONS)}, videos {' '.join(VIDEO_EXTENSIONS)}")
 
 
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def regular_file(path) -> Path:
+    """``path`` as a Path where it is a regular file (or a symbolic link to one); else FileNotFoundError
+    (nothing there) or ValueError naming the file and what is there instead. Nothing is opened: a FIFO
+    would block the reader, a device (/dev/zero) never end."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise FileNotFoundError(f"{p}: a symbolic link to a missing file") from None
+        raise FileNotFoundError(f"{p}: no such file") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{p}: a loop of symbolic links") from None
+        raise ValueError(f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), f"file type {stat.S_IFMT(st.st_mode):o}")
+        raise ValueError(f"{p}: not a regular file ({what}); only image and video files are read")
+    return p
+
+
 def folder_files(folder) -> list[Path]:
-    """A folder's files, sorted by name, not recursive; hidden files (a dot first) are left out."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    """A folder's entries but its sub-folders, sorted by name, not recursive; hidden ones (a dot
+    first) are left out. What is no readable file (a symbolic link loop, a FIFO) is kept: it gets its
+    error row from ``regular_file``."""
+    return sorted(p for p in Path(folder).iterdir() if not p.is_dir() and not p.name.startswith("."))
 
 
-def open_video(path):
-    """(cv2.VideoCapture, frames/s or 0 when unknown, frame count or 0 when unknown)."""
+def check_pixels(path, width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
+    """VideoError naming the file where one frame is over ``max_pixels`` (the images' cap): a frame is
+    decoded whole, so its size bounds the memory (an 8000x8000 frame took 1.4 GB)."""
+    if width * height > max_pixels:
+        raise VideoError(f"{Path(path)}: frames of {width}x{height} pixels, over the limit of {max_pixels} "
+                         f"(as for images)")
+
+
+def open_video(path, max_pixels: int = MAX_PIXELS):
+    """(cv2.VideoCapture, frames/s or 0 when unknown, frame count or 0 when unknown); VideoError for
+    a file OpenCV cannot open or whose frames are over ``max_pixels``, before any frame is decoded."""
     import cv2
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
+    p = regular_file(path)
     cap = cv2.VideoCapture(str(p))
     if not cap.isOpened():
         cap.release()
         raise VideoError(f"{p}: cannot be opened as a video (OpenCV's VideoCapture refused it)")
+    try:
+        check_pixels(p, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels)
+    except VideoError:
+        cap.release()
+        raise
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return cap, (fps if fps and np.isfinite(fps) and fps > 0 else 0.0), max(count, 0)
@@ -108,6 +151,7 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
                 ok, frame = cap.read()
                 if not ok:
                     break
+                check_pixels(path, frame.shape[1], frame.shape[0])  # a frame larger than the header said: no more
                 read += 1
                 gray = to_gray(frame)
                 if tracker is None:

@@ -214,3 +214,80 @@ def test_whole_images_as_rows(tiny_models, face320, capsys, tmp_path):
     code, out, _ = run(capsys, "--models", tiny_models, "--format", "csv", "--whole", img)
     (row,) = read_csv(out)
     assert code == 0 and [row[k] for k in ("x", "y", "w", "h")] == ["0", "0", "160", "160"]
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_line(tiny_models, face320, capsys, tmp_path):
+    """Plain-text output printed the name raw: 'x\\nforged.jpg face 0 ...: happy' made a line of its own."""
+    import cv2
+    face = tmp_path / "x\nforged.jpg face 0 box [1, 2, 3, 4]: happy.jpg"
+    cv2.imwrite(str(tmp_path / "f.jpg"), face320)
+    face.write_bytes((tmp_path / "f.jpg").read_bytes())
+    flat = tmp_path / "y\nz.png"
+    cv2.imwrite(str(tmp_path / "flat.png"), np.full((64, 64), 200, np.uint8))
+    flat.write_bytes((tmp_path / "flat.png").read_bytes())
+    missing = tmp_path / "gone\r\n.jpg"
+    code, out, err = run(capsys, "--models", tiny_models, face, flat, missing)
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(str(face).replace("\n", "\\n") + " face 0 box ")
+    assert lines[1] == str(flat).replace("\n", "\\n") + ": no face found"
+    assert err.splitlines() == ["error: " + str(missing).replace("\r", "\\r").replace("\n", "\\n") + ": no such file"]
+    rows = read_csv(run(capsys, "--models", tiny_models, "--format", "csv", face)[1])
+    assert [r["path"] for r in rows] == [str(face)]  # CSV quotes it: the name as it is
+
+
+def _special_files(tmp_path, ext):
+    """{what it is: a path ending in ``ext``} for a symbolic link loop, a FIFO, /dev/zero, a dangling link."""
+    import os
+    loop = tmp_path / f"loop{ext}"
+    os.symlink(loop.name, loop)
+    fifo = tmp_path / f"pipe{ext}"
+    os.mkfifo(fifo)
+    zero = tmp_path / f"zero{ext}"
+    os.symlink("/dev/zero", zero)
+    dangling = tmp_path / f"dangling{ext}"
+    os.symlink("nowhere", dangling)
+    return {"a loop of symbolic links": loop, "not a regular file (a FIFO)": fifo,
+            "not a regular file (a character device)": zero, "a symbolic link to a missing file": dangling}
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".avi"])
+def test_special_files_are_named_for_what_they_are(tiny_models, capsys, tmp_path, ext):
+    """A symlink loop, a FIFO and /dev/zero were all 'no such file' (Path.is_file says False)."""
+    for what, path in _special_files(tmp_path, ext).items():
+        code, out, err = run(capsys, "--models", tiny_models, "--format", "jsonl", path)
+        (row,) = [json.loads(line) for line in out.splitlines()]
+        assert code == 1 and row["error"] == f"{path}: {what}" + (
+            "; only image and video files are read" if what.startswith("not a regular") else ""), row
+        assert err.strip() == f"error: {row['error']}"
+
+
+def test_a_folder_keeps_an_error_row_for_what_is_no_readable_file(tiny_models, face320, capsys, tmp_path):
+    """Symbolic link loops (and FIFOs) inside a folder were skipped without the error row promised."""
+    import cv2
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), face320)
+    special = _special_files(folder, ".jpg")
+    (folder / "sub").mkdir()  # not recursive: still left out
+    code, out, err = run(capsys, "--models", tiny_models, folder)
+    rows = read_csv(out)
+    assert code == 1
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["a.jpg", "dangling.jpg", "loop.jpg", "pipe.jpg",
+                                                           "zero.jpg"]
+    by_name = {r["path"].rsplit("/", 1)[1]: r["error"] for r in rows}
+    for what, path in special.items():
+        assert by_name[path.name].startswith(f"{path}: {what}"), by_name
+    assert len(err.splitlines()) == 4
+
+
+def test_a_video_over_the_pixel_cap_is_refused_before_decoding(tiny_models, capsys, tmp_path):
+    """Video frames had no pixel cap (an 8000x8000 MJPEG decoded at 1.4 GB RSS); images stop at
+    fer_core.faces.MAX_PIXELS (16.7 Mpx). One 4104x4104 frame: 16.8 Mpx."""
+    from fer_core.faces import MAX_PIXELS
+    big = write_video(tmp_path / "big.avi", [np.zeros((4104, 4104, 3), np.uint8)])
+    assert 4104 * 4104 > MAX_PIXELS
+    code, out, err = run(capsys, "--models", tiny_models, "--format", "jsonl", big)
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and row["error"] == f"{big}: frames of 4104x4104 pixels, over the limit of {MAX_PIXELS} (as for images)"

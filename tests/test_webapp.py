@@ -155,6 +155,24 @@ def test_admin_through_a_local_proxy_is_remote(app):
     assert c.get("/admin", headers={"X-Forwarded-For": "203.0.113.9", **basic("s3cret-Ω")}).status_code == 200
 
 
+@pytest.mark.parametrize("header", ["X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X_Forwarded_For",
+                                    "Forwarded", "Via", "X-Real-IP", "X-Original-Forwarded-For"])
+def test_admin_with_any_forwarding_header_is_remote(app, header):
+    """From 127.0.0.1 with only X-Forwarded-Proto (a TLS terminator's one header) the request counted
+    as local: only X-Forwarded-For, X-Real-IP, Forwarded and X-Forwarded-Host made it remote."""
+    c = app.test_client()
+    assert c.get("/admin", headers={header: "https"}).status_code == 401, header
+    assert c.get("/admin", headers={header: "https", **basic("s3cret-Ω")}).status_code == 200
+
+
+def test_admin_local_needs_a_loopback_host(tiny_models):
+    """A relay on this host that adds no header passes its clients' Host (the server's public name) on."""
+    c = make_app(tiny_models, admin_secret="x", allowed_hosts="classroom.example").test_client()
+    assert c.get("/admin", headers={"Host": "classroom.example"}).status_code == 401
+    assert c.get("/admin", headers={"Host": "classroom.example", **basic("x")}).status_code == 200
+    assert c.get("/admin", headers={"Host": "127.0.0.1"}).status_code == 200
+
+
 def test_admin_ipv6_loopback_is_local(app):
     assert app.test_client().get("/admin", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
 
@@ -545,6 +563,48 @@ def test_cors_same_origin_by_default(tiny_models):
     assert r.status_code == 400 and "Access-Control-Allow-Origin" not in r.headers
 
 
+def test_forwarded_headers_widen_origins_only_from_a_trusted_proxy(tiny_models):
+    """Origin http://evil.example with X-Forwarded-Host: evil.example opened a session (and polling
+    answered Access-Control-Allow-Origin: http://evil.example) with FER_TRUST_PROXY unset:
+    python-engineio's same-origin rule reads X-Forwarded-Host/-Proto from any client."""
+    app = make_app(tiny_models)
+    for fwd in ({"X-Forwarded-Host": "evil.example"}, {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example"}):
+        r = app.test_client().get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "http://evil.example", **fwd})
+        assert r.status_code == 400 and "Access-Control-Allow-Origin" not in r.headers, fwd
+    r = app.test_client().get("/socket.io/?EIO=4&transport=polling",
+                              headers={"Origin": "https://localhost", "X-Forwarded-Proto": "https"})
+    assert r.status_code == 400  # the scheme a client claims does not count either
+    # behind a trusted TLS proxy (FER_TRUST_PROXY=1, from loopback) the page's https origin is this server's
+    app = make_app(tiny_models, trust_proxy=1, allowed_hosts="classroom.example")
+    proxied = {"Host": "classroom.example", "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    r = app.test_client().get("/socket.io/?EIO=4&transport=polling",
+                              headers={"Origin": "https://classroom.example", **proxied})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "https://classroom.example"
+    r = app.test_client().get("/socket.io/?EIO=4&transport=polling", environ_base={"REMOTE_ADDR": "198.51.100.7"},
+                              headers={"Origin": "https://classroom.example", **proxied})
+    assert r.status_code == 400  # the same headers from a peer that is not a trusted proxy
+
+
+def test_security_headers_on_every_response(tiny_models):
+    """The headers came from Flask's after_request: the guard's refusals (400, 411, 413) and Engine.IO's
+    replies (its handshake, its 400 for a foreign origin) went out without them."""
+    c = make_app(tiny_models).test_client()
+    answers = {"page": c.get("/"), "guard 400": c.get("/", headers={"Host": "evil.example"}),
+               "guard 411": c.post("/socket.io/?EIO=4&transport=polling", data=b"x",
+                                   headers={"Transfer-Encoding": "chunked"}),
+               "engine.io handshake": c.get("/socket.io/?EIO=4&transport=polling"),
+               "engine.io 400": c.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"})}
+    assert [r.status_code for r in answers.values()] == [200, 400, 411, 200, 400]
+    for what, r in answers.items():
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", what
+        assert r.headers.get("Referrer-Policy") == "no-referrer", what
+        assert "frame-ancestors 'none'" in r.headers.get("Content-Security-Policy", ""), what
+        assert len(r.headers.getlist("Content-Security-Policy")) == 1, what
+    assert "ws://localhost wss://localhost" in answers["page"].headers["Content-Security-Policy"]
+    r = make_app(tiny_models, allowed_hosts="*").test_client().get("/", headers={"Host": "a;script-src *"})
+    assert "script-src *" not in r.headers["Content-Security-Policy"]
+
+
 def test_cors_origins_are_configurable(tiny_models):
     app = make_app(tiny_models, cors_origins="https://school.example, http://10.0.0.5:8000")
     ok = _handshake(app, "https://school.example")
@@ -642,3 +702,13 @@ def test_admin_shows_the_training_campaign_when_the_folder_has_one(models_with_m
     assert r.status_code == 200 and r.get_data()[:8] == b"\x89PNG\r\n\x1a\n"
     assert c.get("/admin/files/campaign.csv").get_data(as_text=True).startswith("date,session,training_hours")
     assert c.get("/admin/files/campaign.png", environ_base=REMOTE).status_code == 403
+
+
+def test_worker_unresponsive_after_setting():
+    from webapp.config import WebConfig
+    c = WebConfig.from_env({"FER_WORKER_UNRESPONSIVE_AFTER": "1.5"})
+    assert c.worker_unresponsive_after == 1.5 and c.worker("m").worker_unresponsive_after == 1.5
+    assert WebConfig(worker_heartbeat_timeout=0, worker_unresponsive_after=30).worker_unresponsive_after == 30
+    for bad in ({"worker_unresponsive_after": -1}, {"worker_unresponsive_after": 11, "worker_heartbeat_timeout": 10}):
+        with pytest.raises(ValueError, match="worker_unresponsive_after"):
+            WebConfig(**bad)

@@ -304,6 +304,102 @@ def test_frozen_worker_is_reported_and_restarted(tiny_models, astronaut_jpeg):
         inf.close()
 
 
+def _asker(inf, jpeg, out: dict):
+    """A thread that sends one frame to ``inf`` and records (answer, when) under its index."""
+    from webapp.inference import InferenceError
+
+    def ask(i):
+        try:
+            inf.infer(jpeg, timeout=60, client=str(i))
+            out[i] = ("result", time.monotonic())
+        except InferenceError as e:
+            out[i] = (e.code, time.monotonic())
+
+    def start(i):
+        t = threading.Thread(target=ask, args=(i,), daemon=True)
+        t.start()
+        return t
+    return start
+
+
+def test_frames_queued_when_the_worker_dies_get_starting_at_once(tiny_models, astronaut_jpeg):
+    """kill -9 on the worker with one frame in its batch and three queued behind it: the three waited
+    for the new worker to load (5.5 s) and got results, where the protocol says 'starting'."""
+    from webapp import WebConfig
+    from webapp.inference import InferenceClient
+    inf = InferenceClient(WebConfig(models_dir=str(tiny_models)).worker(tiny_models)).start()
+    pid = None
+    try:
+        assert inf.wait_ready(180), inf.last_error
+        inf.infer(astronaut_jpeg)
+        pid = inf.pid
+        os.kill(pid, signal.SIGSTOP)  # holds the next batch, so that the frames after it queue
+        got: dict = {}
+        ask = _asker(inf, astronaut_jpeg, got)
+        threads = [ask(0)]
+        time.sleep(0.5)
+        threads += [ask(i) for i in (1, 2, 3)]
+        time.sleep(0.3)
+        assert inf.status()["queued"] == 3 and not got
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        for t in threads:
+            t.join(60)
+        assert got[0][0] == "worker_crashed", got
+        for i in (1, 2, 3):
+            code, at = got[i]
+            assert code == "starting" and at - killed < 1.5, (i, code, round(at - killed, 2))
+        assert inf.wait_ready(180), inf.last_error
+        assert "faces" in inf.infer(astronaut_jpeg)
+    finally:
+        inf.close()
+
+
+def test_a_frozen_worker_reads_unhealthy_long_before_it_is_replaced(tiny_models, astronaut_jpeg):
+    """SIGSTOP: /healthz said 200 'ready' for 9.9 s (heartbeat_s rising) and 'unresponsive' for 0.3 s,
+    and the frames queued behind the frozen batch waited 15.7 s for the replacement. Now: 503
+    'unresponsive' after FER_WORKER_UNRESPONSIVE_AFTER (2 s) of silence, the same worker still there;
+    the queued frames and new ones get 'starting' then; the frame with the worker gets 'worker_crashed'
+    when it is killed at FER_WORKER_HEARTBEAT_TIMEOUT."""
+    from webapp import WebConfig, create_app
+    app = create_app(WebConfig(models_dir=str(tiny_models), worker_heartbeat_timeout=8.0))
+    inf, http = app.extensions["fer"].inference, app.test_client()
+    pid = None
+    try:
+        assert inf.wait_ready(180), inf.last_error
+        inf.infer(astronaut_jpeg)
+        pid = inf.pid
+        got: dict = {}
+        ask = _asker(inf, astronaut_jpeg, got)
+        os.kill(pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        threads = [ask(0)]
+        time.sleep(0.3)
+        threads += [ask(1), ask(2)]
+        while http.get("/healthz").status_code == 200:
+            assert time.monotonic() - frozen < 4, "still 'ready' 4 s after the worker froze"
+            time.sleep(0.1)
+        body = http.get("/healthz").get_json()
+        assert body["status"] == "unresponsive" and inf.pid == pid, body
+        time.sleep(0.7)  # the watchdog looks every 0.5 s
+        assert sorted(got) == [1, 2] and all(code == "starting" for code, _ in got.values()), got
+        threads.append(ask(3))
+        threads[-1].join(5)
+        assert got[3][0] == "starting" and got[3][1] - frozen < 5, got
+        for t in threads:
+            t.join(30)
+        assert got[0][0] == "worker_crashed" and got[0][1] - frozen > 7, got
+        assert inf.wait_ready(180), inf.last_error
+        assert inf.pid != pid and http.get("/healthz").status_code == 200
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        inf.close()
+
+
 def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path):
     """Under eventlet, writing a batch larger than the pipe into a worker that is then killed: the
     write must fail (the frames get 'worker_crashed'). eventlet's green os.write retried EPIPE for ever,
@@ -342,12 +438,16 @@ def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path)
 
 # -- item 7: shutdown under gunicorn ----------------------------------------------------------------
 
-def test_gunicorn_sigterm_answers_frames_in_flight_and_stops_fast(tiny_models, tmp_path, astronaut_jpeg):
-    """4 frames held by a frozen inference worker, then SIGTERM to gunicorn: it used to take the full
-    30 s graceful timeout, then kill the worker, with no answer to those frames."""
+@pytest.mark.parametrize("name", ["gunicorn", "dev"])
+def test_sigterm_answers_frames_in_flight_and_stops_fast(tiny_models, tmp_path, astronaut_jpeg, name):
+    """4 frames held by a frozen inference worker, then SIGTERM. gunicorn used to take the full 30 s
+    graceful timeout, then kill the worker, with no answer to those frames; python -m webapp cut all
+    4 clients off within 0.3 s, unanswered ("0 frames in flight": eventlet's server shut the
+    WebSockets down as idle connections before the app's shutdown ran)."""
     port = free_port()
-    log = tmp_path / "gunicorn.log"
-    proc = start(gunicorn_cmd(port), server_env(tiny_models), log)
+    log = tmp_path / f"{name}.log"
+    cmd = gunicorn_cmd(port) if name == "gunicorn" else dev_cmd(port, tiny_models)
+    proc = start(cmd, server_env(tiny_models), log)
     clients = []
     try:
         wait_healthy(port, proc, log, timeout=180)
@@ -364,7 +464,7 @@ def test_gunicorn_sigterm_answers_frames_in_flight_and_stops_fast(tiny_models, t
         except Exception:  # noqa: BLE001 - report below
             pass
         took = time.monotonic() - t0
-        assert proc.poll() is not None, "gunicorn still running 20 s after SIGTERM"
+        assert proc.poll() is not None, f"{name} still running 20 s after SIGTERM"
         assert took < 15, took
         for c in clients:
             (name, err), = c.wait_answers(1, timeout=5)

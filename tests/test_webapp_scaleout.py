@@ -62,9 +62,10 @@ def two_servers(redis_url, tiny_models, tmp_path_factory):
         for i in range(2):
             port = free_port()
             log = d / f"server{i}.log"
-            # the name clients use through the proxy (whose port differs from the servers'): docs/classroom.md
+            # the name clients use through the proxy (whose port differs from the servers'), and the proxy
+            # trusted for the page's https origin: docs/classroom.md section 6
             proc = start(gunicorn_cmd(port), server_env(tiny_models, FER_MESSAGE_QUEUE=redis_url,
-                                                        FER_ALLOWED_HOSTS="127.0.0.1"), log)
+                                                        FER_ALLOWED_HOSTS="127.0.0.1", FER_TRUST_PROXY="1"), log)
             servers.append((port, proc, log))
         for port, proc, log in servers:
             wait_healthy(port, proc, log, timeout=180)

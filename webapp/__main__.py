@@ -18,6 +18,7 @@ import sys  # noqa: E402
 
 
 _MAIN = None  # the main greenlet, where socketio.run() serves
+_APP = None  # the app being served, stopped by the first stop signal
 _STOPPING = False  # a stop signal came: the next ones only say so
 SOCKET_TIMEOUT = 60.0  # eventlet's reads of a request (line, headers, body) end after this: none parks forever
 
@@ -25,19 +26,33 @@ SOCKET_TIMEOUT = 60.0  # eventlet's reads of a request (line, headers, body) end
 def _stop(signum, frame):
     """SIGTERM or Ctrl-C ends the server, and the inference worker is closed.
 
-    The handler runs in whichever greenlet was active when the signal came: raising there could end
-    a request's greenlet (seen: a Socket.IO disconnect handler logged the KeyboardInterrupt and the
-    server went on). So the hub throws it into the main greenlet instead. Only the first signal
-    does: the stop is bounded (``shutdown_timeout``), and a second one thrown into it (Ctrl-C pressed
-    twice, or ``make run`` passing its own SIGTERM on to the server) cut it short with a traceback
-    and frames unanswered."""
+    The app's shutdown (the frames in flight answered, every client disconnected, the worker
+    stopped) runs first, in a green thread of its own, and only then is the server's accept loop
+    ended: eventlet.wsgi.server, on leaving it, shuts down every connection it counts as idle, and a
+    WebSocket counts as idle. Ending the loop first cut every client off with its frame unanswered
+    before the shutdown could count it.
+
+    The handler runs in whichever greenlet was active when the signal came, where nothing may block
+    or switch: it only schedules that work. Raising there could end a request's greenlet (seen: a
+    Socket.IO disconnect handler logged the KeyboardInterrupt and the server went on), so the hub
+    throws it into the main greenlet instead. Only the first signal does: the stop is bounded
+    (``shutdown_timeout``), and a second one thrown into it (Ctrl-C pressed twice, or ``make run``
+    passing its own SIGTERM on to the server) cut it short with a traceback and frames unanswered."""
     global _STOPPING
     if _STOPPING:
         print("already stopping: the frames in flight are being answered", file=sys.stderr, flush=True)
         return
     _STOPPING = True
+    eventlet.spawn_n(_shut_down_then_end_serving)
+
+
+def _shut_down_then_end_serving() -> None:
     from eventlet import hubs
-    hubs.get_hub().schedule_call_global(0, _MAIN.throw, KeyboardInterrupt)
+    from webapp import lifecycle
+    try:
+        lifecycle.shutdown(_APP)
+    finally:
+        hubs.get_hub().schedule_call_global(0, _MAIN.throw, KeyboardInterrupt)
 
 
 def main(argv=None) -> int:
@@ -65,9 +80,9 @@ def main(argv=None) -> int:
     scheme = "https" if args.certfile else "http"
     print(f"FER web app on {scheme}://{args.host}:{args.port}/ (admin: /admin); the model is loading, "
           f"/healthz says when it is ready", file=sys.stderr, flush=True)
-    global _MAIN
+    global _MAIN, _APP
     import greenlet
-    _MAIN = greenlet.getcurrent()
+    _MAIN, _APP = greenlet.getcurrent(), app
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
@@ -77,7 +92,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        lifecycle.shutdown(app)  # answers the frames in flight, closes the clients and the worker
+        lifecycle.shutdown(app)  # done already after a stop signal; else (the server failed) now
     return 0
 
 

@@ -1,7 +1,7 @@
 """The admin page: accuracy tables from the models folder's metrics.json, pictures, live numbers.
 
-Access: from localhost (a loopback address and no proxy headers) it is open; from anywhere else it
-needs HTTP Basic auth whose password is the secret set at start (FER_ADMIN_SECRET; any user name).
+Access: from localhost (``is_local``: a loopback peer naming a loopback Host, no forwarding header) it is
+open; from anywhere else it needs HTTP Basic auth whose password is the secret set at start (FER_ADMIN_SECRET; any user name).
 Without a configured secret, remote access is refused (403). A wrong or missing password gets 401;
 an address with ``admin_max_failures`` wrong passwords within ``admin_failure_window`` seconds gets
 429 with Retry-After (right password or not) until the oldest of them ages out.
@@ -22,7 +22,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 from fer_core import store
 from fer_core.metrics import report_tables
 from fer_core.tta import of as tta_of
-from .guard import LOOPBACK, peer_in
+from .guard import LOOPBACK, LOOPBACK_NAMES, peer_in, split_host
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger("webapp.admin")
@@ -34,7 +34,11 @@ MEMBER_FILES = {"curve.png": "image/png", "log.csv": "text/csv; charset=utf-8",
                 "member.json": "application/json"}
 MISSING = "missing"  # the notice for a models folder without metrics.json (worded in the template)
 _NAME = store.MEMBER_NAME  # a member's folder: a plain name, never a path
-_PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Host")
+# Headers some proxy or TLS terminator adds (WSGI environ names: '-' and '_' read the same there).
+_FORWARDING_PREFIXES = ("HTTP_X_FORWARDED_", "HTTP_X_ORIGINAL_")
+_FORWARDING = frozenset({"HTTP_FORWARDED", "HTTP_VIA", "HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP", "HTTP_TRUE_CLIENT_IP",
+                         "HTTP_CF_CONNECTING_IP", "HTTP_X_CLUSTER_CLIENT_IP", "HTTP_FRONT_END_HTTPS",
+                         "HTTP_X_URL_SCHEME", "HTTP_X_SCHEME", "HTTP_X_HTTPS", "HTTP_X_FORWARDED"})
 
 
 def _state():
@@ -89,11 +93,23 @@ class FailureLimiter:
             self._fails.pop(key, None)
 
 
-def is_local() -> bool:
-    """A loopback peer that did not come through a proxy (a proxy on this host looks local otherwise)."""
-    if any(h in request.headers for h in _PROXY_HEADERS):
+def forwarded(environ) -> bool:
+    """Whether the request carries any header a proxy adds (``X-Forwarded-*`` of any kind, ``Forwarded``,
+    ``Via``, ``X-Real-IP``, ...)."""
+    return any(k in _FORWARDING or k.startswith(_FORWARDING_PREFIXES) for k in environ)
+
+
+def is_local(environ) -> bool:
+    """A request from a browser on this host: a loopback peer, a loopback name in Host, and no
+    forwarding header. A proxy or TLS terminator on this host connects from loopback too: one that
+    adds a forwarding header, or passes on its clients' Host (the server's public name), makes its
+    requests remote. One that does neither cannot be told apart: docs/webapp.md says to set
+    FER_ADMIN_LOCAL_OPEN=0 there. Headers spelt with '_' never reach the app (eventlet and gunicorn
+    drop them), so they cannot count."""
+    if forwarded(environ):
         return False
-    return peer_in(request.remote_addr, LOOPBACK)
+    name, _ = split_host(environ.get("HTTP_HOST") or "")
+    return name in LOOPBACK_NAMES and peer_in(environ.get("REMOTE_ADDR"), LOOPBACK)
 
 
 def _denied(status: int, message: str):
@@ -110,7 +126,7 @@ def require_admin(view):
     @wraps(view)
     def wrapped(*args, **kwargs):
         cfg = _state().config
-        if not (cfg.admin_local_open and is_local()):
+        if not (cfg.admin_local_open and is_local(request.environ)):
             secret = cfg.admin_secret
             if not secret:
                 return _denied(403, "The admin page is only served on localhost: start the server with "

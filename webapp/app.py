@@ -79,7 +79,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
     # frame bytes could leak.
     socketio = SocketIO(app, async_mode=async_mode, max_http_buffer_size=cfg.transport_max_bytes,
                         logger=logsafe.transport_logger("socketio"), engineio_logger=logsafe.transport_logger("engineio"),
-                        message_queue=cfg.message_queue, cors_allowed_origins=cfg.cors_allowed_origins,
+                        message_queue=cfg.message_queue,
+                        cors_allowed_origins=security.origin_policy(cfg.cors_allowed_origins),
                         serializer=transport.FramePacket)
     events.init_app(socketio)
     # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
@@ -100,7 +101,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
             return jsonify(status="no_worker"), 503
         body = {"status": st.inference.state, "heartbeat_s": st.inference.status()["heartbeat_s"]}
         if st.inference.ready and not st.inference.responsive:
-            body["status"] = "unresponsive"  # killed and restarted by the watchdog (heartbeat bound)
+            body["status"] = "unresponsive"  # silent: replaced by the watchdog at the heartbeat bound, later
             return jsonify(body), 503
         if st.inference.ready:
             body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"))

@@ -90,6 +90,8 @@ class WebConfig:
     #                                      own port: 'name' (any port), 'name:port', '*' (any); DNS rebinding
     trusted_proxies: str = "127.0.0.0/8,::1"  # peers whose X-Forwarded-* headers count (trust_proxy hops)
     worker_heartbeat_timeout: float = 10.0  # a ready worker silent this long is killed and restarted; 0: never
+    worker_unresponsive_after: float = 2.0  # ... and silent this long (4 missed beats) it reads 'unresponsive' on
+    #                                      /healthz and frames get 'starting' instead of queueing behind it; 0: never
     shutdown_timeout: float = 3.0        # on SIGTERM, the worker gets this long to answer the frames it holds
 
     def __post_init__(self):
@@ -137,9 +139,14 @@ class WebConfig:
         # -- hostile clients --
         parse_hosts(self.allowed_hosts)
         parse_networks(self.trusted_proxies)
-        if self.worker_heartbeat_timeout < 0 or self.shutdown_timeout < 0:
-            raise ValueError(f"worker_heartbeat_timeout and shutdown_timeout must be >= 0, got "
-                             f"{self.worker_heartbeat_timeout!r}, {self.shutdown_timeout!r}")
+        if self.worker_heartbeat_timeout < 0 or self.shutdown_timeout < 0 or self.worker_unresponsive_after < 0:
+            raise ValueError(f"worker_heartbeat_timeout, worker_unresponsive_after and shutdown_timeout must be >= 0, "
+                             f"got {self.worker_heartbeat_timeout!r}, {self.worker_unresponsive_after!r}, "
+                             f"{self.shutdown_timeout!r}")
+        if self.worker_heartbeat_timeout and self.worker_unresponsive_after > self.worker_heartbeat_timeout:
+            raise ValueError(f"worker_unresponsive_after ({self.worker_unresponsive_after!r}) must not exceed "
+                             f"worker_heartbeat_timeout ({self.worker_heartbeat_timeout!r}): the worker would be "
+                             f"replaced before it reads unresponsive")
 
     @property
     def cors_allowed_origins(self):
@@ -201,6 +208,7 @@ class WorkerConfig:
     worker_start_timeout: float
     worker_batch_timeout: float
     worker_heartbeat_timeout: float      # the web process's watchdog reads it; the worker only beats
+    worker_unresponsive_after: float     # the web process only
     runtime: str
     precision: str
     prep_chunks: int
@@ -267,6 +275,7 @@ ENV = {
     "allowed_hosts": "FER_ALLOWED_HOSTS",
     "trusted_proxies": "FER_TRUSTED_PROXIES",
     "worker_heartbeat_timeout": "FER_WORKER_HEARTBEAT_TIMEOUT",
+    "worker_unresponsive_after": "FER_WORKER_UNRESPONSIVE_AFTER",
     "shutdown_timeout": "FER_SHUTDOWN_TIMEOUT",
 }
 

@@ -15,8 +15,11 @@ threads stopped answering after a few hundred frames). Instead::
   busy, new requests pile up in the queue and go together next time: micro-batching without timers.
 * A watchdog thread kills a worker that takes longer than ``worker_batch_timeout`` on a batch (or
   ``worker_start_timeout`` to start), and a ready worker whose heartbeat (webapp/heartbeat.py) is older
-  than ``worker_heartbeat_timeout``. A dead worker fails its batch's requests with an error; the dispatcher
-  starts a new worker (backing off when it keeps dying), and requests meanwhile get 'starting'.
+  than ``worker_heartbeat_timeout``. A dead worker fails its batch's requests with 'worker_crashed'; the
+  dispatcher starts a new worker (backing off when it keeps dying). Every request that is not with a
+  worker gets 'starting' as soon as there is no worker to answer it: the queued ones when the worker
+  dies or has been silent for ``worker_unresponsive_after`` (well before it is replaced), new ones until
+  a worker is ready and beating again. Before, the queued ones waited for the replacement to load.
 * The worker's stderr (its log lines, and what libjpeg, libpng and TensorFlow print from C) is read
   here and logged line by line under the log rules of webapp/logsafe.py.
 
@@ -51,6 +54,12 @@ class InferenceError(Exception):
     def __init__(self, code: str, reason: str):
         super().__init__(reason)
         self.code, self.reason = code, reason
+
+
+def _not_answering() -> InferenceError:
+    """What a frame gets while no worker can answer it (one that is being replaced, or silent): the
+    page retries it (docs/protocol.md)."""
+    return InferenceError("starting", "the inference worker is not answering; it is being restarted")
 
 
 class _Request:
@@ -100,8 +109,13 @@ class InferenceClient:
 
     @property
     def responsive(self) -> bool:
-        """False when the worker's last heartbeat is older than ``heartbeat_timeout``."""
-        return not self.config.worker_heartbeat_timeout or self._beats is None or self._beats.age() <= self.config.worker_heartbeat_timeout
+        """False when the worker's last heartbeat is older than ``worker_unresponsive_after``."""
+        return not self._silent_for(self.config.worker_unresponsive_after)
+
+    def _silent_for(self, bound: float) -> bool:
+        """Whether the worker's last heartbeat is older than ``bound`` seconds (0: never)."""
+        beats = self._beats
+        return bool(bound) and beats is not None and beats.age() > bound
 
     @property
     def pid(self) -> int | None:
@@ -137,6 +151,8 @@ class InferenceClient:
             if self.state == "failed":
                 raise InferenceError("unavailable", "the model could not be loaded; see the server log")
             raise InferenceError("starting", "the model is loading, try again in a moment")
+        if not self.responsive:
+            raise _not_answering()
         req = _Request(next(self._ids), data, client, meta)
         self._q.put(req)
         if not req.done.wait(timeout):
@@ -235,6 +251,7 @@ class InferenceClient:
         while not self._closed:
             if self._proc is None or self._proc.poll() is not None or self.state != "ready":
                 if self._proc is not None:
+                    self._fail_queued(_not_answering)  # not kept waiting for the new worker to load
                     self._stop_worker(2)
                     self.restarts += 1
                 ok = not self._closed and self._start_worker()
@@ -244,7 +261,7 @@ class InferenceClient:
                     failures += 1
                     self._ready.clear()
                     self.state = "failed"
-                    self._fail_queued(InferenceError("unavailable", "the model could not be loaded"))
+                    self._fail_queued(lambda: InferenceError("unavailable", "the model could not be loaded"))
                     self._sleep_unless_closed(min(60.0, 2.0 ** failures))
                     continue
                 failures = 0
@@ -265,10 +282,13 @@ class InferenceClient:
                 if r is not _WAKE:
                     batch.append(r)
             batch = [r for r in batch if not r.cancelled]
-            if batch:
+            if batch and (self.state != "ready" or self._proc.poll() is not None or not self.responsive):
+                for r in batch:  # the worker died or went silent while the dispatcher waited for work
+                    r.fail(_not_answering())
+            elif batch:
                 self._send(batch)
         self.state = "closed"
-        self._fail_queued(InferenceError("unavailable", "the server is shutting down"))
+        self._fail_queued(lambda: InferenceError("unavailable", "the server is shutting down"))
 
     def _send(self, batch: list[_Request]) -> None:
         proc = self._proc
@@ -318,18 +338,24 @@ class InferenceClient:
         for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
             r.fail(InferenceError("internal", "no result for this frame"))
 
-    def _fail_queued(self, err: InferenceError) -> None:
+    def _fail_queued(self, error) -> None:
+        """Answer every queued request with ``error()`` (a new exception each: each is raised in its
+        own handler). The watchdog calls it too: a close sentinel it finds is put back for the
+        dispatcher."""
+        closing = False
         while True:
             try:
                 r = self._q.get_nowait()
             except queue.Empty:
-                return
+                break
             if r is None:
-                self._closed = True
+                closing = self._closed = True
                 continue
             if r is _WAKE:
                 continue
-            r.fail(err)
+            r.fail(error())
+        if closing:
+            self._q.put(None)
 
     def _sleep_unless_closed(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -345,14 +371,17 @@ class InferenceClient:
                 self._kill(p, "did not answer in time")
             # -- heartbeat: a ready worker that stopped beating (or died while idle) is restarted now --
             beats = self._beats
-            if self.state == "ready" and p is not None and p is self._proc and beats is not None and (
-                    p.poll() is not None or not self.responsive):
+            if self.state != "ready" or p is None or p is not self._proc or beats is None:
+                continue
+            if p.poll() is not None or self._silent_for(self.config.worker_heartbeat_timeout):
                 if p.poll() is None:
                     self._kill(p, f"sent no heartbeat for {beats.age():.1f} s (bound {self.config.worker_heartbeat_timeout:g} s)")
                 self.last_error = "worker unresponsive or gone: restarted"
                 self.state = "starting"
                 self._ready.clear()
                 self._q.put(_WAKE)
+            elif not self.responsive:  # silent: what waits behind its batch gets 'starting' now, not at the kill
+                self._fail_queued(_not_answering)
 
     @staticmethod
     def _kill(p, why: str) -> None:
