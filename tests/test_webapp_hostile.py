@@ -143,6 +143,37 @@ def test_slow_polling_body_times_out(servers):
     assert status == 408 and time.monotonic() - t0 < 15
 
 
+def test_stalled_polling_bodies_do_not_freeze_the_server(servers, astronaut_jpeg):
+    """100 polling sessions each send 1.9 MB of a declared 2,000,000-byte body, then stall: every
+    POST gets its 408, and a well-behaved client's frames keep coming (worst wait under 1 s). Before,
+    gunicorn discarded what the guard's cut-short read had gathered 1 kB at a time, copying the whole
+    buffer each time without yielding: 408s spread over 12-30 s, frames waiting 8-20 s."""
+    port, _, _ = servers["gunicorn"]
+    good = Client(port)
+    waits, done = [], threading.Event()
+
+    def frames():
+        while not done.is_set():
+            t0 = time.monotonic()
+            name, res = good.send(astronaut_jpeg, timeout=60)
+            waits.append((time.monotonic() - t0, name))
+            time.sleep(0.05)
+
+    try:
+        assert good.send(astronaut_jpeg)[0] == "result"
+        t = threading.Thread(target=frames, daemon=True)
+        t.start()
+        statuses = hc.stalled_bodies(port, sessions=100, declared=2_000_000, sent=1_900_000, timeout=30)
+        done.set()
+        t.join(70)
+    finally:
+        good.close()
+    assert statuses == [408] * 100, {s: statuses.count(s) for s in set(statuses)}
+    assert waits and all(name == "result" for _, name in waits), waits
+    worst = max(w for w, _ in waits)
+    assert worst < 1.0, f"a frame waited {worst:.2f} s ({len(waits)} frames)"
+
+
 # -- item 2: attachment counts ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["gunicorn", "dev"])
