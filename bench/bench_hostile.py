@@ -1,17 +1,21 @@
 """Hostile clients against a server started the documented way, with a well-behaved client alongside.
 
-    python bench/bench_hostile.py [--server gunicorn|dev] [--models DIR] [--seconds 20] [--json FILE]
+    python bench/bench_hostile.py [--server gunicorn|dev] [--models DIR] [--seconds 20] [--attacks 0,1,2,3,4]
+                                  [--stalled 100] [--json FILE]
     python bench/bench_hostile.py --sigterm [--models DIR] [--json FILE]
 
 Starts ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (or ``python -m webapp``) on a free port of
 127.0.0.1 with FER_MODELS (default: the shipped models/), then runs, one after the other, for
-``--seconds`` each: no attack (the baseline), and the attacks of issue #13 items 1-3, each from
-``--attackers`` threads, loopback only, bounded in time:
+``--seconds`` each: no attack (the baseline, 0), and the attacks 1-3 of issue #13, each from
+``--attackers`` threads, and attack 4, loopback only, bounded in time (``--attacks`` picks some):
 
 1. oversize long-polling POSTs: a polling session, then a POST declaring 3 MB and sending nothing;
 2. attachment floods: a `frame` event declaring 5,999,999 attachments, then 1 MB binary messages;
 3. invalid packets: a new WebSocket per packet, one of broken JSON, a placeholder pointing at a
-   missing attachment, JSON nested 100,000 deep, a stray binary message, binary on another event.
+   missing attachment, JSON nested 100,000 deep, a stray binary message, binary on another event;
+4. stalled long-polling bodies: ``--stalled`` polling sessions at once (one thread), each POSTing
+   1.9 MB of a declared 2,000,000-byte body and then nothing, until the server answers (408 after
+   its 10 s body deadline); then the next wave, until the phase ends.
 
 Meanwhile one well-behaved client sends the astronaut photo (320 px JPEG, one face) over WebSocket at
 most ``--fps`` frames/s, one in flight, as the page does, and records every round trip. Reported per
@@ -100,9 +104,19 @@ def attack_packets(port: int, stop_at: float, tally: dict) -> None:
         tally["closed by the server"] = tally.get("closed by the server", 0) + bool(closed)
 
 
-ATTACKS = {"none": None, "1 oversize polling POSTs": (attack_oversize, "requests"),
-           "2 attachment floods": (attack_attachments, "connections"),
-           "3 invalid packets": (attack_packets, "packets")}
+def attack_stalled(port: int, stop_at: float, tally: dict, sessions: int = 100) -> None:
+    while time.monotonic() < stop_at:
+        statuses = hc.stalled_bodies(port, sessions=sessions, declared=2_000_000, sent=1_900_000, timeout=30)
+        tally["POSTs"] += len(statuses)
+        for status in statuses:
+            tally[f"status {status}"] = tally.get(f"status {status}", 0) + 1
+
+
+# name -> (attack, what its tally counts, attacking threads: None for --attackers)
+ATTACKS = {"none": None, "1 oversize polling POSTs": (attack_oversize, "requests", None),
+           "2 attachment floods": (attack_attachments, "connections", None),
+           "3 invalid packets": (attack_packets, "packets", None),
+           "4 stalled polling bodies": (attack_stalled, "POSTs", 1)}
 
 
 def run_phase(name, port, proc, log, jpeg, args) -> dict:
@@ -113,10 +127,11 @@ def run_phase(name, port, proc, log, jpeg, args) -> dict:
     threads = [threading.Thread(target=good_client, args=(port, jpeg, args.fps, stop_at, good))]
     tally = {}
     if ATTACKS[name] is not None:
-        fn, unit = ATTACKS[name]
+        fn, unit, n = ATTACKS[name]
         tally[unit] = 0
-        threads += [threading.Thread(target=fn, args=(port, stop_at, tally), daemon=True)
-                    for _ in range(args.attackers)]
+        kw = {"sessions": args.stalled} if fn is attack_stalled else {}
+        threads += [threading.Thread(target=fn, args=(port, stop_at, tally), kwargs=kw, daemon=True)
+                    for _ in range(n or args.attackers)]
     for t in threads:
         t.start()
     for t in threads:
@@ -239,14 +254,22 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     p.add_argument("--attackers", type=int, default=4, help="attacking threads per phase")
     p.add_argument("--fps", type=float, default=10.0, help="the good client's most frames per second")
+    p.add_argument("--attacks", default="0,1,2,3,4", help="which phases, by number (0: no attack)")
+    p.add_argument("--stalled", type=int, default=100, help="stalled bodies at once in attack 4")
     p.add_argument("--json", help="write the numbers here too")
     p.add_argument("--sigterm", action="store_true", help="instead of the attacks: SIGTERM with frames in flight, "
                                                           "on both servers")
     args = p.parse_args(argv)
     if args.sigterm:
         return sigterm_main(args)
-    if args.seconds <= 0 or args.attackers < 1 or args.fps <= 0:
-        p.error(f"--seconds, --attackers and --fps must be positive, got {args.seconds}, {args.attackers}, {args.fps}")
+    if args.seconds <= 0 or args.attackers < 1 or args.fps <= 0 or args.stalled < 1:
+        p.error(f"--seconds, --attackers, --fps and --stalled must be positive, got {args.seconds}, {args.attackers}, "
+                f"{args.fps}, {args.stalled}")
+    names = list(ATTACKS)
+    try:
+        phases = [names[int(a)] for a in args.attacks.split(",")]
+    except (ValueError, IndexError):
+        p.error(f"--attacks: numbers 0-{len(names) - 1} separated by commas, got {args.attacks!r}")
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="bench_hostile_")) / "server.log"
     cmd = gunicorn_cmd(port) if args.server == "gunicorn" else dev_cmd(port, args.models)
@@ -255,7 +278,7 @@ def main(argv=None) -> int:
     try:
         wait_healthy(port, proc, log, timeout=300)
         jpeg = frame_jpeg()
-        for name in ATTACKS:
+        for name in phases:
             rows.append(run_phase(name, port, proc, log, jpeg, args))
             print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
     finally:

@@ -189,3 +189,23 @@ def attachment_flood(port: int, declared: int = 5_999_999, messages: int = 100, 
     finally:
         ws.close()
     return sent, closed
+
+
+def stalled_bodies(port: int, sessions: int = 100, declared: int = 2_000_000, sent: int = 1_900_000,
+                   timeout: float = 30.0) -> list[int | None]:
+    """Long-polling POSTs, one per polling session (``sessions`` of them, at once), each declaring
+    ``declared`` bytes, sending ``sent`` of them, then nothing: the server answers each once its body
+    deadline passes. Returns each POST's status (None: no answer within ``timeout``)."""
+    from concurrent.futures import ThreadPoolExecutor
+    sids = [polling_session(port) for _ in range(sessions)]
+    body = b"4" + b"x" * (sent - 1)  # an Engine.IO message packet, cut short
+
+    def one(sid: str) -> int | None:
+        head = (f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                f"Content-Type: text/plain\r\nContent-Length: {declared}\r\n\r\n")
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(head.encode("latin-1") + body)
+            return read_answer(s, timeout)[0]
+
+    with ThreadPoolExecutor(sessions) as pool:
+        return list(pool.map(one, sids))
