@@ -50,6 +50,15 @@ def client(app):
     return c
 
 
+def test_a_client_connecting_while_the_server_stops_is_refused(app, monkeypatch):
+    st = app.extensions["fer"]
+    monkeypatch.setattr(st, "stopping", True)
+    c = app.extensions["socketio"].test_client(app)
+    assert not c.is_connected()
+    monkeypatch.setattr(st, "stopping", False)
+    client(app).disconnect()
+
+
 def answers(c):
     return [(e["name"], e["args"][0] if e["args"] else None) for e in c.get_received() if e["name"] in ("result", "error")]
 

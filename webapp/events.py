@@ -180,6 +180,10 @@ def _close_client() -> None:
 
 def on_connect(auth=None):
     st = _state()
+    if st.stopping:
+        # A page reconnecting after the stop closed it would otherwise hold the server's stop (gunicorn
+        # waits up to its graceful timeout for open connections): it is refused and retries elsewhere.
+        return False
     st.gates[request.sid] = ClientGate()
     st.stats.connected()
     info = st.inference.info if st.inference is not None else None
