@@ -118,7 +118,10 @@ def check(names, timeout: float = 300.0, command=CHILD) -> list[Failure]:
             tail = (err.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1][-200:]
         if code == 0 and why is None and done >= set(names):
             break
-        culprit = next((n for n in started if n not in done), None) or next(n for n in names if n not in done)
+        # The member started and not finished; else the first not reached (the child died loading);
+        # else, all done but the child died on its way out, the last one.
+        culprit = (next((n for n in started if n not in done), None)
+                   or next((n for n in names if n not in done), None) or names[-1])
         if why is None:
             why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}: {tail}"
         failures.append(Failure(culprit, why))

@@ -33,6 +33,12 @@ def test_a_segfault_names_its_member_and_the_others_still_run():
     assert "python -m fer_core.smoke segv_b" in str(failures[0])
 
 
+def test_a_child_that_dies_on_its_way_out_is_still_a_failure():
+    child = FAKE_CHILD + "os.kill(os.getpid(), signal.SIGABRT)\n"
+    failures = smoke.check(["a", "b"], command=(sys.executable, "-c", child))
+    assert [(f.member, f.reason) for f in failures] == [("b", "killed by SIGABRT")]
+
+
 def test_all_clear_is_no_failure():
     assert fake(["a", "b"]) == []
 
