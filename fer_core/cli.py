@@ -63,17 +63,29 @@ def _evaluate(args) -> int:
     from . import store
     from .data import load_fer2013, resolve_data_path
     from .evaluate import evaluate, write_metrics
+    from .metrics import SCORED_SPLITS
     from .metrics import markdown_tables
 
-    progress = Progress("scoring")
+    progress = Progress("scoring", unit="faces")
     progress.note(f"reading {resolve_data_path(args.data)} ...")
     data = load_fer2013(args.data)
     if args.split and args.split not in data.splits:
         raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
+    # both splits are scored whatever --split shows: the rules' weights come from PublicTest
+    scored = [s for s in SCORED_SPLITS if s in data.splits]
+    faces = sum(len(data[s]) for s in scored)
+    progress.what = f"scoring {' and '.join(f'{s} ({len(data[s]):,})' for s in scored)}"
+
+    def tick(done, total):
+        # a face counts once per model that scores it: the ensemble, then each member left out of it
+        models = max(1, round(total / faces)) if faces else 1
+        progress.unit = "faces" if models == 1 else f"faces ({faces:,} faces x {models} models)"
+        progress(done, total)
+
     models_dir = store.resolve_models_dir(args.models)
     progress.note("loading the models ...")
-    metrics = evaluate(models_dir, data, progress=progress, runtime=args.runtime, precision=args.precision,
-                       tta_mode=args.tta)
+    metrics = evaluate(models_dir, data, progress=tick if progress.enabled else None, runtime=args.runtime,
+                       precision=args.precision, tta_mode=args.tta)
     if args.write:
         write_metrics(models_dir, metrics)
     if args.json:

@@ -322,11 +322,13 @@ def test_evaluate_progress_is_shown_on_a_terminal_only(tmp_path, capsys, monkeyp
     assert cli(["evaluate", "--data", str(data), "--models", str(md), "--json"]) == 0
     err = "".join(term.parts)
     assert f"reading {data} ..." in err and "loading the models ..." in err
-    counts = [int(c) for c in re.findall(r"\rscoring \[[#.]{20}\] (\d+)/112 images \d+% \d+ s", err)]
+    # the faces of both splits, each scored by the ensemble and again by inc_q: 56 faces, 112 scorings
+    line = r"\rscoring PublicTest \(28\) and PrivateTest \(28\) \[[#.]{20}\] "
+    counts = [int(c) for c in re.findall(line + r"(\d+)/112 faces \(56 faces x 2 models\) \d+% \d+ s", err)]
     # 56 images by the two-member ensemble, then again by inc_q, 8 at a time (4 chunks per split)
     assert counts == [0, 8, 16, 24, 28, 36, 44, 52, 56, 64, 72, 80, 84, 92, 100, 108, 112]
-    assert re.search(r"\rscoring \[#{20}\] 112/112 images 100% \d+ s +\n$", err)
-    assert re.search(r"8/112 images 7% \d+ s, ~\d+ s left", err)
+    assert re.search(line.replace("[#.]", "#") + r"112/112 faces \(56 faces x 2 models\) 100% \d+ s +\n$", err)
+    assert re.search(r"8/112 faces \(56 faces x 2 models\) 7% \d+ s, ~\d+ s left", err)
     chunked = json.loads(capsys.readouterr().out)
     for s in ("PublicTest", "PrivateTest"):
         for n in whole["members"]:
