@@ -210,6 +210,33 @@ LONG_MEMBERS = ("vgg_s2_l2", "vgg_s_l2", "resnet_s_l2", "vgg_s2_l3", "vgg_s_l3",
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
 SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2",
                  "vgg_s_kd", "vgg_s2_kd", "resnet_s_kd", "vgg_s_crop", "inc_s")
+# train_all.py's named groups of experiments; its default, "shipped", is read from the shipped
+# models/ensemble.json (``with_parents``), so that it follows the ensemble as it changes.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "small": SMALL_MEMBERS,
+    "continued": ("vgg_s_c2", "vgg_s2_c2", "resnet_s_c2"),
+    "distilled": ("vgg_s_kd", "vgg_s2_kd", "resnet_s_kd"),
+    "long": LONG_MEMBERS,
+    "report": REPORT_MEMBERS,
+    "all": tuple(MEMBERS),
+}
+
+
+def with_parents(names) -> list[str]:
+    """``names`` with the members they continue from (``init_from``, which is read from the same
+    models folder) before them, each once: what must be trained to reproduce ``names``."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        parent = member_spec(name).train.get("init_from")
+        if parent:
+            add(parent)
+        if name not in out:
+            out.append(name)
+
+    for n in names:
+        add(n)
+    return out
 # What --quick trains: each family at a tiny width, on a data subset, in a few CPU minutes. Adam without
 # warm-up and a fast batch-norm momentum, because a short run has only tens of steps.
 QUICK = dict(MODERN, optimizer="adam", lr=3e-3, warmup_epochs=0, weight_decay=0.0, epochs=3)

@@ -175,6 +175,26 @@ def test_unknown_member_is_a_clear_error():
     assert train_all.member_names("report", quick=False)[0] == "vgg0"
 
 
+def test_a_plain_run_trains_what_ships_and_nothing_of_it_again(tmp_path):
+    """No --members: the shipped ensemble's members, each after the member it continues from; on
+    this checkout every one of them is done already (its sidecar's settings are the registry's), so
+    a plain run only chooses and scores the ensemble again."""
+    from fer_core import store
+    from fer_core.config import GROUPS, member_spec
+
+    shipped = store.read_json(store.DEFAULT_MODELS / "ensemble.json")["members"]
+    names = train_all.member_names(None, quick=False)
+    assert sorted(names) == sorted(shipped)
+    for n in names:
+        cfg = member_spec(n).train_config()
+        assert cfg.same_as(store.read_sidecar(store.DEFAULT_MODELS / n)["train"]), n
+    assert "shipped" not in GROUPS and set(GROUPS["small"]) > set(names)  # experiments: by name only
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": ["vgg_s2_l3", "resnet_s"]}))
+    assert train_all.shipped_members(tmp_path) == ["vgg_s2", "vgg_s2_l2", "vgg_s2_l3", "resnet_s"]
+    with pytest.raises(ValueError, match=f"no {tmp_path / 'nothing'}/ensemble.json"):
+        train_all.shipped_members(tmp_path / "nothing")
+
+
 @pytest.mark.slow
 def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path, monkeypatch):
     """A cosine run cut short and resumed with fewer epochs must still anneal by its new last epoch
