@@ -250,8 +250,13 @@ def _models_option(p) -> None:
                    help="also show TensorFlow's and LiteRT's start-up log lines (or set FER_VERBOSE=1)")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer_core", description="FER2013 ensemble: evaluate and predict.")
+def fer() -> int:
+    """The `fer` command that `pip install .` makes (pyproject.toml)."""
+    return main(prog="fer")
+
+
+def main(argv=None, prog: str = "python -m fer_core") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="FER2013 ensemble: evaluate, predict, pack, info.")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("evaluate", help="recompute every table from the weights in a models folder",
                        description="Recompute every table from the weights in a models folder. On a terminal, "
