@@ -93,6 +93,7 @@ def test_hello_carries_limits_and_labels(app):
     assert info["max_fps"] == 30 and info["max_frame_bytes"] == 1_000_000
     assert info["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert info["members"] == ["vgg_q", "resnet_q"] and info["views"] == "flip"  # ensemble.json: true
+    assert info["why_ready"] is False  # the explainer loads on the first 'why' of the server's life
     c.disconnect()
 
 
@@ -519,6 +520,10 @@ def test_why_shows_the_crop_the_members_saw_and_the_maps(app, limits, astronaut_
         assert a.max() == 255 and a.min() < 255  # scaled to its maximum, and not uniform
     assert other.get_received() == []  # nobody else hears of it
     assert send(c, astronaut_jpeg)[0] == "result"
+    # a page opened now is told that the explainer is loaded: its first Why? is not a long one
+    late = app.extensions["socketio"].test_client(app)
+    assert late.get_received()[0]["args"][0]["why_ready"] is True
+    late.disconnect()
     c.disconnect()
     other.disconnect()
 
