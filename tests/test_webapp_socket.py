@@ -211,7 +211,7 @@ def test_bad_input_gets_an_error_and_the_connection_survives(app, astronaut_jpeg
 @pytest.mark.parametrize("event,args", [("frame", ("JPEG", "JPEG")), ("photo", ("JPEG",)),
                                         ("frame", ({"a": b"x", "b": [b"y"]},))])
 def test_more_attachments_than_the_protocol_allows_end_the_connection(app, astronaut_jpeg, event, args):
-    """Issue #13, item 2: one binary attachment for 'frame', none elsewhere. A packet declaring more
+    """One binary attachment for 'frame', none elsewhere. A packet declaring more
     ends its connection at once (nothing is buffered); other clients are unaffected, and the client
     may connect again."""
     args = tuple(astronaut_jpeg if a == "JPEG" else a for a in args)
@@ -474,7 +474,7 @@ def test_fairness_under_load(app, limits, astronaut_jpeg):
         c.disconnect()
 
 
-# -- "Why?": what the network saw, and why (issue #12, item 2; docs/protocol.md 'why') -------------
+# -- "Why?": what the network saw, and why (docs/protocol.md 'why') -------------
 
 def why(c, payload, *args):
     """Emit 'why' and return its one answer: ('why_result' | 'why_error', payload)."""
