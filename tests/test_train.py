@@ -184,7 +184,10 @@ def test_a_plain_run_trains_what_ships_and_nothing_of_it_again(tmp_path):
 
     shipped = store.read_json(store.DEFAULT_MODELS / "ensemble.json")["members"]
     names = train_all.member_names(None, quick=False)
-    assert sorted(names) == sorted(shipped)
+    parents = {member_spec(n).train.get("init_from") for n in names} - {None}
+    assert set(names) == set(shipped) | parents and len(names) == len(set(names))
+    assert all(names.index(member_spec(n).train["init_from"]) < names.index(n)
+               for n in names if member_spec(n).train.get("init_from"))  # a parent trains first
     for n in names:
         cfg = member_spec(n).train_config()
         assert cfg.same_as(store.read_sidecar(store.DEFAULT_MODELS / n)["train"]), n
