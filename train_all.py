@@ -1,12 +1,18 @@
-"""Train every member, choose the ensemble on PublicTest, evaluate, write what the app reads.
+"""Train the members, choose the ensemble on PublicTest, evaluate, write what the app reads.
 
-    python train_all.py [--data PATH] [--out models] [--members small|report|all|a,b,c] [--epochs N]
+    python train_all.py [--data PATH] [--out models] [--members GROUP|a,b,c] [--epochs N]
     python train_all.py --quick --data ../shared/datasets/fer2013/fer2013.csv.gz   # minutes on a CPU; a pipeline check (~26%)
 
-Interrupted runs resume: members that are done are skipped, a member in progress continues from its
-last epoch. Each step is a fer_core function (train.train_member, evaluate.choose_ensemble,
-evaluate.evaluate, evaluate.write_metrics): this script runs them in order. See fer_core/config.py
-for every default and why.
+With no --members it trains what ships: the members of the shipped models/ensemble.json and those
+they continue from (`python -m fer_core info` lists them). Experiments are named groups (--members
+small, continued, distilled, long, report, all; fer_core/config.py's GROUPS) or names a,b,c.
+
+What it writes in --out (default models/): a folder per member it trains, a member already trained
+there with the same settings being skipped; then, unless --no-ensemble, ensemble.json, metrics.json
+and report.md, for the ensemble chosen among every member in the folder. Interrupted runs resume: a
+member in progress continues from its last epoch. Each step is a fer_core function
+(train.train_member, evaluate.choose_ensemble, evaluate.evaluate, evaluate.write_metrics): this
+script runs them in order. See fer_core/config.py for every default and why.
 """
 from __future__ import annotations
 
@@ -28,8 +34,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="fer2013.csv(.gz) or image folder (default: $FER2013_PATH or ../shared)")
     p.add_argument("--out", help="models folder (default: models/, or runs/quick with --quick)")
-    p.add_argument("--members", default=None,
-                   help="'small' (what ships, default), 'report' (the report's nine), 'all', or names a,b,c")
+    p.add_argument("--members", default=None, metavar="GROUP|a,b,c",
+                   help="default 'shipped': the members of the shipped models/ensemble.json and their parents; "
+                        "or a group of experiments (small, continued, distilled, long, report, all), or names a,b,c")
     p.add_argument("--epochs", type=int, help="override every member's epoch count")
     p.add_argument("--classes", type=int, choices=(6, 7), help="label protocol to train (default 7)")
     p.add_argument("--target", choices=("fer2013", *FERPLUS_TARGETS),
@@ -58,16 +65,29 @@ def parse_args(argv=None):
     return args
 
 
+def shipped_members(models_dir=None) -> list[str]:
+    """What ships: the members of ``models_dir``'s ensemble.json (default: the shipped models/), each
+    after the member it continues from, which training reads from the same folder."""
+    from fer_core import store
+    from fer_core.config import with_parents
+
+    path = Path(models_dir or store.DEFAULT_MODELS) / "ensemble.json"
+    if not path.is_file():
+        raise ValueError(f"no {path} to read the shipped members from: name them with --members")
+    return with_parents(store.read_json(path)["members"])
+
+
 def member_names(arg: str | None, quick: bool) -> list[str]:
-    from fer_core.config import MEMBERS, QUICK_MEMBERS, REPORT_MEMBERS, SMALL_MEMBERS, member_spec
+    from fer_core.config import GROUPS, QUICK_MEMBERS, member_spec
 
     if quick and not arg:
         return list(QUICK_MEMBERS)
-    groups = {"small": SMALL_MEMBERS, "report": REPORT_MEMBERS, "all": tuple(MEMBERS), "quick": tuple(QUICK_MEMBERS)}
     names: list[str] = []
-    for part in (arg or "small").split(","):
+    for part in (arg or "shipped").split(","):
         part = part.strip()
-        for n in groups.get(part, (part,)):
+        group = shipped_members() if part == "shipped" else tuple(QUICK_MEMBERS) if part == "quick" \
+            else GROUPS.get(part, (part,))
+        for n in group:
             member_spec(n)  # raises ValueError naming the unknown member
             if n not in names:
                 names.append(n)

@@ -63,17 +63,29 @@ def _evaluate(args) -> int:
     from . import store
     from .data import load_fer2013, resolve_data_path
     from .evaluate import evaluate, write_metrics
+    from .metrics import SCORED_SPLITS
     from .metrics import markdown_tables
 
-    progress = Progress("scoring")
+    progress = Progress("scoring", unit="faces")
     progress.note(f"reading {resolve_data_path(args.data)} ...")
     data = load_fer2013(args.data)
     if args.split and args.split not in data.splits:
         raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
+    # both splits are scored whatever --split shows: the rules' weights come from PublicTest
+    scored = [s for s in SCORED_SPLITS if s in data.splits]
+    faces = sum(len(data[s]) for s in scored)
+    progress.what = f"scoring {' and '.join(f'{s} ({len(data[s]):,})' for s in scored)}"
+
+    def tick(done, total):
+        # a face counts once per model that scores it: the ensemble, then each member left out of it
+        models = max(1, round(total / faces)) if faces else 1
+        progress.unit = "faces" if models == 1 else f"faces ({faces:,} faces x {models} models)"
+        progress(done, total)
+
     models_dir = store.resolve_models_dir(args.models)
     progress.note("loading the models ...")
-    metrics = evaluate(models_dir, data, progress=progress, runtime=args.runtime, precision=args.precision,
-                       tta_mode=args.tta)
+    metrics = evaluate(models_dir, data, progress=tick if progress.enabled else None, runtime=args.runtime,
+                       precision=args.precision, tta_mode=args.tta)
     if args.write:
         write_metrics(models_dir, metrics)
     if args.json:
@@ -102,9 +114,10 @@ def _predict(args) -> int:
     if args.track_every < 0:
         raise ValueError(f"--track-every must be >= 0, got {args.track_every}")
     videos_or_folders = [p for p in args.images if Path(p).is_dir() or Path(p).suffix.lower() in VIDEO_EXTENSIONS]
-    if args.json and (args.format or videos_or_folders):
-        raise ValueError("--json prints one array for images; for videos and folders (or with --format) "
-                         f"write rows with --format jsonl (got {(videos_or_folders or [args.format])[0]})")
+    if args.json and args.format == "csv":
+        raise ValueError("--json and --format csv ask for two formats: give one (got both)")
+    if args.json and videos_or_folders:
+        args.format = "jsonl"  # rows are written as they come: one JSON object a line, not one array at the end
     if args.whole and videos_or_folders:
         raise ValueError(f"--whole is for images that are one face each, not videos or folders "
                          f"(got {videos_or_folders[0]})")
@@ -237,8 +250,13 @@ def _models_option(p) -> None:
                    help="also show TensorFlow's and LiteRT's start-up log lines (or set FER_VERBOSE=1)")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer_core", description="FER2013 ensemble: evaluate and predict.")
+def fer() -> int:
+    """The `fer` command that `pip install .` makes (pyproject.toml)."""
+    return main(prog="fer")
+
+
+def main(argv=None, prog: str = "python -m fer_core") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="FER2013 ensemble: evaluate, predict, pack, info.")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("evaluate", help="recompute every table from the weights in a models folder",
                        description="Recompute every table from the weights in a models folder. On a terminal, "
@@ -265,7 +283,7 @@ def main(argv=None) -> int:
                     ".jpeg .png .bmp .webp .tif .tiff .pgm .ppm .pnm;\nany other extension is an error, and so is "
                     "anything but a regular file (a FIFO, a device, a symbolic link loop). A folder\nstands for its "
                     "entries but its sub-folders (sorted, not recursive, hidden ones left out).\n\n"
-                    "Images alone print one line per face (or --json). Videos and folders, or --format, write rows: "
+                    "Images alone print one line per face (or, with --json, one JSON array). Videos and folders, or --format, write rows: "
                     "one per face\nper frame (per file for an image), columns path, frame, time (s), face (index, "
                     "largest first), track\n(the face's id while it is followed), x, y, w, h, label, one probability "
                     "per class, vote_<member> (each\nmember's top label), error. A frame or image without a face gets "
@@ -275,10 +293,11 @@ def main(argv=None) -> int:
                     "line goes to stderr while the rows go to a file or a pipe.")
     r.add_argument("images", nargs="+", metavar="FILE", help="images, videos or folders")
     _models_option(r)
-    r.add_argument("--json", action="store_true", help='images only: print [{"path", "faces": [...]}, ...]; a file that '
-                   'could not be read gets {"path", "error"} instead of "faces" (exit status 1)')
+    r.add_argument("--json", action="store_true", help='JSON: for images alone, one array [{"path", "faces": [...]}, '
+                   '...], where a file that could not be read gets {"path", "error"} instead of "faces" (exit '
+                   'status 1); with a video or a folder, the rows as JSON lines (--format jsonl)')
     r.add_argument("--format", choices=("csv", "jsonl"), help="write rows, as CSV (with a header) or one JSON "
-                   "object per line with the same keys (default for videos and folders: csv)")
+                   "object per line with the same keys (default for videos and folders: csv; jsonl with --json)")
     r.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     r.add_argument("--every", type=int, default=1, metavar="K", help="videos: read every K-th frame (0, K, 2K, ...)")
     r.add_argument("--track-every", type=int, default=REDETECT_EVERY, metavar="N",

@@ -39,7 +39,7 @@ class TrainConfig:
     # Warm restart: start from this member's shipped weights (same folder, same architecture) with a
     # fresh optimizer and a new cosine cycle. The members end a 40-epoch cosine under-fitted (~70%
     # training accuracy), and a new cycle from the committed float16 weights needs nothing that is not
-    # in the repository, so training progresses across sessions.
+    # in the repository, so training can go on from any checkout, on any machine.
     init_from: str | None = None
     # Knowledge distillation (fer_core/distill.py): the targets become (1 - distill) * labels +
     # distill * the teacher ensemble's probabilities on the same Training image, under its served
@@ -100,8 +100,8 @@ ENSEMBLE_MAX_GFLOP = 3.7
 
 # The face detectors by name (fer_core.faces.make_detector), here so that the web process's settings
 # check them without importing OpenCV. blazeface finds heads rolled 30 degrees where Haar finds none
-# (docs/benchmarks.md); blazeface-full runs the full-range model for the near search too (the fifth
-# session's setting, 3x the near search's cost), for comparison and for webcams where the
+# (docs/benchmarks.md); blazeface-full runs the full-range model for the near search too (what was
+# served until 2026-11-29, 3x the near search's cost), for comparison and for webcams where the
 # short-range model would lose faces.
 DETECTORS = ("blazeface", "blazeface-full", "haar")
 
@@ -164,7 +164,7 @@ MEMBERS: dict[str, MemberSpec] = {
 }
 REPORT_MEMBERS = ("vgg0", "vgg1", "vgg2", "vgg3", "vgg4", "inc0", "resnet2", "resnet3", "resnet4")
 # Second cosine cycles (SGDR-style warm restarts) of the small members: 8 epochs (what 2 shared CPU
-# cores finish within a session beside other work: 1.5-20 min an epoch for a VGG) from a lower peak
+# cores finish in an hour or two beside other work: 1.5-20 min an epoch for a VGG) from a lower peak
 # (0.02, not 0.05) so that the restart keeps most of what the first cycle learned; a new seed so the
 # augmentation and dropout streams do not replay the parent's.
 _CYCLE2 = dict(MODERN, epochs=8, lr=0.02, warmup_epochs=1)
@@ -191,7 +191,7 @@ MEMBERS.update({f"{parent}_kd": _continued(parent, _DISTILL, seed, "10 epochs di
 # crops in training and the centre crop of each view at test time. An epoch and a served face cost
 # (40/48)^2 = 0.69 of vgg_s's, so a fourth member of this kind fits the ensemble's cost cap where a
 # fourth 48 px member does not (docs/training.md); a seed of its own for diversity. 20 epochs: one
-# cosine cycle that 2 CPU cores finish within a session (on 2026-11-29 an epoch took 270-540 s there,
+# cosine cycle that 2 CPU cores finish in a few hours (on 2026-11-29 an epoch took 270-540 s there,
 # where vgg_s had taken 124 s an epoch on a quiet machine; the cause was not measured).
 MEMBERS["vgg_s_crop"] = MemberSpec("vgg", dict(_VGG_S, crop=4), dict(MODERN, epochs=20, seed=3),
                                    "1.2M VGG on random 40 px crops, modern recipe, seed 3")
@@ -210,6 +210,33 @@ LONG_MEMBERS = ("vgg_s2_l2", "vgg_s_l2", "resnet_s_l2", "vgg_s2_l3", "vgg_s_l3",
 # In training order: a warm restart needs its parent; inc_s (scored, not chosen so far) comes last.
 SMALL_MEMBERS = ("vgg_s", "vgg_s2", "resnet_s", "vgg_s_c2", "vgg_s2_c2", "resnet_s_c2",
                  "vgg_s_kd", "vgg_s2_kd", "resnet_s_kd", "vgg_s_crop", "inc_s")
+# train_all.py's named groups of experiments; its default, "shipped", is read from the shipped
+# models/ensemble.json (``with_parents``), so that it follows the ensemble as it changes.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "small": SMALL_MEMBERS,
+    "continued": ("vgg_s_c2", "vgg_s2_c2", "resnet_s_c2"),
+    "distilled": ("vgg_s_kd", "vgg_s2_kd", "resnet_s_kd"),
+    "long": LONG_MEMBERS,
+    "report": REPORT_MEMBERS,
+    "all": tuple(MEMBERS),
+}
+
+
+def with_parents(names) -> list[str]:
+    """``names`` with the members they continue from (``init_from``, which is read from the same
+    models folder) before them, each once: what must be trained to reproduce ``names``."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        parent = member_spec(name).train.get("init_from")
+        if parent:
+            add(parent)
+        if name not in out:
+            out.append(name)
+
+    for n in names:
+        add(n)
+    return out
 # What --quick trains: each family at a tiny width, on a data subset, in a few CPU minutes. Adam without
 # warm-up and a fast batch-norm momentum, because a short run has only tens of steps.
 QUICK = dict(MODERN, optimizer="adam", lr=3e-3, warmup_epochs=0, weight_decay=0.0, epochs=3)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from .config import DEFAULT_DETECTOR, DETECTORS  # the detectors' names live with the settings (no OpenCV there)
+from .store import DEFAULT_MODELS  # the detector's files ship there, in a checkout or installed
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
 # An image file is read whole before its header is looked at: a file over this many bytes is refused
@@ -202,7 +203,7 @@ class FaceDetector:
 
 
 # -- BlazeFace (MediaPipe's full-range face detector, served by default: docs/benchmarks.md) --
-BLAZEFACE_PATH = Path(__file__).resolve().parent.parent / "models" / "detector" / "blazeface_full_range_sparse.tflite"
+BLAZEFACE_PATH = DEFAULT_MODELS / "detector" / "blazeface_full_range_sparse.tflite"
 BLAZEFACE_SHA256 = "671dd2f9ed11a78436fc21cc42357a803dfc6f73e9fb86541be942d5716c2dce"  # models/detector/README.md
 # The near search (a followed face, in a patch of 2.5x its side) runs the short-range model: 128 px
 # instead of 192, a third of the full-range model's cost (docs/benchmarks.md), for a face that fills

@@ -40,7 +40,10 @@ from .config import MAX_MEMBER_PARAMS
 from .ensemble import RULES
 
 MODELS_ENV = "FER_MODELS"
-DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+# A checkout keeps the shipped models beside the packages; `pip install .` puts the same files inside
+# the package, as fer_core/shipped (pyproject.toml), where no models/ lies beside it.
+_CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS = _CHECKOUT_MODELS if _CHECKOUT_MODELS.is_dir() else Path(__file__).resolve().parent / "shipped"
 # A member is a folder of the models folder named by a plain name: no separator, no '..', no
 # leading dot, so a name in ensemble.json can never reach outside the folder.
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run HERE (the CPU machine) before a GPU session: packs Training + PublicTest as uint8 .npz.xz into
+# Run HERE (the CPU machine) before a GPU run: packs Training + PublicTest as uint8 .npz.xz into
 # .gpu/ and downloads the wheels the GPU machine lacks (keras, namex, optree) into .whl/, both kept out
 # of git by .git/info/exclude. Then call the device tool with carry [".gpu", ".whl"] and the command
 # `bash scripts/gpu_train.sh MEMBERS EPOCHS` (see docs/training.md).

@@ -143,7 +143,7 @@
     if (h && h.max_fps) st.maxFps = h.max_fps;
     if (h && h.labels) buildBars(h.labels);
     if (h && h.views) st.views = h.views;
-    if (h) whySetup(h.why_interval);
+    if (h) whySetup(h.why_interval, h.why_ready);
   });
   socket.on('result', function (r) {
     var now = performance.now();
@@ -361,14 +361,16 @@
   // One request in flight, and none sooner than the server's why_interval after the last: the
   // button says so by being disabled, so the server's 'busy' and 'rate_limited' never come.
   var WHY_RETRIES = 20;  // 'starting' answers retried while the explainer loads: a minute or more
-  var why = {interval: null, inFlight: false, readyAt: 0, timer: null, retries: 0, grab: document.createElement('canvas')};
+  var why = {interval: null, ready: false, inFlight: false, readyAt: 0, timer: null, retries: 0,
+    grab: document.createElement('canvas')};
   function whyStatus(text) { $('whyStatus').textContent = text || ''; }
   function whyButton() {
     $('why').disabled = why.interval === null || why.inFlight || !st.camera || !socket.connected ||
       performance.now() < why.readyAt;
   }
-  function whySetup(interval) {
+  function whySetup(interval, ready) {
     why.interval = typeof interval === 'number' ? interval : null;
+    why.ready = ready === true;  // false: the server loads the explainer on the first request
     if (why.interval === null) whyStatus('Explanations are turned off on this server.');
     whyButton();
   }
@@ -384,7 +386,10 @@
     if (why.inFlight || !st.camera || video.readyState < 2) return;
     why.inFlight = true;
     whyButton();
-    if (!why.retries) whyStatus('Asking the networks…');
+    if (!why.retries) {
+      whyStatus(why.ready ? 'Asking the networks…'
+        : 'Getting the explanations ready: the first one takes a few seconds…');
+    }
     grabJpeg(why.grab, function (buf) {
       if (!buf || !socket.connected) { whyDone(); whyStatus('Could not send the picture; try again.'); return; }
       socket.emit('why', buf);
@@ -393,7 +398,7 @@
     });
   }
   $('why').addEventListener('click', function () { why.retries = 0; askWhy(); });
-  socket.on('why_result', function (r) { whyDone(); whyStatus(''); showWhy(r); });
+  socket.on('why_result', function (r) { why.ready = true; whyDone(); whyStatus(''); showWhy(r); });
   socket.on('why_error', function (e) {
     var code = e && e.code;
     whyDone(e && e.retry_after);

@@ -367,10 +367,15 @@ def test_admin_class_view_counts_the_clients_and_draws_them(server, astronaut_jp
             from selenium.webdriver.common.by import By
             d.get(f"http://localhost:{port}/admin")
             _wait(lambda: d.find_element(By.ID, "class-clients").text.startswith("4 clients"), 10, "the class view")
-            # the live numbers say which test-time views the frames got (one view when a class waits)
+            # the live numbers say how the frames were read, in words; the test-time views' names on hover
             import requests
-            views = requests.get(f"http://localhost:{port}/admin/stats", timeout=5).json()["views"]
-            assert views and d.find_element(By.ID, "s-views").text == " · ".join(f"{k} {v:,}" for k, v in views.items())
+            stats = requests.get(f"http://localhost:{port}/admin/stats", timeout=5).json()
+            views, served = stats["views"], stats["worker"]["tta"]
+            n = {"in full": views.get(served, 0), "followed": sum(v for k, v in views.items() if k.endswith(", spread"))}
+            n["in a hurry"] = sum(views.values()) - n["in full"] - n["followed"]
+            assert views and d.find_element(By.ID, "s-views").text == " · ".join(f"{v:,} {w}" for w, v in n.items() if v)
+            assert d.find_element(By.ID, "s-views-card").get_attribute("title").startswith(
+                " · ".join(f"{k} {v:,}" for k, v in views.items()))
             shown = {li.find_element(By.CSS_SELECTOR, ".class-name").text: int(li.find_element(By.TAG_NAME, "b").text)
                      for li in d.find_elements(By.CSS_SELECTOR, "#class-now li")}
             want = {}
@@ -424,6 +429,8 @@ def test_why_panel_shows_the_crop_and_the_maps(server, y4m, tmp_path):
         assert d.find_element(By.ID, "whyPanel").get_attribute("hidden") is not None
         button.click()
         assert not button.is_enabled()  # one request in flight
+        # the server's first 'why': the page says why it takes a while
+        assert d.find_element(By.ID, "whyStatus").text.startswith("Getting the explanations ready")
         try:
             _wait(lambda: d.find_element(By.ID, "whyPanel").get_attribute("hidden") is None, 120, "the Why? panel")
         except AssertionError:

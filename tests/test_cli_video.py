@@ -104,6 +104,20 @@ def test_every_k_jsonl_to_a_file(tiny_models, still, columns, capsys, tmp_path):
         assert isinstance(r["x"], int) and sum(r[l] for l in columns[1]) == pytest.approx(1, abs=1e-3)
 
 
+def test_json_on_a_video_or_a_folder_writes_the_jsonl_rows(tiny_models, still, face320, capsys, tmp_path):
+    import cv2
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), face320)
+    for target in (still, folder):
+        code, jsonl, err = run(capsys, "--models", tiny_models, "--every", 4, "--format", "jsonl", target)
+        assert (code, err) == (0, "")
+        code, out, err = run(capsys, "--models", tiny_models, "--every", 4, "--json", target)
+        assert (code, err) == (0, "") and out == jsonl
+        assert [json.loads(line)["path"] for line in out.splitlines()] == (
+            [str(still)] * 3 if target == still else [str(folder / "a.jpg")])
+
+
 def test_a_moving_face_keeps_its_track_and_its_box_follows(tiny_models, moving, capsys):
     code, out, _ = run(capsys, "--models", tiny_models, "--every", 2, moving)
     rows = read_csv(out)
@@ -176,7 +190,7 @@ def test_an_unknown_extension_is_an_error_for_images_too(tiny_models, face320, c
 @pytest.mark.parametrize("argv, message", [
     (["--every", "0"], "--every must be >= 1, got 0"),
     (["--track-every", "-1"], "--track-every must be >= 0, got -1"),
-    (["--json"], "--format jsonl"),
+    (["--json", "--format", "csv"], "--json and --format csv ask for two formats"),
     (["--whole"], "--whole is for images"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_read(tiny_models, still, capsys, argv, message):

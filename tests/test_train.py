@@ -175,6 +175,29 @@ def test_unknown_member_is_a_clear_error():
     assert train_all.member_names("report", quick=False)[0] == "vgg0"
 
 
+def test_a_plain_run_trains_what_ships_and_nothing_of_it_again(tmp_path):
+    """No --members: the shipped ensemble's members, each after the member it continues from; on
+    this checkout every one of them is done already (its sidecar's settings are the registry's), so
+    a plain run only chooses and scores the ensemble again."""
+    from fer_core import store
+    from fer_core.config import GROUPS, member_spec
+
+    shipped = store.read_json(store.DEFAULT_MODELS / "ensemble.json")["members"]
+    names = train_all.member_names(None, quick=False)
+    parents = {member_spec(n).train.get("init_from") for n in names} - {None}
+    assert set(names) == set(shipped) | parents and len(names) == len(set(names))
+    assert all(names.index(member_spec(n).train["init_from"]) < names.index(n)
+               for n in names if member_spec(n).train.get("init_from"))  # a parent trains first
+    for n in names:
+        cfg = member_spec(n).train_config()
+        assert cfg.same_as(store.read_sidecar(store.DEFAULT_MODELS / n)["train"]), n
+    assert "shipped" not in GROUPS and set(names) <= set().union(*GROUPS.values())  # experiments: by name only
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": ["vgg_s2_l3", "resnet_s"]}))
+    assert train_all.shipped_members(tmp_path) == ["vgg_s2", "vgg_s2_l2", "vgg_s2_l3", "resnet_s"]
+    with pytest.raises(ValueError, match=f"no {tmp_path / 'nothing'}/ensemble.json"):
+        train_all.shipped_members(tmp_path / "nothing")
+
+
 @pytest.mark.slow
 def test_resuming_with_other_epochs_decays_over_the_new_total(synth, tmp_path, monkeypatch):
     """A cosine run cut short and resumed with fewer epochs must still anneal by its new last epoch
@@ -322,11 +345,13 @@ def test_evaluate_progress_is_shown_on_a_terminal_only(tmp_path, capsys, monkeyp
     assert cli(["evaluate", "--data", str(data), "--models", str(md), "--json"]) == 0
     err = "".join(term.parts)
     assert f"reading {data} ..." in err and "loading the models ..." in err
-    counts = [int(c) for c in re.findall(r"\rscoring \[[#.]{20}\] (\d+)/112 images \d+% \d+ s", err)]
+    # the faces of both splits, each scored by the ensemble and again by inc_q: 56 faces, 112 scorings
+    line = r"\rscoring PublicTest \(28\) and PrivateTest \(28\) \[[#.]{20}\] "
+    counts = [int(c) for c in re.findall(line + r"(\d+)/112 faces \(56 faces x 2 models\) \d+% \d+ s", err)]
     # 56 images by the two-member ensemble, then again by inc_q, 8 at a time (4 chunks per split)
     assert counts == [0, 8, 16, 24, 28, 36, 44, 52, 56, 64, 72, 80, 84, 92, 100, 108, 112]
-    assert re.search(r"\rscoring \[#{20}\] 112/112 images 100% \d+ s +\n$", err)
-    assert re.search(r"8/112 images 7% \d+ s, ~\d+ s left", err)
+    assert re.search(line.replace("[#.]", "#") + r"112/112 faces \(56 faces x 2 models\) 100% \d+ s +\n$", err)
+    assert re.search(r"8/112 faces \(56 faces x 2 models\) 7% \d+ s, ~\d+ s left", err)
     chunked = json.loads(capsys.readouterr().out)
     for s in ("PublicTest", "PrivateTest"):
         for n in whole["members"]:

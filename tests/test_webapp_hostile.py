@@ -1,4 +1,4 @@
-"""Hostile clients (issue #13), each item's regression test: raw sockets and raw Engine.IO/Socket.IO
+"""Hostile clients (docs/classroom.md), each attack's regression test: raw sockets and raw Engine.IO/Socket.IO
 packets against both documented servers (`gunicorn -k eventlet -w 1` and `python -m webapp`) on
 127.0.0.1, and the Flask app in-process where HTTP is enough. Every attack is bounded in count and
 time; tests/hostile_clients.py has the raw clients (bench/bench_hostile.py uses them too)."""

@@ -93,6 +93,7 @@ def test_hello_carries_limits_and_labels(app):
     assert info["max_fps"] == 30 and info["max_frame_bytes"] == 1_000_000
     assert info["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert info["members"] == ["vgg_q", "resnet_q"] and info["views"] == "flip"  # ensemble.json: true
+    assert info["why_ready"] is False  # the explainer loads on the first 'why' of the server's life
     c.disconnect()
 
 
@@ -210,7 +211,7 @@ def test_bad_input_gets_an_error_and_the_connection_survives(app, astronaut_jpeg
 @pytest.mark.parametrize("event,args", [("frame", ("JPEG", "JPEG")), ("photo", ("JPEG",)),
                                         ("frame", ({"a": b"x", "b": [b"y"]},))])
 def test_more_attachments_than_the_protocol_allows_end_the_connection(app, astronaut_jpeg, event, args):
-    """Issue #13, item 2: one binary attachment for 'frame', none elsewhere. A packet declaring more
+    """One binary attachment for 'frame', none elsewhere. A packet declaring more
     ends its connection at once (nothing is buffered); other clients are unaffected, and the client
     may connect again."""
     args = tuple(astronaut_jpeg if a == "JPEG" else a for a in args)
@@ -473,7 +474,7 @@ def test_fairness_under_load(app, limits, astronaut_jpeg):
         c.disconnect()
 
 
-# -- "Why?": what the network saw, and why (issue #12, item 2; docs/protocol.md 'why') -------------
+# -- "Why?": what the network saw, and why (docs/protocol.md 'why') -------------
 
 def why(c, payload, *args):
     """Emit 'why' and return its one answer: ('why_result' | 'why_error', payload)."""
@@ -519,6 +520,10 @@ def test_why_shows_the_crop_the_members_saw_and_the_maps(app, limits, astronaut_
         assert a.max() == 255 and a.min() < 255  # scaled to its maximum, and not uniform
     assert other.get_received() == []  # nobody else hears of it
     assert send(c, astronaut_jpeg)[0] == "result"
+    # a page opened now is told that the explainer is loaded: its first Why? is not a long one
+    late = app.extensions["socketio"].test_client(app)
+    assert late.get_received()[0]["args"][0]["why_ready"] is True
+    late.disconnect()
     c.disconnect()
     other.disconnect()
 

@@ -55,8 +55,14 @@ def _shut_down_then_end_serving() -> None:
         hubs.get_hub().schedule_call_global(0, _MAIN.throw, KeyboardInterrupt)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
+def live() -> int:
+    """The `fer-live` command that `pip install .` makes (pyproject.toml)."""
+    return main(prog="fer-live")
+
+
+def main(argv=None, prog: str = "python -m webapp") -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
@@ -97,5 +103,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

@@ -23,6 +23,8 @@ from .inference import InferenceClient
 from .stats import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
+# `pip install .` puts templates/ and static/ inside the package (pyproject.toml); a checkout has them at ROOT
+PAGES = ROOT if (ROOT / "templates").is_dir() else Path(__file__).resolve().parent
 log = logging.getLogger("webapp")
 
 
@@ -62,7 +64,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
         raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set FER_MODELS)")
     logsafe.install(logging.INFO)  # one line per event, client text escaped, repeats limited
 
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=str(PAGES / "templates"), static_folder=str(PAGES / "static"))
     inference = InferenceClient(cfg.worker(models_dir)) if cfg.worker_start else None
     explainer = InferenceClient(cfg.explainer(models_dir), role="explain") if cfg.worker_start and cfg.explain else None
     app.extensions["fer"] = AppState(config=cfg, models_dir=models_dir, inference=inference, stats=Stats(),
@@ -83,7 +85,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
                         cors_allowed_origins=security.origin_policy(cfg.cors_allowed_origins),
                         serializer=transport.FramePacket)
     events.init_app(socketio)
-    # -- hostile clients (issue #13): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
+    # -- hostile clients (docs/classroom.md): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
     transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
     app.wsgi_app = guard.wrap(app.wsgi_app, cfg)  # ProxyFix (trust_proxy hops) only for trusted peers
     lifecycle.install_gunicorn(app)

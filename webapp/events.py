@@ -3,7 +3,7 @@
 client -> server  ``frame``  one binary payload: the JPEG bytes of one video frame
 server -> client  ``result`` {faces: [{box, label, probabilities, members}], width, height, ms, batch}
                   ``error``  {code, reason}
-                  ``hello``  {max_fps, max_frame_bytes, labels, members, why_interval} on connect
+                  ``hello``  {max_fps, max_frame_bytes, labels, members, why_interval, why_ready} on connect
 client -> server  ``why``    one binary payload: a frame whose main face is to be explained
 server -> client  ``why_result`` {crop, size, box, label, probabilities, members, maps, width, height, ms}
                   ``why_error``  {code, reason[, retry_after]}
@@ -190,7 +190,9 @@ def on_connect(auth=None):
     emit("hello", {"max_fps": st.config.max_fps, "max_frame_bytes": st.config.max_frame_bytes,
                    "labels": (info or {}).get("labels"), "members": (info or {}).get("members"),
                    "views": (info or {}).get("tta"),
-                   "why_interval": st.config.why_interval if st.explainer is not None else None},
+                   "why_interval": st.config.why_interval if st.explainer is not None else None,
+                   # false until the explainer has loaded: the page says the first 'why' takes seconds
+                   "why_ready": st.explainer.ready if st.explainer is not None else None},
          ignore_queue=True)
 
 

@@ -22,7 +22,7 @@ def image_input(input_shape, crop: int = 0):
     ``crop`` > 0 cuts that many pixels from every side before the first convolution: the network
     sees the face's centre (40 px of 48 for crop 4) and costs (1 - 2 crop / 48)^2 of the whole face.
     Behind the training augmentation's ±10% shift, the centre of a shifted face is a random crop,
-    the literature's crop training (lever c of issue #10); at test time it is the centre crop of each
+    the literature's crop training; at test time it is the centre crop of each
     view. Inside the model, so every caller still feeds 48 px faces."""
     top = min(input_shape[0], input_shape[1]) // 4
     if not isinstance(crop, int) or isinstance(crop, bool) or not 0 <= crop < top:
