@@ -62,6 +62,12 @@ def parse_args(argv=None):
     if args.ferplus and args.target not in FERPLUS_TARGETS:  # it would be silently ignored otherwise
         p.error(f"--ferplus {args.ferplus} is read only with --target {' or '.join(FERPLUS_TARGETS)} "
                 f"(got --target {args.target or 'fer2013'})")
+    from fer_core.store import ModelsError
+
+    try:  # before the data is read: an unknown name or a broken ensemble.json is one line, at once
+        args.names = member_names(args.members, args.quick)
+    except (ValueError, ModelsError) as e:
+        p.error(str(e))
     return args
 
 
@@ -74,7 +80,7 @@ def shipped_members(models_dir=None) -> list[str]:
     path = Path(models_dir or store.DEFAULT_MODELS) / "ensemble.json"
     if not path.is_file():
         raise ValueError(f"no {path} to read the shipped members from: name them with --members")
-    return with_parents(store.read_json(path)["members"])
+    return with_parents(store.check_ensemble_spec(store.read_json(path), path)["members"])
 
 
 def member_names(arg: str | None, quick: bool) -> list[str]:
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
         data = attach_ferplus(data, fp, mode=args.target.split("-")[1])
 
     todo = []
-    for name in member_names(args.members, args.quick):
+    for name in args.names:
         cfg = member_spec(name).train_config(epochs=args.epochs, classes=args.classes, target=args.target,
                                              limit=limit)
         side_path = out / name / "member.json"

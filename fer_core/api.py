@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .config import MAX_FACES
 from .track import REDETECT_EVERY
 
 
@@ -38,7 +39,7 @@ class Classifier:
     def members(self) -> list[str]:
         return list(self.predictor.member_names)
 
-    def classify_image(self, image: np.ndarray, whole: bool = False, max_faces: int = 8) -> list[dict]:
+    def classify_image(self, image: np.ndarray, whole: bool = False, max_faces: int = MAX_FACES) -> list[dict]:
         """The faces in a BGR (or BGRA, or grey) uint8 image array. ``whole``: the image is one face,
         already cropped (no detection)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or not (

@@ -105,6 +105,10 @@ ENSEMBLE_MAX_GFLOP = 3.7
 # short-range model would lose faces.
 DETECTORS = ("blazeface", "blazeface-full", "haar")
 
+# Faces answered per frame, the largest: a webcam or a photo shows one or a few people. Here so that
+# the web process reads it without importing OpenCV.
+MAX_FACES = 8
+
 # Weights a stored member may hold, counted from its member.json before it is built
 # (fer_core.store.check_sidecar): the report's largest member holds 21.3 M; a member of 50 M takes
 # 200 MB as float32, so a typo in a sidecar (a layer 2,000,000 wide) is refused, not allocated.

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import DEFAULT_DETECTOR, DETECTORS  # the detectors' names live with the settings (no OpenCV there)
+from .config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES  # the detectors' names live with the settings (no OpenCV there)
 from .store import DEFAULT_MODELS  # the detector's files ship there, in a checkout or installed
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
@@ -601,7 +601,7 @@ def crop_faces(gray: np.ndarray, boxes, margin: float = 0.1) -> np.ndarray:
     return np.stack([one(b) for b in boxes]) if len(boxes) else np.zeros((0, 48, 48), np.uint8)
 
 
-def find_faces(img: np.ndarray, detector, max_faces: int = 8, margin: float = 0.1, align: bool = True):
+def find_faces(img: np.ndarray, detector, max_faces: int = MAX_FACES, margin: float = 0.1, align: bool = True):
     """(boxes, crops uint8 (n, 48, 48)) for up to ``max_faces`` faces, largest first. ``align``:
     crops levelled on the eyes where the detector gives them (BlazeFace's ``detect_faces``)."""
     gray = to_gray(img)

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .config import MAX_FACES
 from .faces import MAX_PIXELS, crop_faces, find_faces, to_gray
 from .track import REDETECT_EVERY, FaceTracker
 
@@ -104,7 +105,7 @@ def open_video(path, max_pixels: int = MAX_PIXELS):
     return cap, (fps if fps and np.isfinite(fps) and fps > 0 else 0.0), max(count, 0)
 
 
-def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, max_faces: int = 8,
+def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, max_faces: int = MAX_FACES,
                  batch_frames: int = BATCH_FRAMES, progress: Callable[[int, int], None] | None = None
                  ) -> Iterator[dict]:
     """One dict per frame read, in order: {"frame": index in the file, "time": seconds (index / the

@@ -196,6 +196,15 @@ def test_a_plain_run_trains_what_ships_and_nothing_of_it_again(tmp_path):
     assert train_all.shipped_members(tmp_path) == ["vgg_s2", "vgg_s2_l2", "vgg_s2_l3", "resnet_s"]
     with pytest.raises(ValueError, match=f"no {tmp_path / 'nothing'}/ensemble.json"):
         train_all.shipped_members(tmp_path / "nothing")
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": "vgg_s"}))
+    with pytest.raises(store.ModelsError, match="ensemble.json: members: expected a list"):
+        train_all.shipped_members(tmp_path)
+
+
+def test_an_unknown_member_is_refused_before_the_data_is_read(capsys):
+    with pytest.raises(SystemExit):
+        train_all.parse_args(["--members", "vgg_s,nosuch", "--data", "/nonexistent.csv"])
+    assert "unknown member 'nosuch'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from fer_core.config import DEFAULT_DETECTOR, DETECTORS
+from fer_core.config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES
 from fer_core.tta import TTA, resolve as resolve_tta
 
 from .guard import parse_hosts, parse_networks
@@ -28,7 +28,7 @@ class WebConfig:
     #                                      frame a bit over our limit gets a polite 'too_large' error;
     #                                      far bigger messages are cut by the transport (disconnect)
     max_pixels: int = 2_100_000          # decoded frame size cap (1080p fits): bounds a batch's memory
-    max_faces: int = 8                   # faces per frame: a webcam shows one or a few people
+    max_faces: int = MAX_FACES           # faces per frame (fer_core.config says why)
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
     max_batch_frames: int = 16           # frames per inference call: the queue drained at once when busy
     warm_up_faces: int = 32              # compile every predict bucket up to this many faces (x2 with TTA)
