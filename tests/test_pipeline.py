@@ -9,7 +9,7 @@ import pytest
 from fer_core.pipeline import FramePipeline
 from fer_core.predict import Predictor
 from webapp.worker import answer_batch
-from webapp_testutil import main_crop
+from conftest import main_crop
 
 
 def pipeline(pred, **kw):

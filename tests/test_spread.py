@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fer_core.spread import FaceViews
-from webapp_testutil import main_crop
+from conftest import main_crop
 
 
 def p(*v):
