@@ -110,7 +110,7 @@ def test_a_followed_still_face_gets_the_full_views_answer_at_one_view_a_frame(ti
 
 
 def test_a_lost_face_loses_its_views(tiny_models, astronaut_jpeg):
-    """The tracker's notes about a face go with it: a face that comes back starts its views anew."""
+    """The views a tracker keeps for a face go with it: a face that comes back starts its views anew."""
     import cv2
 
     from fer_core.pipeline import FramePipeline

@@ -196,7 +196,7 @@ def test_still_faces_and_frames_are_not_searched_until_something_moves():
     assert t.update(shot([moved2, b], rng)) == [moved2, b]  # the next due full search finds who entered
     assert (s.full, s.near) == (3, 1)
     assert t.update(shot([b], rng)) == [b]  # the first face left: its region changed, lost, full search
-    assert (s.full, s.near) == (4, 2) and len(t.notes_of()) == 1
+    assert (s.full, s.near) == (4, 2) and len(t.kept_for(dict)) == 1
     # without ``still`` every frame is searched, as before
     s2 = ShotScene()
     t2 = tracker(s2, redetect_every=4)
