@@ -111,6 +111,16 @@ DETECTORS = ("blazeface", "blazeface-full", "haar")
 MAX_MEMBER_PARAMS = 50_000_000
 DEFAULT_DETECTOR = "blazeface"
 
+# The frame pipeline's defaults (fer_core/pipeline.py), here so that the web process reads them
+# without importing OpenCV.
+MAX_FACES = 8  # faces answered per frame, the largest: a webcam or a photo shows one or a few people
+# From this many frames in one batch (each a client waiting) the server serves a class, not a demo:
+# a face then gets one view at most, a new face its first only (0.8 pp below zoom-flip on
+# PrivateTest for that one frame, docs/benchmarks.md).
+ONE_VIEW_FROM = 12
+# Parts of a batch whose decoding overlaps the ensemble's run on the part before (docs/benchmarks.md).
+PREP_CHUNKS = 4
+
 # The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.
 REPORT = {}
 # The report's SGD trial: lr 0.1, momentum 0.9, batch 128 (its L2 1e-4 sits in the layers).

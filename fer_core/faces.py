@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import DEFAULT_DETECTOR, DETECTORS  # the detectors' names live with the settings (no OpenCV there)
+# the detectors' names and the faces cap live with the settings (no OpenCV there)
+from .config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
-MAX_FACES = 8  # faces answered per frame, the largest: a webcam or a photo shows one or a few people
 # A face's box enlarged by this fraction of its side on each edge frames it as FER2013's crops do.
 MARGIN = 0.1
 # An image file is read whole before its header is looked at: a file over this many bytes is refused

@@ -31,18 +31,12 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from . import tta as tta_views
+from .config import ONE_VIEW_FROM, PREP_CHUNKS
 from .faces import MAX_FACES, MAX_PIXELS, ImageError, crop_faces, decode_image, find_faces, to_gray
 from .spread import FaceViews
 from .track import REDETECT_EVERY, STILL_LEVELS, FaceTracker, Trackers, box_of
 
 log = logging.getLogger(__name__)  # the type of a failure only: a message could quote image or tensor values
-
-# From this many frames in one batch (each a client waiting) the server serves a class, not a demo:
-# a face then gets one view at most, a new face its first only (0.8 pp below zoom-flip on
-# PrivateTest for that one frame, docs/benchmarks.md).
-ONE_VIEW_FROM = 12
-# Parts of a batch whose decoding overlaps the ensemble's run on the part before (docs/benchmarks.md).
-PREP_CHUNKS = 4
 
 
 @dataclass

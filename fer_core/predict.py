@@ -9,7 +9,7 @@ import numpy as np
 
 from . import store, tta as tta_views
 from .ensemble import combine as combine_members
-from .faces import (DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, make_detector, read_image_file,
+from .faces import (DEFAULT_DETECTOR, MAX_FACES, FaceDetector, decode_image, find_faces, make_detector, read_image_file,
                     to_gray)
 
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes
@@ -132,7 +132,7 @@ class Predictor:
             })
         return faces
 
-    def predict_image(self, img: np.ndarray, whole: bool = False, max_faces: int = 8) -> list[dict]:
+    def predict_image(self, img: np.ndarray, whole: bool = False, max_faces: int = MAX_FACES) -> list[dict]:
         """Faces in a BGR or grey image. ``whole`` treats the image as one pre-cropped face."""
         if whole:
             import cv2
