@@ -1,5 +1,5 @@
 """What the network saw, and why: Grad-CAM heat maps over a 48x48 face for each member and for the
-ensemble (issue #12, item 2).
+ensemble.
 
 Grad-CAM (Selvaraju et al., 2017): the gradient of a class's score with respect to a member's last
 convolutional feature map, averaged over the map's positions, weighs that map's channels; the

@@ -19,7 +19,7 @@ blocks by tens of levels; webcam noise moves a block mean by a level or two: ben
 though never beyond ``put_off`` frames: a face one search missed in a scene that stays still is
 looked for again. By default ``put_off`` is STILL_PUT_OFF x ``redetect_every`` plus a random part of a
 period, so that the streams of a class that started together do not all search whole frames in
-the same batch (bench_load's p99 rose by 200 ms when they did).
+the same batch (they raised bench_load's p99 when they did, docs/benchmarks.md).
 
 The tracker itself is plain numpy (and OpenCV's resize for ``still``): the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
