@@ -39,7 +39,7 @@ class WebConfig:
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
     async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
     # -- capacity (docs/benchmarks.md) --
-    tta: TTA | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
+    tta: TTA | None = None               # test-time views: a fer_core.tta.MODES name (fer_core/tta.py; 1/0 mean
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
