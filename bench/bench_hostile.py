@@ -44,11 +44,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import hostile_clients as hc  # noqa: E402
+from harness import hostile as hc  # noqa: E402
 from bench_load import frame_jpeg, pct  # noqa: E402
-from webapp_testutil import (Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop,  # noqa: E402
+from harness.server import (Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop,  # noqa: E402
                              wait_healthy)
 
 

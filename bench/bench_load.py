@@ -47,7 +47,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -290,7 +289,7 @@ def summarise(run: dict, ref_label: str | None, t0: float, t1: float) -> dict:
 # -- the server --------------------------------------------------------------------------------------
 
 def start_server(models_dir: Path, env_extra: dict, log_path: Path, timeout: float = 600):
-    from webapp_testutil import free_port, gunicorn_cmd, server_env, start, wait_healthy
+    from harness.server import free_port, gunicorn_cmd, server_env, start, wait_healthy
     port = free_port()
     proc = start(gunicorn_cmd(port), server_env(models_dir, **env_extra), log_path)
     health = wait_healthy(port, proc, log_path, timeout=timeout)
@@ -307,7 +306,7 @@ def admin_stats(url: str) -> dict:
 
 def reference_label(url: str, jpeg: bytes) -> tuple[str | None, int]:
     """The label and face count the server gives the frame when idle (what every answer must match)."""
-    from webapp_testutil import Client
+    from harness.server import Client
     port = int(url.rsplit(":", 1)[1])
     c = Client(port)
     try:
@@ -414,7 +413,7 @@ def main(argv=None) -> int:
         if sampler:
             sampler.stop()
         if proc is not None:
-            from webapp_testutil import stop
+            from harness.server import stop
             stop(proc)
             log = (Path(tmp.name) / "server.log").read_text(errors="replace")
             raw["server_log_tracebacks"] = log.count("Traceback")

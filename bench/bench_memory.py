@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from webapp_testutil import (Client, dev_cmd, gunicorn_cmd, server_env, start, stop,  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from harness.server import (Client, dev_cmd, gunicorn_cmd, server_env, start, stop,  # noqa: E402
                              wait_gone, wait_healthy)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")

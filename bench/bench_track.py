@@ -11,7 +11,7 @@ the page's JPEG (quality 80):
 * ``enter+leave``: a second, smaller face (her head again) enters at a third of the clip and her own
   face is covered for the last third.
 
-Each frame goes through the worker's own step (``webapp.worker.prepare``: decode, faces, crops) three
+Each frame goes through the pipeline's own step (``fer_core.pipeline.find_in_frame``: decode, faces, crops) three
 times, alternately: once searching the whole frame (what the server did before), once with a
 ``fer_core.track.FaceTracker``, once with a tracker that does not search where nothing moved
 (``still``, the server's ``FER_TRACK_STILL``, default 4 grey levels). Reported per clip and method: median ms per frame (wall and CPU), frames with the
@@ -76,8 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=8, help="the tracker's full search every N frames")
     ap.add_argument("--rounds", type=int, default=3, help="passes over each clip (timing medians over all)")
     ap.add_argument("--hold", type=float, default=0.85, help="the tracker's hold_iou (fer_core/track.py)")
-    from webapp.config import WebConfig
-    ap.add_argument("--still", type=float, default=WebConfig().track_still,
+    from fer_core.track import STILL_LEVELS
+    ap.add_argument("--still", type=float, default=STILL_LEVELS,
                     help="the third tracker's still, grey levels (default: the server's)")
     from fer_core.config import DEFAULT_DETECTOR, DETECTORS
     ap.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     import numpy as np
     from fer_core.faces import make_detector
     from fer_core.track import FaceTracker
-    from webapp.worker import prepare
+    from fer_core.pipeline import find_in_frame
 
     det = make_detector(args.detector)
     rows = []
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
             for jpeg, n_true, _ in clip:
                 for method in methods:  # alternating: all see the same machine load
                     t, c = time.perf_counter(), time.process_time()
-                    b = prepare(jpeg, det, 8, 2_100_000, trackers.get(method)).boxes
+                    b = find_in_frame(jpeg, det, 8, 2_100_000, trackers.get(method)).boxes
                     ms[method].append((time.perf_counter() - t) * 1000)
                     cpu[method].append((time.process_time() - c) * 1000)
                     if rnd == 0:

@@ -26,7 +26,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def pct(values, q):
@@ -86,7 +85,7 @@ def bench_predictor(models_dir: Path, reps: int, jpeg: bytes) -> dict:
 
 
 def bench_server(models_dir: Path, frames: int, jpeg: bytes) -> dict:
-    from webapp_testutil import Client, free_port, gunicorn_cmd, server_env, start, stop, wait_healthy
+    from harness.server import Client, free_port, gunicorn_cmd, server_env, start, stop, wait_healthy
 
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:

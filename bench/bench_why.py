@@ -37,7 +37,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_load import (_children, admin_stats, cpu_s, fmt, frame_jpeg, pct, reference_label,  # noqa: E402
@@ -252,7 +251,7 @@ def main(argv=None) -> int:
         raw["admin_stats"] = admin_stats(url)
     finally:
         gflops.append(cost.matmul_gflops(seconds=args.gflops_seconds))
-        from webapp_testutil import stop
+        from harness.server import stop
         stop(proc)
         raw["server_log_tracebacks"] = (Path(tmp.name) / "server.log").read_text(errors="replace").count("Traceback")
         tmp.cleanup()

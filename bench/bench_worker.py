@@ -3,9 +3,10 @@
     python bench/bench_worker.py [--models DIR] [--rounds 40] [--runtime auto] [--no-track]
 
 Batches of 16 frames from the ``moving`` clip of bench/bench_track.py (16 clients, each followed by
-its own tracker unless ``--no-track``) go through ``webapp.worker.handle_batch`` with
-``prep_chunks`` 0 (decode and detect the whole batch, then one ensemble call), 2 and 4 (the next part
-is decoded while the ensemble runs on this one, in the worker's one prep thread). The three take
+its own tracker unless ``--no-track``) go through the worker's pipeline
+(``fer_core.pipeline.FramePipeline``, the server's settings) with ``prep_chunks`` 0 (decode and
+detect the whole batch, then one ensemble call), 2 and 4 (the next part is decoded while the
+ensemble runs on this one, in the pipeline's one prep thread). The three take
 turns on every round. Reported: median wall and CPU ms per frame.
 """
 from __future__ import annotations
@@ -31,34 +32,29 @@ def main(argv=None) -> int:
     ap.add_argument("--runtime", default="auto")
     ap.add_argument("--no-track", action="store_true", help="search every frame whole")
     args = ap.parse_args(argv)
-    from concurrent.futures import ThreadPoolExecutor
-
     from bench_track import clips
+    from fer_core.pipeline import FramePipeline
     from fer_core.predict import Predictor
-    from fer_core.track import FaceTracker, Trackers
     from webapp.config import WebConfig
-    from webapp.worker import handle_batch
 
     p = Predictor(args.models, runtime=args.runtime)
     p.warm_up(16)
     jpegs = [j for j, _, _ in clips(64)["moving"]]
-    det = p.detector
-    web = WebConfig()  # the server's defaults: tracking, views spread over frames, one view a face under load
-    trackers = None if args.no_track else Trackers(lambda: FaceTracker.for_detector(
-        det, redetect_every=web.track_every, max_faces=web.max_faces, still=web.track_still))
+    web = WebConfig()  # the server's limits; the pipeline's defaults are the server's tracking and views
+    pipes = {c: FramePipeline(p, max_faces=web.max_faces, max_pixels=web.max_pixels,
+                              track_every=0 if args.no_track else web.track_every, prep_chunks=c) for c in (0, 2, 4)}
+    for pipe in pipes.values():  # one set of trackers: each setting finds the clients' faces as the last left them
+        pipe.trackers = pipes[0].trackers
     clients = None if args.no_track else [f"client{i}" for i in range(16)]
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-prep")
-    res = {c: [] for c in (0, 2, 4)}
+    res = {c: [] for c in pipes}
     for rnd in range(args.rounds):
         k0 = (rnd * 16) % 48
-        for chunks in res:  # take turns: the same machine load for each
+        for chunks, pipe in pipes.items():  # take turns: the same machine load for each
             t, c = time.perf_counter(), time.process_time()
-            handle_batch(p, list(range(16)), jpegs[k0:k0 + 16], 8, 2_100_000, clients, trackers,
-                         pool if chunks else None, chunks, load_views_from=web.load_views_from,
-                         spread=web.spread_views)
+            pipe.process(jpegs[k0:k0 + 16], clients)
             res[chunks].append(((time.perf_counter() - t) * 1000 / 16, (time.process_time() - c) * 1000 / 16))
     print(f"\n**Worker batch step** · {p.runtime} {p.precision}, views {p.tta} · "
-          f"{'tracking' if trackers else 'whole-frame search'} · {platform.machine()}, {os.cpu_count()} cores · "
+          f"{'whole-frame search' if args.no_track else 'tracking'} · {platform.machine()}, {os.cpu_count()} cores · "
           f"`python bench/bench_worker.py {' '.join(sys.argv[1:])}`\n")
     print("| prep_chunks | ms per frame, wall (median) | ms per frame, CPU (median) |")
     print("|---|---|---|")

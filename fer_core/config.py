@@ -39,7 +39,7 @@ class TrainConfig:
     # Warm restart: start from this member's shipped weights (same folder, same architecture) with a
     # fresh optimizer and a new cosine cycle. The members end a 40-epoch cosine under-fitted (~70%
     # training accuracy), and a new cycle from the committed float16 weights needs nothing that is not
-    # in the repository, so training can go on from any checkout, on any machine.
+    # in the repository, so training can go on from any checkout.
     init_from: str | None = None
     # Knowledge distillation (fer_core/distill.py): the targets become (1 - distill) * labels +
     # distill * the teacher ensemble's probabilities on the same Training image, under its served
@@ -100,20 +100,25 @@ ENSEMBLE_MAX_GFLOP = 3.7
 
 # The face detectors by name (fer_core.faces.make_detector), here so that the web process's settings
 # check them without importing OpenCV. blazeface finds heads rolled 30 degrees where Haar finds none
-# (docs/benchmarks.md); blazeface-full runs the full-range model for the near search too (what was
-# served until 2026-11-29, 3x the near search's cost), for comparison and for webcams where the
-# short-range model would lose faces.
+# (docs/benchmarks.md); blazeface-full runs the full-range model for the near search too (3x the near
+# search's cost), for comparison and for webcams where the short-range model would lose faces.
 DETECTORS = ("blazeface", "blazeface-full", "haar")
-
-# Faces answered per frame, the largest: a webcam or a photo shows one or a few people. Here so that
-# the web process reads it without importing OpenCV.
-MAX_FACES = 8
 
 # Weights a stored member may hold, counted from its member.json before it is built
 # (fer_core.store.check_sidecar): the report's largest member holds 21.3 M; a member of 50 M takes
 # 200 MB as float32, so a typo in a sidecar (a layer 2,000,000 wide) is refused, not allocated.
 MAX_MEMBER_PARAMS = 50_000_000
 DEFAULT_DETECTOR = "blazeface"
+
+# The frame pipeline's defaults (fer_core/pipeline.py), here so that the web process reads them
+# without importing OpenCV.
+MAX_FACES = 8  # faces answered per frame, the largest: a webcam or a photo shows one or a few people
+# From this many frames in one batch (each a client waiting) the server serves a class, not a demo:
+# a face then gets one view at most, a new face its first only (0.8 pp below zoom-flip on
+# PrivateTest for that one frame, docs/benchmarks.md).
+ONE_VIEW_FROM = 12
+# Parts of a batch whose decoding overlaps the ensemble's run on the part before (docs/benchmarks.md).
+PREP_CHUNKS = 4
 
 # The report's recipe: Adam, ReduceLROnPlateau, early stopping 10, no augmentation.
 REPORT = {}
@@ -168,7 +173,7 @@ MEMBERS: dict[str, MemberSpec] = {
 }
 REPORT_MEMBERS = ("vgg0", "vgg1", "vgg2", "vgg3", "vgg4", "inc0", "resnet2", "resnet3", "resnet4")
 # Second cosine cycles (SGDR-style warm restarts) of the small members: 8 epochs (what 2 shared CPU
-# cores finish in an hour or two beside other work: 1.5-20 min an epoch for a VGG) from a lower peak
+# cores finish in a few hours beside other work) from a lower peak
 # (0.02, not 0.05) so that the restart keeps most of what the first cycle learned; a new seed so the
 # augmentation and dropout streams do not replay the parent's.
 _CYCLE2 = dict(MODERN, epochs=8, lr=0.02, warmup_epochs=1)
@@ -195,8 +200,7 @@ MEMBERS.update({f"{parent}_kd": _continued(parent, _DISTILL, seed, "10 epochs di
 # crops in training and the centre crop of each view at test time. An epoch and a served face cost
 # (40/48)^2 = 0.69 of vgg_s's, so a fourth member of this kind fits the ensemble's cost cap where a
 # fourth 48 px member does not (docs/training.md); a seed of its own for diversity. 20 epochs: one
-# cosine cycle that 2 CPU cores finish in a few hours (on 2026-11-29 an epoch took 270-540 s there,
-# where vgg_s had taken 124 s an epoch on a quiet machine; the cause was not measured).
+# cosine cycle that 2 shared CPU cores finish in a few hours.
 MEMBERS["vgg_s_crop"] = MemberSpec("vgg", dict(_VGG_S, crop=4), dict(MODERN, epochs=20, seed=3),
                                    "1.2M VGG on random 40 px crops, modern recipe, seed 3")
 # Long cycles (SGDR / snapshot ensembles, Huang et al. 2017): a shipped member continued from its

@@ -23,10 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES  # the detectors' names live with the settings (no OpenCV there)
+# the detectors' names and the faces cap live with the settings (no OpenCV there)
+from .config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES
 from .store import DEFAULT_MODELS  # the detector's files ship there, in a checkout or installed
 
 MAX_PIXELS = 4096 * 4096  # a frame header claiming more is refused before any decoding
+# A face's box enlarged by this fraction of its side on each edge frames it as FER2013's crops do.
+MARGIN = 0.1
 # An image file is read whole before its header is looked at: a file over this many bytes is refused
 # unread. MAX_PIXELS pixels of 4 bytes (an uncompressed BGRA bitmap, the largest common image of
 # that size) and 1 MB of headers and metadata; a larger file is no image decode_image would take.
@@ -558,7 +561,7 @@ def make_detector(name: str = DEFAULT_DETECTOR, threads: int = 1):
     return makers[name]()
 
 
-def crop_face(gray: np.ndarray, box, margin: float = 0.1, size: int = 48) -> np.ndarray:
+def crop_face(gray: np.ndarray, box, margin: float = MARGIN, size: int = 48) -> np.ndarray:
     """Square crop around ``box`` enlarged by ``margin`` of its side on each edge (FER2013's faces
     include a little forehead and chin), edge-padded where it leaves the frame, resized to size²."""
     x, y, w, h = box
@@ -576,7 +579,7 @@ def crop_face(gray: np.ndarray, box, margin: float = 0.1, size: int = 48) -> np.
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
-def align_crop(gray: np.ndarray, box, left_eye, right_eye, margin: float = 0.1, size: int = 48) -> np.ndarray:
+def align_crop(gray: np.ndarray, box, left_eye, right_eye, margin: float = MARGIN, size: int = 48) -> np.ndarray:
     """``crop_face``'s crop, turned about the box's centre so that the line from ``left_eye`` to
     ``right_eye`` is level: a tilted head is framed as FER2013's upright faces are. Without eyes
     (None) or with both on one spot the crop is ``crop_face``'s."""
@@ -593,7 +596,7 @@ def align_crop(gray: np.ndarray, box, left_eye, right_eye, margin: float = 0.1, 
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 
-def crop_faces(gray: np.ndarray, boxes, margin: float = 0.1) -> np.ndarray:
+def crop_faces(gray: np.ndarray, boxes, margin: float = MARGIN) -> np.ndarray:
     """Crops uint8 (n, 48, 48) in a grey frame of (x, y, w, h) ``boxes``, or of ``Face``s, whose
     crops are levelled on their eyes where they have them (``align_crop``)."""
     def one(b):
@@ -601,7 +604,7 @@ def crop_faces(gray: np.ndarray, boxes, margin: float = 0.1) -> np.ndarray:
     return np.stack([one(b) for b in boxes]) if len(boxes) else np.zeros((0, 48, 48), np.uint8)
 
 
-def find_faces(img: np.ndarray, detector, max_faces: int = MAX_FACES, margin: float = 0.1, align: bool = True):
+def find_faces(img: np.ndarray, detector, max_faces: int = MAX_FACES, margin: float = MARGIN, align: bool = True):
     """(boxes, crops uint8 (n, 48, 48)) for up to ``max_faces`` faces, largest first. ``align``:
     crops levelled on the eyes where the detector gives them (BlazeFace's ``detect_faces``)."""
     gray = to_gray(img)

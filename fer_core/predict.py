@@ -9,8 +9,7 @@ import numpy as np
 
 from . import store, tta as tta_views
 from .ensemble import combine as combine_members
-from .config import MAX_FACES
-from .faces import (DEFAULT_DETECTOR, FaceDetector, decode_image, find_faces, make_detector, read_image_file,
+from .faces import (DEFAULT_DETECTOR, MAX_FACES, FaceDetector, decode_image, find_faces, make_detector, read_image_file,
                     to_gray)
 
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes

@@ -16,9 +16,9 @@ expression shows half-weighted (V = 2) at its first frame and fully at the next:
 
 A view's result is reused only while it is recent: computed at one of the stream's last V - 1
 frames and at most ``max_age`` seconds ago. A face without recent views (new, lost and found again,
-or after a pause) gets every view in this frame; under load (``one=True``, the server's full batch)
+or after a pause) gets every view in this frame; under load (``at_most_one``, the server's full batch)
 it gets the first one only, and its answer averages the views it has: ``n`` in ``record``'s result.
-The views belong to a followed face (its tracker's notes), so a new person who takes a departed
+The views belong to a followed face (kept by its tracker, ``FaceTracker.kept_for``), so a new person who takes a departed
 one's place (their boxes overlapping enough for the tracker to keep the id) gets one frame of the
 other's view in their first answer, as a changed expression does. Pure numpy; the frames are
 numbered by the caller (``FaceTracker.frames``).
@@ -48,15 +48,15 @@ class FaceViews:
         return [j for j, (f, t, _) in self._last.items()
                 if frame - (self.n - 1) <= f <= frame and now - t <= self.max_age]
 
-    def plan(self, frame: int, now: float, one: bool = False) -> list[int]:
+    def plan(self, frame: int, now: float, at_most_one: bool = False) -> list[int]:
         """The views to compute at ``frame``: those without a recent result, first to last, or (all
-        recent) the one computed longest ago, so that every answer holds this frame. ``one``: the
-        first of them only."""
+        recent) the one computed longest ago, so that every answer holds this frame. ``at_most_one``:
+        the first of them only."""
         recent = set(self._recent(frame, now))
         todo = [j for j in range(self.n) if j not in recent]
         if not todo:
             todo = [min(range(self.n), key=lambda j: (self._last[j][0], j))]
-        return todo[:1] if one else todo
+        return todo[:1] if at_most_one else todo
 
     def record(self, frame: int, now: float, computed: dict) -> tuple[np.ndarray, int, bool]:
         """Keep ``computed`` ({view: probabilities}, this frame's) and return the face's answer:

@@ -19,7 +19,7 @@ blocks by tens of levels; webcam noise moves a block mean by a level or two: ben
 though never beyond ``put_off`` frames: a face one search missed in a scene that stays still is
 looked for again. By default ``put_off`` is STILL_PUT_OFF x ``redetect_every`` plus a random part of a
 period, so that the streams of a class that started together do not all search whole frames in
-the same batch (bench_load's p99 rose by 200 ms when they did).
+the same batch (they raised bench_load's p99 when they did, docs/benchmarks.md).
 
 The tracker itself is plain numpy (and OpenCV's resize for ``still``): the two searches are passed in, so tests can drive it with
 synthetic detectors. Boxes are (x, y, w, h) in the frame's pixels, largest first, as
@@ -39,7 +39,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 Box = tuple[int, int, int, int]
-REDETECT_EVERY = 8  # the server's default too (WebConfig.track_every): a new face is found within 8 frames
+REDETECT_EVERY = 8  # a new face is found within 8 frames (1.6 s at the page's 5 frames a second)
+# A webcam's noise moves an 8x8 block's mean by 1-3 grey levels, a quarter-pixel shift of the face
+# by 5 (bench/bench_track.py): under 4 levels a region counts as unmoved (``still``).
+STILL_LEVELS = 4.0
 STILL_PUT_OFF = 4   # ``still`` puts a due whole-frame search off by at most this many times redetect_every
 
 
@@ -125,7 +128,7 @@ class FaceTracker:
         self.boxes: list[tuple] = []
         self.found: list = []               # each box's latest detection (a box, or a Face with eyes)
         self.ids: list[int] = []            # self.boxes[i]'s face id: new ids for new faces, 0, 1, 2, ...
-        self.notes: dict[int, dict] = {}    # what a caller keeps about a followed face, by id, until it is lost
+        self.kept: dict[int, object] = {}   # what a caller keeps for a followed face, by id, until it is lost
         self._looks: dict[int, np.ndarray] = {}  # ``still``: each face's block means when it was last searched
         self._frame_look = None             # ``still``: (frame shape, its block means) at the last full search
         self._next_id = 0
@@ -226,8 +229,8 @@ class FaceTracker:
                         self.boxes.append(b)
                         self.found.append(f)
                         self.ids.append(fid)
-        if self.notes.keys() - set(self.ids):
-            self.notes = {i: n for i, n in self.notes.items() if i in self.ids}  # a lost face's notes go with it
+        if self.kept.keys() - set(self.ids):
+            self.kept = {i: n for i, n in self.kept.items() if i in self.ids}  # a lost face's go with it
         if self._looks.keys() - set(self.ids):
             self._looks = {i: v for i, v in self._looks.items() if i in self.ids}
         return self.current()
@@ -249,10 +252,16 @@ class FaceTracker:
     def current(self) -> list[Box]:
         return [tuple(int(round(v)) for v in self.boxes[i]) for i in self._order()]
 
-    def notes_of(self) -> list[dict]:
-        """``current()``'s order: the caller's notes about each face (a dict kept from the frame the
-        face was first found in until it is lost; fer_core/spread.py keeps its recent views there)."""
-        return [self.notes.setdefault(self.ids[i], {}) for i in self._order()]
+    def kept_for(self, make: Callable[[], object]) -> list:
+        """``current()``'s order: the object the caller keeps for each face, ``make()`` for a face
+        without one, kept from then until the face is lost (fer_core/pipeline.py keeps its recent
+        views there, fer_core/spread.py)."""
+        out = []
+        for i in self._order():
+            if self.ids[i] not in self.kept:
+                self.kept[self.ids[i]] = make()
+            out.append(self.kept[self.ids[i]])
+        return out
 
     def current_faces(self) -> list:
         """``current()``'s order: each face's latest detection, a ``Face`` moved onto its held

@@ -1,10 +1,10 @@
 """Faces in video files and folders of images, as rows: one per face per frame (or per file).
 
-``video_frames`` reads a video with OpenCV's VideoCapture, every frame or every k-th, finds the faces
-the way the server does (``fer_core.track.FaceTracker``: a whole-frame search every few frames, the
-faces followed near their last boxes in between, so a face keeps its box and id), and classifies the
-faces of several frames in one ensemble call (``Predictor.predict_faces``), which costs several times
-less per face than one call per frame. ``rows`` flattens its frames, or one image's faces, into rows
+``video_frames`` reads a video with OpenCV's VideoCapture, every frame or every k-th, and passes its
+frames through the server's own pipeline (``fer_core.pipeline.FramePipeline``: a whole-frame search
+every few frames, the faces followed near their last boxes in between, so a face keeps its box and
+id), several frames' faces in one ensemble call, which costs several times less per face than one
+call per frame. Each frame is answered on all of its own test-time views (nothing spread over frames). ``rows`` flattens its frames, or one image's faces, into rows
 of ``columns``: the one schema that ``python -m fer_core predict --format csv|jsonl`` writes.
 
 Whether a file is a video or an image is decided by its extension (``kind_of``): a video is opened
@@ -21,9 +21,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .config import MAX_FACES
-from .faces import MAX_PIXELS, crop_faces, find_faces, to_gray
-from .track import REDETECT_EVERY, FaceTracker
+from .faces import MAX_FACES, MAX_PIXELS, to_gray
+from .pipeline import FramePipeline
+from .track import REDETECT_EVERY
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm")
@@ -124,21 +124,19 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
     if batch_frames < 1:
         raise ValueError(f"batch_frames must be >= 1, got {batch_frames!r}")
     cap, fps, total = open_video(path)
-    det = pred.detector
-    # as the server follows a webcam: faces with their eyes, each frame's crop levelled on them
-    tracker = FaceTracker.for_detector(det, redetect_every=track_every, max_faces=max_faces) if track_every else None
-    pending: list[tuple[int, list, list, np.ndarray]] = []  # (frame, ids, boxes, crops) awaiting the ensemble
+    # as the server follows a webcam, but every frame answered on its own views: an image's labels
+    pipeline = FramePipeline(pred, max_faces=max_faces, track_every=track_every, track_still=0.0,
+                             spread_views=False, one_view_from=0, prep_chunks=0)
+    pending: list[tuple[int, np.ndarray]] = []  # (frame index, grey frame) awaiting the ensemble
 
     def classify():
-        crops = np.concatenate([c for *_, c in pending])
-        probs, mp = pred.predict_faces(crops)
-        faces = pred.describe(probs, mp, [b for _, _, boxes, _ in pending for b in boxes])
-        out, at = [], 0
-        for index, ids, boxes, _ in pending:
-            mine = faces[at:at + len(boxes)]
-            at += len(boxes)
+        results = pipeline.process([g for _, g in pending], streams=[path] * len(pending))
+        out = []
+        for (index, _), r in zip(pending, results):
+            if r.error is not None:  # the file's error row, rather than frames without their faces
+                raise VideoError(f"{Path(path)}: frame {index}: {r.error}")
             out.append({"frame": index, "time": round(index / fps, 3) if fps else None,
-                        "faces": [dict(f, track=i) for i, f in zip(ids, mine)]})
+                        "faces": [dict(f, track=t) for t, f in zip(r.tracks, r.faces)]})
         pending.clear()
         return out
 
@@ -154,16 +152,7 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
                     break
                 check_pixels(path, frame.shape[1], frame.shape[0])  # a frame larger than the header said: no more
                 read += 1
-                gray = to_gray(frame)
-                if tracker is None:
-                    boxes, crops = find_faces(gray, det, max_faces=max_faces)
-                    ids = list(range(len(boxes)))
-                else:
-                    tracker.update(gray)
-                    tracks = tracker.tracks()[:max_faces]
-                    ids, boxes = [t[0] for t in tracks], [t[1] for t in tracks]
-                    crops = crop_faces(gray, tracker.current_faces()[:max_faces])  # the same order as tracks()
-                pending.append((index, ids, boxes, crops))
+                pending.append((index, to_gray(frame)))  # held in grey: a third of the memory
                 if len(pending) >= batch_frames:
                     yield from classify()
             index += 1
@@ -173,6 +162,7 @@ def video_frames(pred, path, every: int = 1, track_every: int = REDETECT_EVERY, 
             yield from classify()
     finally:
         cap.release()
+        pipeline.close()
     if read == 0:
         raise VideoError(f"{Path(path)}: no frame could be decoded")
 

@@ -104,3 +104,10 @@ def fer_data_path():
     if not p.exists():
         pytest.skip(f"FER2013 not found at {p} (set FER2013_PATH)")
     return p
+
+
+def main_crop(pred, jpeg: bytes):
+    """The 48x48 crop (1, 48, 48) of a frame's largest face, as a whole-frame search finds it with
+    ``pred``'s detector."""
+    from fer_core.faces import decode_image, find_faces
+    return find_faces(decode_image(jpeg, grey=True), pred.detector, max_faces=1)[1]

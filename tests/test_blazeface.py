@@ -317,9 +317,10 @@ def test_the_worker_levels_tracked_faces(tiny_models):
     (Faces, not boxes): a rolled head gets the levelled crop's answer at the full search and while
     it is followed by near searches."""
     from fer_core.faces import decode_image
+    from fer_core.pipeline import FramePipeline
     from fer_core.predict import Predictor
-    from fer_core.track import FaceTracker, Trackers
-    from webapp.worker import handle_batch
+    from fer_core.track import FaceTracker
+    from webapp.worker import answer_batch
 
     p = Predictor(tiny_models, detector="blazeface")
     assert isinstance(p.detector, BlazeFaceDetector) and Predictor(tiny_models, detector="haar").detector.__class__.__name__ == "FaceDetector"
@@ -331,12 +332,13 @@ def test_the_worker_levels_tracked_faces(tiny_models):
     want = p.predict_faces(crops)[0][0]
     det = p.detector
     made, seen = [], []
-    ts = Trackers(lambda: made.append(FaceTracker(det.detect_faces, det.detect_near_faces)) or made[-1])
+    pipe = FramePipeline(p, track_still=0.0, spread_views=False, prep_chunks=0)
+    pipe.trackers.make = lambda: made.append(FaceTracker(det.detect_faces, det.detect_near_faces)) or made[-1]
     real = p.view_probs
     p.view_probs = lambda c, picks, views=None: seen.append(c[0]) or real(c, picks, views)
     unlevelled = crop_face(decode_image(jpeg, grey=True), boxes[0])
     for _ in range(3):
-        out, = handle_batch(p, [1], [jpeg], 8, 2_100_000, clients=["a"], trackers=ts)
+        out, = answer_batch(pipe, [1], [jpeg], clients=["a"])
         assert len(out["faces"]) == 1
         np.testing.assert_allclose(list(out["faces"][0]["probabilities"].values()), want, atol=0.05)
     corr = lambda a, b: np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1]  # noqa: E731

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webapp_testutil import ROOT, dev_cmd, free_port, server_env, start, stop, wait_healthy, write_y4m
+from harness.server import ROOT, dev_cmd, free_port, server_env, start, stop, wait_healthy, write_y4m
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -344,7 +344,7 @@ def test_admin_class_view_counts_the_clients_and_draws_them(server, astronaut_jp
     """Four clients (three faces, one empty frame) answered for a dozen seconds: /admin shows four
     clients in the last 10 s, each counted once, and draws their periods in the classes' colours."""
     import cv2
-    from webapp_testutil import Client, grey_jpeg
+    from harness.server import Client, grey_jpeg
 
     _skip_without_browser()
     port, _ = server

@@ -247,10 +247,11 @@ def test_cli_predict_bad_file_is_one_line_error(tiny_models, tmp_path, capsys):
 def test_worker_batch_answers_each_frame(tiny_models, astronaut_jpeg):
     """The inference worker's batch step: answers in order, one ensemble call for every face, and a
     broken frame gets its own error while the others are answered."""
-    from webapp.worker import handle_batch
+    from fer_core.pipeline import FramePipeline
+    from webapp.worker import answer_batch
     p = Predictor(tiny_models)
     frames = [astronaut_jpeg, b"junk", astronaut_jpeg[:700], astronaut_jpeg]
-    out = handle_batch(p, [7, 8, 9, 10], frames, 8, 2_100_000)
+    out = answer_batch(FramePipeline(p, track_every=0, prep_chunks=0), [7, 8, 9, 10], frames)
     assert [r["id"] for r in out] == [7, 8, 9, 10]
     assert [r.get("code") for r in out] == [None, "bad_image", "bad_image", None]
     assert len(out[0]["faces"]) == 1 and out[0]["faces"] == out[3]["faces"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fer_core.spread import FaceViews
-from webapp_testutil import main_crop
+from conftest import main_crop
 
 
 def p(*v):
@@ -29,10 +29,10 @@ def test_a_new_face_gets_every_view_then_one_a_frame_in_turn():
 
 def test_under_load_a_face_without_recent_views_gets_the_first_only():
     fv = FaceViews(2)
-    assert fv.plan(1, 0.0, one=True) == [0]
+    assert fv.plan(1, 0.0, at_most_one=True) == [0]
     mean, n, earlier = fv.record(1, 0.0, {0: p(0.6, 0.4)})
     assert mean.tolist() == [0.6, 0.4] and n == 1 and not earlier
-    assert fv.plan(2, 0.3, one=True) == [1]  # its second frame completes the views
+    assert fv.plan(2, 0.3, at_most_one=True) == [1]  # its second frame completes the views
     mean, n, earlier = fv.record(2, 0.3, {1: p(0.2, 0.8)})
     np.testing.assert_allclose(mean, [0.4, 0.6])
     assert n == 2 and earlier
@@ -42,7 +42,7 @@ def test_old_views_are_not_reused():
     fv = FaceViews(2, max_age=1.0)
     fv.record(1, 0.0, {0: p(1, 0), 1: p(0, 1)})
     assert fv.plan(2, 1.5) == [0, 1]  # a pause longer than max_age: everything anew
-    assert fv.plan(2, 1.5, one=True) == [0]
+    assert fv.plan(2, 1.5, at_most_one=True) == [0]
     mean, n, earlier = fv.record(2, 1.5, {0: p(0.3, 0.7)})
     assert mean.tolist() == [0.3, 0.7] and n == 1 and not earlier
     assert fv.plan(4, 1.6) == [0, 1]  # frame 3 never came for this face: frame 2's view is two frames back
@@ -72,12 +72,14 @@ def test_a_followed_still_face_gets_the_full_views_answer_at_one_view_a_frame(ti
     """Through the worker: a client's still frames, spread on, load on (one view a face): the first
     frame says it got the first view only, every later one has zoom-flip's answer exactly, each
     frame computing one view; without spreading, load gives one view on every frame."""
+    from fer_core.pipeline import FramePipeline
     from fer_core.predict import Predictor
-    from fer_core.track import FaceTracker, Trackers
-    from webapp.worker import handle_batch
+    from webapp.worker import answer_batch
 
     pred = Predictor(tiny_models, tta="zoom-flip")
-    ts = Trackers(lambda: FaceTracker.for_detector(pred.detector, redetect_every=3))
+
+    def pipeline(**kw):
+        return FramePipeline(pred, **dict(dict(track_every=3, track_still=0.0, prep_chunks=0), **kw))
     computed = []
     real = pred.view_probs
 
@@ -86,8 +88,8 @@ def test_a_followed_still_face_gets_the_full_views_answer_at_one_view_a_frame(ti
         return real(crops, picks, tta)
 
     pred.view_probs = count
-    out = [handle_batch(pred, [k], [astronaut_jpeg], 8, 2_100_000, clients=["a"], trackers=ts, load_views_from=1,
-                        spread=True)[0] for k in range(5)]
+    loaded = pipeline(one_view_from=1, spread_views=True)
+    out = [answer_batch(loaded, [k], [astronaut_jpeg], clients=["a"])[0] for k in range(5)]
     assert computed == [1] * 5
     assert [(r["views"], r["spread"]) for r in out] == [("zoom", False)] + [("zoom-flip", True)] * 4
     crop = main_crop(pred, astronaut_jpeg)
@@ -99,30 +101,31 @@ def test_a_followed_still_face_gets_the_full_views_answer_at_one_view_a_frame(ti
         np.testing.assert_allclose(q, full[0], atol=1e-4)  # rounded to 4 places in the result
     # not under load, a new face gets both views at once; without spreading, each frame computes both
     computed.clear()
-    fresh = handle_batch(pred, [9], [astronaut_jpeg], 8, 2_100_000, clients=["b"], trackers=ts, spread=True)[0]
-    plain = [handle_batch(pred, [k], [astronaut_jpeg], 8, 2_100_000, clients=["c"], trackers=ts)[0] for k in range(2)]
+    fresh = answer_batch(pipeline(one_view_from=0, spread_views=True), [9], [astronaut_jpeg], clients=["b"])[0]
+    unspread = pipeline(one_view_from=0, spread_views=False)
+    plain = [answer_batch(unspread, [k], [astronaut_jpeg], clients=["c"])[0] for k in range(2)]
     assert computed == [2, 2, 2] and (fresh["views"], fresh["spread"]) == ("zoom-flip", False)
     assert [r["spread"] for r in plain] == [False, False]
     np.testing.assert_allclose(list(fresh["faces"][0]["probabilities"].values()), full[0], atol=1e-4)
 
 
 def test_a_lost_face_loses_its_views(tiny_models, astronaut_jpeg):
-    """The tracker's notes about a face go with it: a face that comes back starts its views anew."""
+    """The views a tracker keeps for a face go with it: a face that comes back starts its views anew."""
     import cv2
 
+    from fer_core.pipeline import FramePipeline
     from fer_core.predict import Predictor
-    from fer_core.track import FaceTracker, Trackers
-    from webapp.worker import handle_batch
+    from webapp.worker import answer_batch
 
     pred = Predictor(tiny_models, tta="zoom-flip")
-    ts = Trackers(lambda: FaceTracker.for_detector(pred.detector))
+    pipe = FramePipeline(pred, track_still=0.0, spread_views=True, one_view_from=1, prep_chunks=0)
     blank_jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))[1].tobytes()
-    run = [handle_batch(pred, [k], [jpeg], 8, 2_100_000, clients=["a"], trackers=ts, load_views_from=1, spread=True)[0]
+    run = [answer_batch(pipe, [k], [jpeg], clients=["a"])[0]
            for k, jpeg in enumerate([astronaut_jpeg, astronaut_jpeg, blank_jpeg, astronaut_jpeg])]
     assert [len(r["faces"]) for r in run] == [1, 1, 0, 1]
     assert [(r["views"], r["spread"]) for r in run] == [("zoom", False), ("zoom-flip", True), ("zoom-flip", False),
                                                         ("zoom", False)]
-    assert ts.get("a", 0).notes.keys() == {1}  # the face found again has a new id, and only its notes are kept
+    assert pipe.trackers.get("a", 0).kept.keys() == {1}  # the face found again has a new id, and only its views are kept
 
 
 def test_a_batch_of_different_frames_answers_each_face_with_its_own_views(tiny_models, astronaut_bgr):
@@ -130,14 +133,12 @@ def test_a_batch_of_different_frames_answers_each_face_with_its_own_views(tiny_m
     none, another face), twice: every face's answer is its own crop's zoom-flip answer, the first
     time with both views of this frame, the second (under load) with one view spread over the two
     frames; an answer closer to another face's than to its own would mean crossed faces."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import cv2
 
     from fer_core.faces import decode_image, find_faces
+    from fer_core.pipeline import FramePipeline
     from fer_core.predict import Predictor
-    from fer_core.track import FaceTracker, Trackers
-    from webapp.worker import handle_batch
+    from webapp.worker import answer_batch
 
     pred = Predictor(tiny_models, tta="zoom-flip")
     ast = cv2.resize(astronaut_bgr, (320, 320), interpolation=cv2.INTER_AREA)
@@ -156,11 +157,11 @@ def test_a_batch_of_different_frames_answers_each_face_with_its_own_views(tiny_m
         want.append(pred.predict_faces(crops)[0] if len(crops) else np.zeros((0, 7)))
     assert [None if w is None else len(w) for w in want] == [1, None, 2, 0, 1]
     everyone = np.concatenate([w for w in want if w is not None])
-    ts = Trackers(lambda: FaceTracker.for_detector(pred.detector))
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pipe = FramePipeline(pred, track_still=0.0, spread_views=True, prep_chunks=3)
+    try:
         for load_from, spread in ((0, False), (1, True)):
-            out = handle_batch(pred, list(range(5)), frames, 8, 2_100_000, clients=list("abcde"), trackers=ts,
-                               prep_pool=pool, chunks=3, load_views_from=load_from, spread=True)
+            pipe.one_view_from = load_from  # the same streams, a full batch the second time
+            out = answer_batch(pipe, list(range(5)), frames, clients=list("abcde"))
             assert [r["id"] for r in out] == list(range(5)) and out[1]["code"] == "bad_image"
             for r, w in zip(out, want):
                 if w is None:
@@ -171,4 +172,6 @@ def test_a_batch_of_different_frames_answers_each_face_with_its_own_views(tiny_m
                     np.testing.assert_allclose(got, mine, atol=2e-3)
                     others = [o for o in everyone if not np.allclose(o, mine)]
                     assert others and all(np.abs(got - o).max() > np.abs(got - mine).max() for o in others)
+    finally:
+        pipe.close()
 

@@ -196,7 +196,7 @@ def test_still_faces_and_frames_are_not_searched_until_something_moves():
     assert t.update(shot([moved2, b], rng)) == [moved2, b]  # the next due full search finds who entered
     assert (s.full, s.near) == (3, 1)
     assert t.update(shot([b], rng)) == [b]  # the first face left: its region changed, lost, full search
-    assert (s.full, s.near) == (4, 2) and len(t.notes_of()) == 1
+    assert (s.full, s.near) == (4, 2) and len(t.kept_for(dict)) == 1
     # without ``still`` every frame is searched, as before
     s2 = ShotScene()
     t2 = tracker(s2, redetect_every=4)
@@ -309,8 +309,9 @@ def test_real_detector_follows_a_moving_face_loses_it_and_finds_a_second(face_pa
 def test_worker_follows_each_clients_faces(tiny_models, astronaut_jpeg):
     """The worker's batch step with per-client trackers: the same faces as a full search, while each
     client's later frames are searched only near its face; a frame without a client is searched whole."""
+    from fer_core.pipeline import FramePipeline
     from fer_core.predict import Predictor
-    from webapp.worker import handle_batch
+    from webapp.worker import answer_batch
     p = Predictor(tiny_models)
     made = []
 
@@ -318,10 +319,12 @@ def test_worker_follows_each_clients_faces(tiny_models, astronaut_jpeg):
         made.append(FaceTracker(p.detector.detect, p.detector.detect_near, redetect_every=8))
         return made[-1]
 
-    ts = Trackers(make)
-    plain = handle_batch(p, [1], [astronaut_jpeg], 8, 2_100_000)
+    pipe = FramePipeline(p, track_still=0.0, prep_chunks=0)
+    pipe.trackers.make = make  # counted trackers, on plain boxes
+    ts = pipe.trackers
+    plain = answer_batch(FramePipeline(p, track_every=0, prep_chunks=0), [1], [astronaut_jpeg])
     for rnd in range(3):
-        out = handle_batch(p, [1, 2, 3], [astronaut_jpeg] * 3, 8, 2_100_000, clients=["a", "b", None], trackers=ts)
+        out = answer_batch(pipe, [1, 2, 3], [astronaut_jpeg] * 3, clients=["a", "b", None])
         assert [len(r["faces"]) for r in out] == [1, 1, 1]
         for r in out:
             assert r["faces"][0]["label"] == plain[0]["faces"][0]["label"]

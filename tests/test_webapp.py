@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webapp_testutil import ROOT
+from harness.server import ROOT
 
 REMOTE = {"REMOTE_ADDR": "10.1.2.3"}
 

@@ -20,7 +20,7 @@ import zlib
 import numpy as np
 import pytest
 
-from webapp_testutil import grey_jpeg
+from harness.server import grey_jpeg
 
 pytestmark = pytest.mark.slow
 

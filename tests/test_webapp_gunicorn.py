@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from webapp_testutil import (ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_gone,
+from harness.server import (ROOT, Client, dev_cmd, free_port, grey_jpeg, gunicorn_cmd, server_env, start, stop, wait_gone,
                              wait_healthy, wss_frames)
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """Hostile clients (docs/classroom.md), each attack's regression test: raw sockets and raw Engine.IO/Socket.IO
 packets against both documented servers (`gunicorn -k eventlet -w 1` and `python -m webapp`) on
 127.0.0.1, and the Flask app in-process where HTTP is enough. Every attack is bounded in count and
-time; tests/hostile_clients.py has the raw clients (bench/bench_hostile.py uses them too)."""
+time; harness/hostile.py has the raw clients (bench/bench_hostile.py uses them too)."""
 from __future__ import annotations
 
 import base64
@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-import hostile_clients as hc
-from webapp_testutil import Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop, wait_gone, wait_healthy
+from harness import hostile as hc
+from harness.server import Client, dev_cmd, free_port, gunicorn_cmd, server_env, start, stop, wait_gone, wait_healthy
 
 pytestmark = pytest.mark.slow
 TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} |\[\d{4}-\d\d-\d\d )")
@@ -477,7 +477,7 @@ def test_a_batch_written_into_a_killed_worker_fails_instead_of_hanging(tmp_path)
     import subprocess
     import sys
     import textwrap
-    from webapp_testutil import ROOT
+    from harness.server import ROOT
     script = tmp_path / "pipe.py"
     script.write_text(textwrap.dedent("""
         import eventlet; eventlet.monkey_patch()

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from webapp_testutil import Client, free_port, gunicorn_cmd, server_env, start, stop, wait_healthy, wss_frames
+from harness.server import Client, free_port, gunicorn_cmd, server_env, start, stop, wait_healthy, wss_frames
 
 pytestmark = pytest.mark.slow
 REDIS = shutil.which("redis-server")
@@ -140,7 +140,7 @@ def test_through_the_sample_nginx_config(two_servers, tmp_path, astronaut_jpeg):
     clients reach the servers through it over wss:// (TLS, WebSocket upgrade, same-origin check with
     the forwarded headers); /admin through the proxy is remote (needs the secret)."""
     import requests
-    from webapp_testutil import ROOT
+    from harness.server import ROOT
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],

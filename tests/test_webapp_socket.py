@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webapp_testutil import ROOT, grey_jpeg
+from harness.server import ROOT, grey_jpeg
 
 
 @pytest.fixture(scope="module")

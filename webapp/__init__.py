@@ -1,7 +1,7 @@
 """The facial-expression web app: a live camera page, an admin page, frames over Socket.IO.
 
     python -m webapp [--host H] [--port P] [--models DIR] [--certfile F --keyfile K]
-    gunicorn -k eventlet -w 1 'webapp:create_app()'      # shared server; settings from FER_* env vars
+    gunicorn ... 'webapp:create_app()'    # the shared server, its command in docs/webapp.md; FER_* env vars
 
 Exports ``create_app(config=None)`` (the factory; each app carries its own SocketIO at
 ``app.extensions['socketio']``) and ``WebConfig``. They live in ``webapp.app`` and ``webapp.config``

@@ -85,7 +85,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
                         cors_allowed_origins=security.origin_policy(cfg.cors_allowed_origins),
                         serializer=transport.FramePacket)
     events.init_app(socketio)
-    # -- hostile clients (docs/classroom.md): packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
+    # -- hostile clients: packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
     transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
     app.wsgi_app = guard.wrap(app.wsgi_app, cfg)  # ProxyFix (trust_proxy hops) only for trusted peers
     lifecycle.install_gunicorn(app)

@@ -11,7 +11,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from fer_core.config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES
+from fer_core.config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES, ONE_VIEW_FROM, PREP_CHUNKS
+from fer_core.track import REDETECT_EVERY, STILL_LEVELS
 from fer_core.tta import TTA, resolve as resolve_tta
 
 from .guard import parse_hosts, parse_networks
@@ -28,7 +29,7 @@ class WebConfig:
     #                                      frame a bit over our limit gets a polite 'too_large' error;
     #                                      far bigger messages are cut by the transport (disconnect)
     max_pixels: int = 2_100_000          # decoded frame size cap (1080p fits): bounds a batch's memory
-    max_faces: int = MAX_FACES           # faces per frame (fer_core.config says why)
+    max_faces: int = MAX_FACES           # faces per frame (fer_core.config)
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
     max_batch_frames: int = 16           # frames per inference call: the queue drained at once when busy
     warm_up_faces: int = 32              # compile every predict bucket up to this many faces (x2 with TTA)
@@ -38,28 +39,28 @@ class WebConfig:
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
     async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
     # -- capacity (docs/benchmarks.md) --
-    tta: TTA | None = None               # test-time views: none|flip|zoom-flip (fer_core/tta.py; 1/0 mean
+    tta: TTA | None = None               # test-time views: a fer_core.tta.MODES name (fer_core/tta.py; 1/0 mean
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
     runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto: LiteRT where
     #                                      installed, else TensorFlow (fer_core/runtime.py; docs/benchmarks.md)
     precision: str = "float32"           # of an exported runtime: float32|float16|int8
-    prep_chunks: int = 4                 # the worker decodes part k+1 of a batch while the ensemble runs on part k
+    prep_chunks: int = PREP_CHUNKS       # the worker decodes part k+1 of a batch while the ensemble runs on part k
     #                                      (both cores busy); 0 or 1: decode the whole batch first
     detector: str = DEFAULT_DETECTOR     # face detector (fer_core.config.DETECTORS). BlazeFace finds 100 % of the
     #                                      faces rolled +-30 deg in bench_detector's set (Haar: 0 %), gives the eyes
     #                                      that level the crop; followed faces by its short-range model (bench_near)
     detector_threads: int = 1            # BlazeFace's LiteRT threads: one, the ensemble runs on the other core
-    track_every: int = 8                 # follow each client's faces near their last boxes, searching the whole
+    track_every: int = REDETECT_EVERY    # follow each client's faces near their last boxes, searching the whole
     #                                      frame every N frames or when a face is lost (fer_core/track.py); 0: off
-    track_still: float = 4.0             # grey levels: a followed face (or a frame) whose block means all moved less
+    track_still: float = STILL_LEVELS    # grey levels: a followed face (or a frame) whose block means all moved less
     #                                      than this since its last search is not searched again (fer_core/track.py:
     #                                      webcam noise moves them 1-3 levels, a quarter-pixel shift 5); 0: off
     spread_views: bool = True            # a followed face gets one test-time view a frame, averaged with the other
     #                                      views from its last frame (fer_core/spread.py): one view's cost, and on
     #                                      a still face exactly the ensemble's own views' answer; needs track_every
-    load_views_from: int = 12            # frames in one batch (each a client waiting) that make a class, not a demo:
+    load_views_from: int = ONE_VIEW_FROM  # frames in one batch (each a client waiting) that make a class, not a demo:
     #                                      from it on, a face gets one view at most, a new face its first only
     #                                      (0.8 pp below zoom-flip on PrivateTest for that frame); 0: never
     # -- the teacher's class view on /admin (webapp/classview.py; docs/classroom.md) --

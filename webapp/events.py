@@ -1,9 +1,9 @@
 """Socket.IO events (the protocol is in docs/protocol.md).
 
 client -> server  ``frame``  one binary payload: the JPEG bytes of one video frame
-server -> client  ``result`` {faces: [{box, label, probabilities, members}], width, height, ms, batch}
+server -> client  ``result`` {faces: [{box, label, probabilities, members}], width, height, ms, batch, views, spread}
                   ``error``  {code, reason}
-                  ``hello``  {max_fps, max_frame_bytes, labels, members, why_interval, why_ready} on connect
+                  ``hello``  {max_fps, max_frame_bytes, labels, members, views, why_interval, why_ready} on connect
 client -> server  ``why``    one binary payload: a frame whose main face is to be explained
 server -> client  ``why_result`` {crop, size, box, label, probabilities, members, maps, width, height, ms}
                   ``why_error``  {code, reason[, retry_after]}
@@ -202,20 +202,30 @@ def on_disconnect(reason=None):
         st.stats.disconnected()
 
 
+def _checked_frame(st, args, event: str):
+    """(the frame's bytes, the client's gate) where ``args`` is one binary within the size limit
+    from a connected client; else None, the client answered with the error on ``event``."""
+    if len(args) != 1 or not isinstance(args[0], (bytes, bytearray)):
+        return _error("bad_frame", event=event)
+    data = args[0]
+    if not data:
+        return _error("empty", event=event)
+    if len(data) > st.config.max_frame_bytes:
+        return _error("too_large", f"frame of {len(data)} bytes over the limit of {st.config.max_frame_bytes}", event)
+    gate = st.gates.get(request.sid)
+    if gate is None:  # a frame racing its own disconnect
+        return _error("internal", event=event)
+    return data, gate
+
+
 def on_frame(*args):
     t0 = time.perf_counter()
     st = _state()
     cfg = st.config
-    if len(args) != 1 or not isinstance(args[0], (bytes, bytearray)):
-        return _error("bad_frame")
-    data = args[0]
-    if not data:
-        return _error("empty")
-    if len(data) > cfg.max_frame_bytes:
-        return _error("too_large", f"frame of {len(data)} bytes over the limit of {cfg.max_frame_bytes}")
-    gate = st.gates.get(request.sid)
-    if gate is None:  # a frame racing its own disconnect
-        return _error("internal")
+    checked = _checked_frame(st, args, "error")
+    if checked is None:
+        return
+    data, gate = checked
     code = gate.begin(cfg.max_fps)
     if code == "rate_limited":
         return _error(code, f"more than {cfg.max_fps:g} frames per second")
@@ -260,16 +270,10 @@ def on_why(*args):
     t0 = time.perf_counter()
     st = _state()
     cfg = st.config
-    if len(args) != 1 or not isinstance(args[0], (bytes, bytearray)):
-        return _error("bad_frame", event="why_error")
-    data = args[0]
-    if not data:
-        return _error("empty", event="why_error")
-    if len(data) > cfg.max_frame_bytes:
-        return _error("too_large", f"frame of {len(data)} bytes over the limit of {cfg.max_frame_bytes}", "why_error")
-    gate = st.gates.get(request.sid)
-    if gate is None:
-        return _error("internal", event="why_error")
+    checked = _checked_frame(st, args, "why_error")
+    if checked is None:
+        return
+    data, gate = checked
     if st.inference is None or st.explainer is None:
         return _error("unavailable", "explanations are turned off on this server", "why_error")
     code, wait = gate.why.begin(cfg.why_interval)

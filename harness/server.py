@@ -1,4 +1,4 @@
-"""Helpers for the web app's tests: servers started the documented way, Socket.IO clients, images."""
+"""Servers started the documented way and clients that talk to them: for tests/ and bench/."""
 from __future__ import annotations
 
 import os
@@ -137,13 +137,6 @@ class Client:
             self.sio.disconnect()
         except Exception:  # noqa: BLE001
             pass
-
-
-def main_crop(pred, jpeg: bytes):
-    """The 48x48 crop (1, 48, 48) of a frame's largest face, as a whole-frame search finds it with
-    ``pred``'s detector."""
-    from fer_core.faces import decode_image, find_faces
-    return find_faces(decode_image(jpeg, grey=True), pred.detector, max_faces=1)[1]
 
 
 def grey_jpeg(w: int = 320, h: int = 240) -> bytes:
