@@ -16,7 +16,7 @@ from flask_socketio import SocketIO
 
 from fer_core import store  # numpy only: the web process never imports TensorFlow
 
-from . import admin, events, guard, lifecycle, logsafe, security, transport, wsmask
+from . import admin, events, guard, lifecycle, logsafe, metrics, security, transport, wsmask
 from .config import WebConfig
 from .classview import ClassView
 from .inference import InferenceClient
@@ -88,6 +88,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     app.wsgi_app = guard.wrap(app.wsgi_app, cfg)  # ProxyFix (trust_proxy hops) only for trusted peers
     lifecycle.install_gunicorn(app)
     app.register_blueprint(admin.bp)
+    metrics.init_app(app)
     security.init_app(app)
 
     @app.get("/")
@@ -104,7 +105,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
             body["status"] = "unresponsive"  # silent: replaced by the watchdog at the heartbeat bound, later
             return jsonify(body), 503
         if st.inference.ready:
-            body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"))
+            body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"),
+                        runtime=st.inference.info.get("runtime_choice"))  # what serves, the timings that chose it
             return jsonify(body), 200
         return jsonify(body), 503
 

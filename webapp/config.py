@@ -42,9 +42,10 @@ class WebConfig:
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
-    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto: LiteRT where
-    #                                      installed, else TensorFlow (fer_core/runtime.py; docs/benchmarks.md)
-    precision: str = "float32"           # of an exported runtime: float32|float16|int8
+    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto (with precision
+    #                                      auto): the fastest timed at start among those runtimes.json admits
+    #                                      (fer_core/runtime.py choose; docs/benchmarks.md); a name forces it
+    precision: str = "auto"              # of an exported runtime: float32|float16|int8; auto: measured, as above
     prep_chunks: int = 4                 # the worker decodes part k+1 of a batch while the ensemble runs on part k
     #                                      (both cores busy); 0 or 1: decode the whole batch first
     detector: str = DEFAULT_DETECTOR     # face detector (fer_core.config.DETECTORS). BlazeFace finds 100 % of the
@@ -110,8 +111,10 @@ class WebConfig:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
         if self.runtime not in ("auto", "tensorflow", "litert", "onnx"):
             raise ValueError(f"runtime must be auto, tensorflow, litert or onnx, got {self.runtime!r}")
-        if self.precision not in ("float32", "float16", "int8"):
-            raise ValueError(f"precision must be float32, float16 or int8, got {self.precision!r}")
+        if self.precision not in ("auto", "float32", "float16", "int8"):
+            raise ValueError(f"precision must be auto, float32, float16 or int8, got {self.precision!r}")
+        if self.runtime == "tensorflow" and self.precision not in ("auto", "float32"):
+            raise ValueError(f"the tensorflow runtime runs float32 only, got precision {self.precision!r}")
         if self.prep_chunks < 0:
             raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
         if self.why_interval < 0 or self.explain_threads < 0 or not 0 <= self.explain_nice <= 19:

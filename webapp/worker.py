@@ -299,6 +299,8 @@ def main(argv=None) -> int:
         pred = Predictor(cfg.models_dir, tta=cfg.tta, runtime=cfg.runtime, precision=cfg.precision,
                          threads=cfg.tf_threads, detector=cfg.detector, detector_threads=cfg.detector_threads)
         pred.warm_up(cfg.warm_up_faces)
+        from fer_core.runtime import Timed
+        pred.runner = Timed(pred.runner)  # each batch reports its model time (webapp/metrics.py)
     except Exception as e:  # noqa: BLE001 - reported to the web process, which shows it on /healthz
         reason = f"{type(e).__name__}: {e}"
         log(f"cannot load the models: {reason}")
@@ -318,6 +320,8 @@ def main(argv=None) -> int:
     load_s = time.perf_counter() - t0
     log(f"ready: {len(pred.member_names)} members from {pred.models_dir} in {pred.runtime} {pred.precision} "
         f"in {load_s:.1f} s")
+    if pred.choice is not None:  # the measured runtime, the timings that chose it, why the others do not serve
+        log(pred.choice.describe())
     wire.write_message(proto_out, {"type": "ready", "labels": pred.labels, "members": pred.member_names,
                                    "models_dir": str(pred.models_dir), "load_s": round(load_s, 2),
                                    "rule": pred.spec.get("rule"), "tta": pred.tta, "pid": os.getpid(),
@@ -325,7 +329,8 @@ def main(argv=None) -> int:
                                    "precision": pred.precision, "prep_chunks": cfg.prep_chunks,
                                    "spread_views": cfg.spread_views and trackers is not None,
                                    "track_still": cfg.track_still,
-                                   "load_views_from": cfg.load_views_from})
+                                   "load_views_from": cfg.load_views_from,
+                                   "runtime_choice": pred.choice.as_dict() if pred.choice is not None else None})
     while True:
         try:
             header, blobs = wire.read_message(proto_in)
@@ -335,10 +340,12 @@ def main(argv=None) -> int:
             log(f"unknown message type {header.get('type')!r}")
             continue
         ids = header.get("ids", [])
+        t, busy = time.perf_counter(), pred.runner.busy_s
         results = handle_batch(pred, ids, blobs, cfg.max_faces, cfg.max_pixels, header.get("clients"), trackers,
                                prep_pool, cfg.prep_chunks, cfg.load_views_from, header.get("meta"), cfg.spread_views)
         try:
-            wire.write_message(proto_out, {"type": "results", "results": results})
+            wire.write_message(proto_out, {"type": "results", "results": results, "timing": {
+                "worker": round((time.perf_counter() - t) * 1000, 3), "model": round((pred.runner.busy_s - busy) * 1000, 3)}})
         except (BrokenPipeError, OSError):
             return 0
 
