@@ -73,7 +73,9 @@ def _evaluate(args) -> int:
         raise ValueError(f"split {args.split} not in {data.source} (it has {', '.join(data.splits)})")
     models_dir = store.resolve_models_dir(args.models)
     progress.note("loading the models ...")
-    metrics = evaluate(models_dir, data, progress=progress, runtime=args.runtime, precision=args.precision,
+    # auto alone is the server's choice: runtime and precision measured among the admitted
+    precision = args.precision or ("auto" if args.runtime == "auto" else "float32")
+    metrics = evaluate(models_dir, data, progress=progress, runtime=args.runtime, precision=precision,
                        tta_mode=args.tta)
     if args.write:
         write_metrics(models_dir, metrics)
@@ -272,8 +274,9 @@ def main(argv=None) -> int:
     e.add_argument("--write", action="store_true", help="also rewrite metrics.json and report.md")
     e.add_argument("--runtime", default="tensorflow", choices=("auto", "tensorflow", "litert", "onnx"),
                    help="run the ensemble's members in this runtime (auto: what the server runs; fer_core/runtime.py)")
-    e.add_argument("--precision", default="float32", choices=("auto", "float32", "float16", "int8"),
-                   help="precision of an exported runtime (auto: with --runtime auto, the server's measured choice)")
+    e.add_argument("--precision", choices=("auto", "float32", "float16", "int8"),
+                   help="precision of an exported runtime (default float32; with --runtime auto: auto, the "
+                        "server's measured choice among the admitted)")
     e.add_argument("--tta", choices=[str(m) for m in TTA],
                    help="test-time views (default: the ensemble's own, as the server uses them)")
     e.set_defaults(fn=_evaluate)

@@ -461,16 +461,24 @@ def admit(models_dir=None, data=None, split: str = "PublicTest", pairs=EXPORTS, 
         rec["runtimes"][name] = {"accuracy": round(acc, 6), "delta_pp": round(100 * (acc - acc_ref), 3),
                                  "agreement": round(float((got == want).mean()), 6),
                                  "export": _key_of(md, ref.member_names, r, p, ref.tta)}
-    for name, entry in rec["runtimes"].items():
-        r, p = name.split("/")
-        why = refusal(rec, weights, str(ref.tta), r, p, entry["export"])
-        entry["admitted"], entry["reason"] = why is None, why
-        if (r, p) in pairs:
-            log(f"{name}: {100 * entry['accuracy']:.2f} % ({entry['delta_pp']:+.2f} pp), same label as float32 "
-                f"{100 * entry['agreement']:.2f} %: {'admitted' if why is None else 'not admitted, ' + why}")
+        entry = _judge(rec, name)
+        log(f"{name}: {100 * entry['accuracy']:.2f} % ({entry['delta_pp']:+.2f} pp), same label as float32 "
+            f"{100 * entry['agreement']:.2f} % ({time.perf_counter() - t:.0f} s): "
+            f"{'admitted' if entry['admitted'] else 'not admitted, ' + entry['reason']}")
+    for name in rec["runtimes"]:  # entries kept from an earlier run are judged again
+        _judge(rec, name)
     from .store import atomic_write_json
     atomic_write_json(md / ADMISSIONS, rec)
     return rec
+
+
+def _judge(rec: dict, name: str) -> dict:
+    """Set ``admitted`` and ``reason`` of ``rec``'s entry ``name`` by ``refusal``; the entry."""
+    entry = rec["runtimes"][name]
+    r, p = name.split("/")
+    why = refusal(rec, rec["weights"], rec["views"], r, p, entry["export"])
+    entry["admitted"], entry["reason"] = why is None, why
+    return entry
 
 
 # -- the measured choice -------------------------------------------------------------------------------
