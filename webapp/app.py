@@ -20,6 +20,7 @@ from . import admin, events, guard, lifecycle, logsafe, metrics, security, trans
 from .config import WebConfig
 from .classview import ClassView
 from .inference import InferenceClient
+from .seats import Seats
 from .stats import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ class AppState:
     classview: ClassView = field(default_factory=ClassView)  # the teacher's view on /admin (counts only)
     gates: dict = field(default_factory=dict)  # Socket.IO sid -> events.ClientGate
     explainer: InferenceClient | None = None   # Grad-CAM for 'why' requests, started on the first one
+    seats: Seats = field(default_factory=Seats)  # over max_clients, clients wait in line (webapp/seats.py)
     stopping: bool = False                     # set by lifecycle.shutdown
 
 
@@ -69,7 +71,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
                                      admin_limiter=admin.FailureLimiter(cfg.admin_max_failures,
                                                                         cfg.admin_failure_window),
                                      classview=ClassView(cfg.class_window, cfg.class_bucket, cfg.class_buckets),
-                                     explainer=explainer)
+                                     explainer=explainer, seats=Seats(cfg.max_clients))
 
     async_mode = _async_mode(cfg)
     if async_mode == "eventlet":

@@ -31,6 +31,11 @@ class WebConfig:
     max_faces: int = 8                   # faces per frame: a webcam shows one or a few people
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
     max_batch_frames: int = 16           # frames per inference call: the queue drained at once when busy
+    max_clients: int = 60                # clients served at once (2 cores carry 60 at 2+ results/s each, docs/
+    #                                      classroom.md); later ones wait in line, first come first served, and
+    #                                      their frames get 'full' (webapp/seats.py); 0: no limit
+    full_retry: float = 2.0              # seconds a waiting client is told to wait before its next frame: a
+    #                                      place in line moves when a student leaves, not every frame
     warm_up_faces: int = 32              # compile every predict bucket up to this many faces (x2 with TTA)
     request_timeout: float = 30.0        # a frame not answered by then gets error 'timeout'
     worker_start_timeout: float = 300.0  # importing TensorFlow + loading + warming a big ensemble on a CPU
@@ -99,6 +104,8 @@ class WebConfig:
         if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch_frames < 1 or self.max_faces < 1:
             raise ValueError("max_frame_bytes, max_fps, max_batch_frames and max_faces must be positive, got "
                              f"{self.max_frame_bytes!r}, {self.max_fps!r}, {self.max_batch_frames!r}, {self.max_faces!r}")
+        if self.max_clients < 0 or not self.full_retry > 0:
+            raise ValueError(f"max_clients must be >= 0 and full_retry > 0, got {self.max_clients!r}, {self.full_retry!r}")
         if self.transport_slack < 1:
             raise ValueError(f"transport_slack must be >= 1, got {self.transport_slack!r}")
         if self.async_mode not in (None, "eventlet", "threading"):
@@ -246,6 +253,8 @@ ENV = {
     "max_faces": "FER_MAX_FACES",
     "max_fps": "FER_MAX_FPS",
     "max_batch_frames": "FER_MAX_BATCH",
+    "max_clients": "FER_MAX_CLIENTS",
+    "full_retry": "FER_FULL_RETRY",
     "warm_up_faces": "FER_WARM_UP_FACES",
     "request_timeout": "FER_REQUEST_TIMEOUT",
     "worker_start_timeout": "FER_WORKER_START_TIMEOUT",

@@ -11,6 +11,7 @@ happens, into histograms:
 ``fer_faces_total``                    faces in those answers (counter)
 ``fer_frame_errors_total{code}``       frames and 'why' requests answered with an error, by its code (counter)
 ``fer_clients``                        Socket.IO clients connected (gauge)
+``fer_clients_waiting``                those of them waiting in line over ``max_clients`` (gauge)
 ``fer_queue_frames{role}``             requests waiting for the worker (gauge; role frames or explain)
 ``fer_worker_up{role}``                1 while that worker is ready to answer, else 0 (gauge)
 ``fer_worker_restarts_total{role}``    workers replaced after a crash, a hang or silence (counter)
@@ -59,6 +60,8 @@ class _ServerCollector:
             errors.add_metric([code], n)
         yield errors
         yield GaugeMetricFamily("fer_clients", "Socket.IO clients connected.", value=snap["clients"])
+        yield GaugeMetricFamily("fer_clients_waiting", "Clients waiting in line for a seat (over max_clients).",
+                                value=st.seats.snapshot()["waiting"])
         queued = GaugeMetricFamily("fer_queue_frames", "Requests waiting for the worker.", labels=["role"])
         up = GaugeMetricFamily("fer_worker_up", "1 while the worker is ready to answer.", labels=["role"])
         restarts = CounterMetricFamily("fer_worker_restarts", "Workers replaced after a crash, a hang or silence.",
