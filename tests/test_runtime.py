@@ -277,3 +277,26 @@ def test_what_the_operator_names_needs_no_record(monkeypatch):
         runtime.candidates("tensorflow", "int8")
     with pytest.raises(ValueError, match="got 'tflite'"):
         runtime.candidates("tflite")
+
+
+def test_predict_makes_the_servers_choice(tiny_models, tmp_path, astronaut_jpeg, monkeypatch, capsys):
+    """`python -m fer_core predict` (videos included) runs what runtime.choose picks, as the server
+    does; FER_RUNTIME/FER_PRECISION name a choice for it as for the server."""
+    from fer_core import cli
+    seen = []
+    real = runtime.choose
+
+    def spy(model, r, p, **kw):
+        seen.append((r, p))
+        return real(model, r, p, **kw)
+
+    monkeypatch.setattr(runtime, "choose", spy)
+    img = tmp_path / "face.jpg"
+    img.write_bytes(astronaut_jpeg)
+    assert cli.main(["predict", str(img), "--models", str(tiny_models), "--format", "jsonl"]) == 0
+    assert seen == [("auto", "auto")]
+    monkeypatch.setenv("FER_RUNTIME", "tensorflow")
+    monkeypatch.setenv("FER_PRECISION", "float32")
+    assert cli.main(["predict", str(img), "--models", str(tiny_models), "--format", "jsonl"]) == 0
+    assert seen == [("auto", "auto")]  # named: loaded as asked, nothing to choose
+    capsys.readouterr()
