@@ -1,4 +1,4 @@
-"""python -m fer_core {evaluate,predict,info}"""
+"""python -m fer_core {evaluate,admit,predict,pack,info}"""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import quiet  # noqa: E402 - stdlib only
 from .config import DETECTORS  # noqa: E402 - numpy only
+from .runtime import TOLERANCE_PP  # noqa: E402 - numpy only; the admit help states it
 from .tta import TTA  # noqa: E402 - numpy only; the parser lists its modes
 from .track import REDETECT_EVERY  # noqa: E402 - numpy only; after the TensorFlow log level is set
 
@@ -84,8 +85,10 @@ def _evaluate(args) -> int:
 
     models_dir = store.resolve_models_dir(args.models)
     progress.note("loading the models ...")
+    # auto alone is the server's choice: runtime and precision measured among the admitted
+    precision = args.precision or ("auto" if args.runtime == "auto" else "float32")
     metrics = evaluate(models_dir, data, progress=tick if progress.enabled else None, runtime=args.runtime,
-                       precision=args.precision, tta_mode=args.tta)
+                       precision=precision, tta_mode=args.tta)
     if args.write:
         write_metrics(models_dir, metrics)
     if args.json:
@@ -135,7 +138,27 @@ def _predict(args) -> int:
 def _predictor(args):
     from .predict import Predictor
 
-    return Predictor(args.models, tta=TTA.NONE if args.no_tta else None, detector=args.detector)
+    pred = Predictor(args.models, tta=TTA.NONE if args.no_tta else None, detector=args.detector,
+                     runtime=args.runtime, precision=args.precision)
+    if pred.choice is not None and sys.stderr.isatty():
+        print(one_line(pred.choice.describe()), file=sys.stderr)
+    return pred
+
+
+def _admit(args) -> int:
+    from . import runtime
+
+    pairs = [tuple(p.strip().split("/", 1)) for p in args.runtimes.split(",") if p.strip()]
+    bad = [p for p in pairs if len(p) != 2]
+    if bad or not pairs:
+        raise ValueError(f"--runtimes takes runtime/precision pairs like litert/int8, got {args.runtimes!r}")
+    rec = runtime.admit(args.models, args.data, pairs=pairs, limit=args.limit, threads=args.threads,
+                        log=lambda line: print(one_line(line), flush=True))
+    from . import store
+    print(f"wrote {store.resolve_models_dir(args.models) / runtime.ADMISSIONS}"
+          + ("" if rec["complete"] else f" (scored on {rec['images']} of {rec['of']} faces: the server admits "
+                                        f"nothing from it)"))
+    return 0
 
 
 def _predict_images(args, pred, out) -> int:
@@ -269,8 +292,9 @@ def main(argv=None, prog: str = "python -m fer_core") -> int:
     e.add_argument("--write", action="store_true", help="also rewrite metrics.json and report.md")
     e.add_argument("--runtime", default="tensorflow", choices=("auto", "tensorflow", "litert", "onnx"),
                    help="run the ensemble's members in this runtime (auto: what the server runs; fer_core/runtime.py)")
-    e.add_argument("--precision", default="float32", choices=("float32", "float16", "int8"),
-                   help="precision of an exported runtime")
+    e.add_argument("--precision", choices=("auto", "float32", "float16", "int8"),
+                   help="precision of an exported runtime (default float32; with --runtime auto: auto, the "
+                        "server's measured choice among the admitted)")
     e.add_argument("--tta", choices=[str(m) for m in TTA],
                    help="test-time views (default: the ensemble's own, as the server uses them)")
     e.set_defaults(fn=_evaluate)
@@ -305,10 +329,32 @@ def main(argv=None, prog: str = "python -m fer_core") -> int:
                         f"{REDETECT_EVERY}, as the server; 0: search every frame)")
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
+    r.add_argument("--runtime", default=os.environ.get("FER_RUNTIME") or "auto",
+                   choices=("auto", "tensorflow", "litert", "onnx"),
+                   help="what runs the members (default: $FER_RUNTIME, else auto: the fastest admitted here, "
+                        "measured as the server measures it; fer_core/runtime.py)")
+    r.add_argument("--precision", default=os.environ.get("FER_PRECISION") or "auto",
+                   choices=("auto", "float32", "float16", "int8"),
+                   help="precision of an exported runtime (default: $FER_PRECISION, else auto)")
     r.add_argument("--detector", choices=DETECTORS,
                    help="face detector (default: blazeface, as the server; blazeface-full: its full-range model for "
                         "followed faces too; haar: OpenCV's cascade, upright faces only)")
     r.set_defaults(fn=_predict)
+    a = sub.add_parser("admit", help="score the exported runtimes on PublicTest and record which may serve",
+                       description="Score each exported runtime/precision of the ensemble on the whole of "
+                                   "PublicTest against TensorFlow float32 and write runtimes.json beside the "
+                                   "weights: the server (and predict with --runtime auto) serves an export only "
+                                   f"when that record matches the current weights and export and its accuracy is "
+                                   f"within {TOLERANCE_PP} pp of float32's. Rerun it after the ensemble changes.")
+    _data_option(a)
+    _models_option(a)
+    a.add_argument("--runtimes", default="litert/float32,litert/int8,onnx/float32,onnx/int8",
+                   help="exported runtime/precision pairs to score, comma-separated (also: litert/float16, "
+                        "onnx/float16)")
+    a.add_argument("--limit", type=int, metavar="N", help="only the first N PublicTest faces: a quick check, "
+                   "recorded as partial (the server admits nothing from it)")
+    a.add_argument("--threads", type=int, default=0, help="threads of the exported runtimes (0: all cores)")
+    a.set_defaults(fn=_admit)
     k = sub.add_parser("pack", help="pack splits as uint8 .npz(.xz), e.g. to carry them to a GPU machine")
     _data_option(k)
     k.add_argument("--out", required=True, help="output .npz or .npz.xz")

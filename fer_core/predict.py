@@ -68,7 +68,9 @@ class Predictor:
                  detector: FaceDetector | str | None = None, runtime: str | None = "tensorflow",
                  precision: str = "float32", threads: int = 0, detector_threads: int = 1):
         """``detector``: a detector object, or its name (fer_core.config.DETECTORS; None: the served
-        one, ``DEFAULT_DETECTOR``), made with ``detector_threads`` threads (BlazeFace's LiteRT)."""
+        one, ``DEFAULT_DETECTOR``), made with ``detector_threads`` threads (BlazeFace's LiteRT).
+        ``runtime``/``precision``: a name, or ``auto`` for what ``fer_core.runtime.choose`` measures
+        fastest here among the admitted ones (the server's choice; ``self.choice`` says why)."""
         import keras
 
         ens = store.load_ensemble(models_dir)  # raises ModelsError naming what is missing or wrong
@@ -84,10 +86,16 @@ class Predictor:
         self.model = keras.Model(inp, stacked, name="ensemble")
         self.detector = make_detector(detector or DEFAULT_DETECTOR, detector_threads) \
             if detector is None or isinstance(detector, str) else detector
-        # what runs self.model: TensorFlow, or an exported copy in LiteRT / ONNX Runtime (fer_core/runtime.py)
+        # what runs self.model: TensorFlow, or an exported copy in LiteRT / ONNX Runtime (fer_core/runtime.py);
+        # 'auto' in either is the measured choice among the admitted ones (runtime.choose), told in self.choice
         from . import runtime as runtimes
-        self.runner = runtimes.load(self.model, runtime, precision, models_dir=self.models_dir,
-                                    members=self.member_names, views=self.tta, threads=threads)
+        self.choice = None
+        if runtime in (None, "auto") or precision in (None, "auto"):
+            self.runner, self.choice = runtimes.choose(self.model, runtime, precision, models_dir=self.models_dir,
+                                                       members=self.member_names, views=self.tta, threads=threads)
+        else:
+            self.runner = runtimes.load(self.model, runtime, precision, models_dir=self.models_dir,
+                                        members=self.member_names, views=self.tta, threads=threads)
         self.runtime, self.precision = self.runner.runtime, self.runner.precision
 
     def warm_up(self, faces: int) -> None:

@@ -14,6 +14,13 @@ by the sha256 of everything they are made from, in ``$FER_RUNTIME_CACHE`` (defau
 in the checkout, git-ignored): a server builds them at its first start, later starts load them.
 The shipped weights stay the members' ``.npz`` files. Accuracy and speed of each are measured by
 ``bench/bench_runtime.py`` (docs/benchmarks.md).
+
+Which one serves (``choose``): the fastest, timed where the server starts, among those whose
+accuracy is known to hold. An export is *admitted* by its record in ``runtimes.json`` beside the
+weights, written by ``python -m fer_core admit`` (``admit``): scored on the whole of PublicTest, for
+these very weights and views and this very export (its cache key), with accuracy
+``a_export >= a_float32 - TOLERANCE_PP``. TensorFlow float32 is the reference and always admitted.
+A runtime or precision named by the operator (FER_RUNTIME, FER_PRECISION) needs no record.
 """
 from __future__ import annotations
 
@@ -23,7 +30,10 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +206,23 @@ class KerasRunner(Runner):
         return np.asarray(self.model.predict_on_batch(x))
 
 
+class Timed(Runner):
+    """``runner`` with the seconds spent in its calls added up in ``busy_s`` (the worker reports the
+    model's share of each batch from it)."""
+
+    def __init__(self, runner: Runner):
+        super().__init__(runner.runtime, runner.precision, runner.path)
+        self.runner, self.pads, self.output_shape = runner, runner.pads, runner.output_shape
+        self.busy_s = 0.0
+
+    def __call__(self, x):
+        t = time.perf_counter()
+        try:
+            return self.runner(x)
+        finally:
+            self.busy_s += time.perf_counter() - t
+
+
 def litert_interpreter(threads: int, **model):
     """A LiteRT interpreter for ``model_path=`` or ``model_content=``, its tensors allocated, without
     the "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." that its first allocation prints."""
@@ -279,3 +306,304 @@ def _load(model, runtime, precision, auto, models_dir, members, views, threads, 
 def clear_cache() -> None:
     """Remove every cached export (they are rebuilt on the next start)."""
     shutil.rmtree(cache_dir(), ignore_errors=True)
+
+
+# -- admission: which exports may serve --------------------------------------------------------------
+
+ADMISSIONS = "runtimes.json"  # beside ensemble.json: each export's score against TensorFlow float32
+TOLERANCE_PP = 0.3            # an export serves only within this many points of float32's PublicTest accuracy
+REFERENCE = ("tensorflow", "float32")
+EXPORTS = tuple((r, p) for r in RUNTIMES[1:] for p in PRECISIONS)
+# A lower precision serves only when it beats the fastest float32 by more than this fraction: timings
+# on a shared CPU move by a few percent, and its answers differ slightly from float32's.
+MARGIN = 0.05
+TIMING_BATCH = 16  # rows per timed call: a busy class's batch, 16 frames of one followed face, a view each
+TIMING_REPS = 5    # timed calls per runtime, taken in turns so that each sees the same load
+
+
+def pair_name(runtime: str, precision: str) -> str:
+    return f"{runtime}/{precision}"
+
+
+def weights_key(models_dir, members) -> str:
+    """sha256 of what the ensemble's answers are made of: ensemble.json (members, rule, weights,
+    views) and each member's member.json and weights.npz. A record of another key is stale."""
+    md = Path(models_dir)
+    h = hashlib.sha256((md / "ensemble.json").read_bytes())
+    for n in members:
+        h.update(n.encode())
+        h.update((md / n / "member.json").read_bytes())
+        h.update(_sha256(md / n / "weights.npz").encode())
+    return h.hexdigest()[:32]
+
+
+def read_admissions(models_dir) -> dict:
+    """The models folder's ``runtimes.json``, or {} when there is none or it cannot be read (logged:
+    without it only TensorFlow float32 and what the operator names serve)."""
+    path = Path(models_dir) / ADMISSIONS
+    if not path.is_file():
+        return {}
+    try:
+        rec = json.loads(path.read_text())
+        if not isinstance(rec, dict) or not isinstance(rec.get("runtimes"), dict):
+            raise ValueError("no 'runtimes' table")
+        return rec
+    except (ValueError, OSError) as e:
+        logging.getLogger(__name__).warning("%s ignored (%s: %s)", path, type(e).__name__, e)
+        return {}
+
+
+def refusal(record: dict, weights: str, views: str, runtime: str, precision: str, key: str | None) -> str | None:
+    """Why ``record`` (``read_admissions``) does not admit ``runtime``/``precision`` for an ensemble
+    of ``weights`` (``weights_key``) under ``views`` whose export has cache key ``key``; None: admitted.
+    Admitted: scored on the whole split, on these weights, views and export, and
+    ``100 * (a - a_float32) >= -TOLERANCE_PP`` (a: the ensemble's accuracy through the export)."""
+    if (runtime, precision) == REFERENCE:
+        return None
+    fix = "run python -m fer_core admit"
+    if not record:
+        return f"no score in {ADMISSIONS} ({fix})"
+    if record.get("weights") != weights:
+        return f"{ADMISSIONS} was scored on other weights (key {str(record.get('weights'))[:12]}, these are {weights[:12]}: {fix})"
+    if str(record.get("views")) != str(views):
+        return f"{ADMISSIONS} was scored with views {record.get('views')!r}, these are {str(views)!r} ({fix})"
+    entry = record["runtimes"].get(pair_name(runtime, precision))
+    if not isinstance(entry, dict):
+        return f"not scored in {ADMISSIONS} ({fix})"
+    if entry.get("export") != key:
+        return f"{ADMISSIONS} scored another export of it (library versions or calibration changed: {fix})"
+    if not record.get("complete"):
+        return (f"scored on {record.get('images')} of {record.get('of')} {record.get('split')} faces only "
+                f"(--limit): {fix} on the whole split")
+    try:
+        delta = 100 * (float(entry["accuracy"]) - float(record["reference"]["accuracy"]))
+    except (KeyError, TypeError, ValueError):
+        return f"{ADMISSIONS} has no accuracy for it ({fix})"
+    if delta < -TOLERANCE_PP:
+        return f"{delta:+.2f} pp below float32 on {record.get('split')} (bound -{TOLERANCE_PP} pp)"
+    return None
+
+
+def _key_of(models_dir, members, runtime, precision, views) -> str | None:
+    return None if runtime == "tensorflow" else export_key(Path(models_dir), list(members), runtime, precision, views)
+
+
+def admit(models_dir=None, data=None, split: str = "PublicTest", pairs=EXPORTS, limit: int | None = None,
+          threads: int = 0, log=None) -> dict:
+    """Score each exported runtime/precision of ``pairs`` on ``split`` (its first ``limit`` faces; None:
+    all) against TensorFlow float32, and write the record to ``runtimes.json`` in the models folder
+    (atomically; entries of other pairs scored on the same weights, views and faces are kept).
+
+    Per pair: the ensemble's accuracy (its own rule and views, its own protocol's labels), the share
+    of faces given float32's label (agreement), ``delta_pp = 100 * (a - a_float32)``, the export's
+    cache key, and whether ``refusal`` admits it. A pair that cannot export or load is recorded
+    under ``failed`` with its reason. ``log(line)`` gets one line per pair."""
+    from . import store
+    from .data import load_fer2013
+    from .ensemble import combine
+    from .labels import to_6_labels
+    from .predict import Predictor, probabilities
+
+    log = log or (lambda line: None)
+    md = store.resolve_models_dir(models_dir)
+    pairs = [tuple(p) for p in pairs]
+    for r, p in pairs:
+        check(r, p)
+        if r == "tensorflow":
+            raise ValueError(f"pairs are exported runtimes (tensorflow/float32 is the reference), got {r}/{p}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit!r}")
+    fer = load_fer2013(data)
+    if split not in fer.splits:
+        raise ValueError(f"split {split!r} not in {fer.source} (it has {', '.join(fer.splits)})")
+    x, y = fer[split].x, fer[split].y
+    total = len(x)
+    x, y = x[:limit], y[:limit]
+    ref = Predictor(md, runtime="tensorflow")
+    if len(ref.labels) == 6:
+        y = to_6_labels(y)
+
+    def labels_of(runner):
+        mp = np.concatenate([probabilities(runner, x[i:i + 512], ref.tta) for i in range(0, len(x), 512)])
+        return combine(mp.transpose(1, 0, 2), ref.weights).argmax(-1)
+
+    t = time.perf_counter()
+    want = labels_of(ref.runner)
+    acc_ref = float((want == y).mean())
+    log(f"tensorflow/float32: {100 * acc_ref:.2f} % on {len(x)} {split} faces ({time.perf_counter() - t:.0f} s)")
+    weights = weights_key(md, ref.member_names)
+    old = read_admissions(md)
+    same = old and all(old.get(k) == v for k, v in
+                       (("weights", weights), ("views", str(ref.tta)), ("split", split), ("images", len(x))))
+    rec = {"weights": weights, "views": str(ref.tta), "members": ref.member_names, "split": split,
+           "images": len(x), "of": total, "complete": len(x) == total, "tolerance_pp": TOLERANCE_PP,
+           "reference": {"runtime": REFERENCE[0], "precision": REFERENCE[1], "accuracy": round(acc_ref, 6)},
+           "runtimes": dict(old["runtimes"]) if same else {}, "failed": dict(old.get("failed") or {}) if same else {},
+           "data": fer.source}
+    for r, p in pairs:
+        name = pair_name(r, p)
+        rec["runtimes"].pop(name, None)
+        rec["failed"].pop(name, None)
+        if not installed(r):
+            rec["failed"][name] = f"the Python package {_RUN[r]!r} is not installed"
+            log(f"{name}: {rec['failed'][name]}")
+            continue
+        t = time.perf_counter()
+        try:
+            runner = load(ref.model, r, p, models_dir=md, members=ref.member_names, views=ref.tta, threads=threads,
+                          calibration_data=data)
+            got = labels_of(runner)
+        except Exception as e:  # noqa: BLE001 - one runtime failing must not stop the others' scores
+            rec["failed"][name] = f"{type(e).__name__}: {e}"[:300]
+            log(f"{name}: failed ({rec['failed'][name]})")
+            continue
+        acc = float((got == y).mean())
+        rec["runtimes"][name] = {"accuracy": round(acc, 6), "delta_pp": round(100 * (acc - acc_ref), 3),
+                                 "agreement": round(float((got == want).mean()), 6),
+                                 "export": _key_of(md, ref.member_names, r, p, ref.tta)}
+        entry = _judge(rec, name)
+        log(f"{name}: {100 * entry['accuracy']:.2f} % ({entry['delta_pp']:+.2f} pp), same label as float32 "
+            f"{100 * entry['agreement']:.2f} % ({time.perf_counter() - t:.0f} s): "
+            f"{'admitted' if entry['admitted'] else 'not admitted, ' + entry['reason']}")
+    for name in rec["runtimes"]:  # entries kept from an earlier run are judged again
+        _judge(rec, name)
+    from .store import atomic_write_json
+    atomic_write_json(md / ADMISSIONS, rec)
+    return rec
+
+
+def _judge(rec: dict, name: str) -> dict:
+    """Set ``admitted`` and ``reason`` of ``rec``'s entry ``name`` by ``refusal``; the entry."""
+    entry = rec["runtimes"][name]
+    r, p = name.split("/")
+    why = refusal(rec, rec["weights"], rec["views"], r, p, entry["export"])
+    entry["admitted"], entry["reason"] = why is None, why
+    return entry
+
+
+# -- the measured choice -------------------------------------------------------------------------------
+
+@dataclass
+class Choice:
+    """What serves and why: ``how`` is ``measured`` (the fastest admitted), ``named`` (FER_RUNTIME and
+    FER_PRECISION both given) or ``fallback`` (every candidate failed: TensorFlow float32).
+    ``timings_ms``: median ms per call of ``batch`` rows, per candidate that loaded; ``reasons``: why
+    each other pair does not serve (not installed, not admitted, failed, slower)."""
+    runtime: str
+    precision: str
+    how: str
+    timings_ms: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
+    batch: int = TIMING_BATCH
+
+    def as_dict(self) -> dict:
+        return {"runtime": self.runtime, "precision": self.precision, "how": self.how, "batch": self.batch,
+                "timings_ms": dict(self.timings_ms), "reasons": dict(self.reasons)}
+
+    def describe(self) -> str:
+        """One line for the server log: the choice, each candidate's time, each refusal."""
+        times = ", ".join(f"{n} {t:.1f} ms" for n, t in sorted(self.timings_ms.items(), key=lambda kv: kv[1]))
+        others = "; ".join(f"{n}: {why}" for n, why in self.reasons.items())
+        return (f"runtime {self.runtime} {self.precision} ({self.how}; per {self.batch} views: {times or 'not timed'})"
+                + (f"; not serving: {others}" if others else ""))
+
+
+def candidates(runtime: str = "auto", precision: str = "auto", admitted=None) -> tuple[list, dict, set]:
+    """(pairs to try in order, reasons for the pairs left out, the pairs the operator named).
+
+    ``auto`` runtime and precision: TensorFlow float32, then every installed export that
+    ``admitted(runtime, precision)`` (None, or the reason it is not) lets in. A named runtime: its
+    float32 (named, no record needed) and its admitted other precisions. A named precision: every
+    installed runtime at it, named. Both named: that pair alone. ``admitted`` None admits all."""
+    if runtime != "auto":
+        check(runtime)
+    if precision != "auto":
+        check("litert", precision)
+    if runtime == "tensorflow" and precision not in ("auto", "float32"):
+        raise ValueError(f"the tensorflow runtime runs float32 only, got precision {precision!r}")
+    named_r, named_p = runtime != "auto", precision != "auto"
+    pairs, reasons, named = [], {}, set()
+    for r, p in (REFERENCE, *EXPORTS):
+        if (named_r and r != runtime) or (named_p and p != precision):
+            continue
+        name = pair_name(r, p)
+        if not installed(r):
+            reasons[name] = f"the Python package {_RUN[r]!r} is not installed"
+            continue
+        if named_p or (named_r and p == "float32"):  # what the operator names serves without a record
+            named.add((r, p))
+            pairs.append((r, p))
+            continue
+        why = None if (r, p) == REFERENCE or admitted is None else admitted(r, p)
+        if why:
+            reasons[name] = f"not admitted: {why}"
+            continue
+        pairs.append((r, p))
+    return pairs, reasons, named
+
+
+def _median_ms(runners: dict, batch: int, reps: int) -> dict:
+    """Median wall ms per call of ``batch`` rows for each runner, the runners taking turns."""
+    x = np.random.default_rng(0).uniform(0, 255, (batch, 48, 48, 1)).astype(np.float32)
+    for run in runners.values():  # untimed: TensorFlow compiles the shape, the others plan it
+        run(x)
+    times = {n: [] for n in runners}
+    for _ in range(reps):
+        for n, run in runners.items():
+            t = time.perf_counter()
+            run(x)
+            times[n].append((time.perf_counter() - t) * 1000)
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def choose(model, runtime: str | None = "auto", precision: str | None = "auto", *, models_dir, members,
+           views: str = "none", threads: int = 0, calibration_data=None, batch: int = TIMING_BATCH,
+           reps: int = TIMING_REPS) -> tuple[Runner, Choice]:
+    """The Runner that serves the Keras ensemble ``model`` here, and the Choice that says why.
+
+    The ``candidates`` are loaded (exported first when not cached); one that fails to export or load
+    is left out with its reason, logged. Those loaded are timed on ``reps`` calls of ``batch`` rows
+    each, in turns; the fastest float32 serves unless a lower precision is faster by more than
+    ``MARGIN``: ``t_low < (1 - MARGIN) * t_float32``. When none loads, TensorFlow float32 serves."""
+    runtime, precision = runtime or "auto", precision or "auto"
+    if batch < 1 or reps < 1:
+        raise ValueError(f"batch and reps must be >= 1, got {batch!r} and {reps!r}")
+    logger = logging.getLogger(__name__)
+    md = Path(models_dir)
+    record = read_admissions(md)
+    weights = weights_key(md, members) if record else ""
+
+    def admitted(r, p):
+        try:
+            return refusal(record, weights, views, r, p, _key_of(md, members, r, p, views))
+        except Exception as e:  # noqa: BLE001 - a key that cannot be computed admits nothing
+            return f"{type(e).__name__}: {e}"
+
+    pairs, reasons, named = candidates(runtime, precision, admitted)
+    runners = {}
+    for r, p in pairs:
+        try:
+            runners[pair_name(r, p)] = _load(model, r, p, False, md, members, views, threads, calibration_data)
+        except Exception as e:  # noqa: BLE001 - the next candidate serves instead
+            reasons[pair_name(r, p)] = f"failed to load: {type(e).__name__}: {e}"[:300]
+            logger.warning("%s %s unusable (%s: %s): trying the next runtime", r, p, type(e).__name__, e)
+    if not runners:
+        runner = KerasRunner(model)
+        runner.output_shape = tuple(model.output_shape)
+        return runner, Choice(*REFERENCE, "fallback", {}, reasons, batch)
+    timings = _median_ms(runners, batch, reps)  # a lone named pair too: the log and /healthz show its speed
+    f32 = [n for n in timings if n.endswith("/float32")]
+    low = [n for n in timings if not n.endswith("/float32")]
+    best = min(f32, key=timings.get) if f32 else None
+    fast = min(low, key=timings.get) if low else None
+    pick = fast if fast and (best is None or timings[fast] < (1 - MARGIN) * timings[best]) else best
+    for n, t in timings.items():
+        if n != pick:
+            reasons[n] = (f"{t:.1f} ms, not {100 * MARGIN:.0f} % faster than {pick}'s {timings[pick]:.1f} ms"
+                          if pick == best and n == fast else f"{t:.1f} ms, slower than {pick}'s {timings[pick]:.1f} ms")
+    r, p = pick.split("/")
+    runner = runners.pop(pick)
+    runners.clear()  # the others' interpreters and sessions go now
+    runner.output_shape = tuple(model.output_shape)
+    how = "named" if len(pairs) == 1 and (r, p) in named else "measured"
+    return runner, Choice(r, p, how, {n: round(t, 2) for n, t in timings.items()}, reasons, batch)

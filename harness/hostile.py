@@ -146,7 +146,7 @@ def web_pid(server_pid: int) -> int:
     return server_pid
 
 
-INVALID_PACKETS = {  # issue #13, item 3: each ends its connection
+INVALID_PACKETS = {  # each ends its connection
     "bad_json": ['42["frame"'],
     "missing_attachment": ['451-["frame",{"_placeholder":true,"num":7}]', b"\xff\xd8abc"],
     "deep_json": ["42" + "[" * 100_000 + "]" * 100_000],

@@ -26,6 +26,9 @@
       return r.json();
     }).then(function (s) {
       $('s-clients').textContent = s.clients;
+      var seats = s.seats || {};  // over max_clients, students wait in line (webapp/seats.py)
+      $('s-seats').textContent = seats.over_capacity ? 'over capacity: ' + seats.waiting + ' waiting'
+        : (seats.served === undefined ? '–' : seats.served + (seats.limit ? ' of ' + seats.limit : ''));
       $('s-fps').textContent = fmt(s.fps, 1);
       $('s-p50').textContent = fmt(s.latency_ms.p50, 0);
       $('s-p95').textContent = fmt(s.latency_ms.p95, 0);

@@ -168,8 +168,9 @@
     var code = (e && e.code) || 'error';
     var waits = {starting: 1000, unavailable: 5000, worker_crashed: 1000, rate_limited: 500, busy: 100, timeout: 500};
     if (code === 'starting' || code === 'worker_crashed') pill('model loading…', 'wait');
+    if (code === 'full') pill('in line: number ' + e.position, 'wait');  // over capacity: first come, first served
     status((e && e.reason) || code);
-    schedule(waits[code] || 250);
+    schedule(code === 'full' && e.retry_after ? 1000 * e.retry_after : (waits[code] || 250));
   });
   document.addEventListener('visibilitychange', function () { if (!document.hidden) schedule(0); });
 

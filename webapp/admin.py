@@ -205,7 +205,8 @@ def page():
                            members=members, curves=curves, has_confusion=(md / "confusion.png").is_file(),
                            has_campaign=(md / "campaign.png").is_file(),
                            has_report=(md / "report.md").is_file(), metrics=metrics, models_name=md.name,
-                           worker=st.inference.status() if st.inference is not None else None)
+                           worker=st.inference.status() if st.inference is not None else None,
+                           seats=st.seats.snapshot())
 
 
 @bp.get("/stats")
@@ -215,6 +216,7 @@ def stats():
     body = st.stats.snapshot()
     body["worker"] = st.inference.status() if st.inference is not None else None
     info = (st.inference.info if st.inference is not None else None) or {}
+    body["seats"] = st.seats.snapshot()  # over capacity: how many wait in line (webapp/seats.py)
     body["class"] = st.classview.snapshot(info.get("labels") or ())  # counts per label only (webapp/classview.py)
     return jsonify(body)
 

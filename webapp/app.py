@@ -16,10 +16,11 @@ from flask_socketio import SocketIO
 
 from fer_core import store  # numpy only: the web process never imports TensorFlow
 
-from . import admin, events, guard, lifecycle, logsafe, security, transport, wsmask
+from . import admin, events, guard, lifecycle, logsafe, metrics, security, transport, wsmask
 from .config import WebConfig
 from .classview import ClassView
 from .inference import InferenceClient
+from .seats import Seats
 from .stats import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ class AppState:
     classview: ClassView = field(default_factory=ClassView)  # the teacher's view on /admin (counts only)
     gates: dict = field(default_factory=dict)  # Socket.IO sid -> events.ClientGate
     explainer: InferenceClient | None = None   # Grad-CAM for 'why' requests, started on the first one
+    seats: Seats = field(default_factory=Seats)  # over max_clients, clients wait in line (webapp/seats.py)
     stopping: bool = False                     # set by lifecycle.shutdown
 
 
@@ -71,7 +73,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
                                      admin_limiter=admin.FailureLimiter(cfg.admin_max_failures,
                                                                         cfg.admin_failure_window),
                                      classview=ClassView(cfg.class_window, cfg.class_bucket, cfg.class_buckets),
-                                     explainer=explainer)
+                                     explainer=explainer, seats=Seats(cfg.max_clients))
 
     async_mode = _async_mode(cfg)
     if async_mode == "eventlet":
@@ -90,6 +92,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     app.wsgi_app = guard.wrap(app.wsgi_app, cfg)  # ProxyFix (trust_proxy hops) only for trusted peers
     lifecycle.install_gunicorn(app)
     app.register_blueprint(admin.bp)
+    metrics.init_app(app)
     security.init_app(app)
 
     @app.get("/")
@@ -106,7 +109,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
             body["status"] = "unresponsive"  # silent: replaced by the watchdog at the heartbeat bound, later
             return jsonify(body), 503
         if st.inference.ready:
-            body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"))
+            body.update(members=st.inference.info.get("members"), labels=st.inference.info.get("labels"),
+                        runtime=st.inference.info.get("runtime_choice"))  # what serves, the timings that chose it
             return jsonify(body), 200
         return jsonify(body), 503
 

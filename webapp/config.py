@@ -32,6 +32,11 @@ class WebConfig:
     max_faces: int = MAX_FACES           # faces per frame (fer_core.config)
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
     max_batch_frames: int = 16           # frames per inference call: the queue drained at once when busy
+    max_clients: int = 60                # clients served at once (2 cores carry 60 at 2+ results/s each, docs/
+    #                                      classroom.md); later ones wait in line, first come first served, and
+    #                                      their frames get 'full' (webapp/seats.py); 0: no limit
+    full_retry: float = 2.0              # seconds a waiting client is told to wait before its next frame: a
+    #                                      place in line moves when a student leaves, not every frame
     warm_up_faces: int = 32              # compile every predict bucket up to this many faces (x2 with TTA)
     request_timeout: float = 30.0        # a frame not answered by then gets error 'timeout'
     worker_start_timeout: float = 300.0  # importing TensorFlow + loading + warming a big ensemble on a CPU
@@ -43,9 +48,10 @@ class WebConfig:
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
-    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto: LiteRT where
-    #                                      installed, else TensorFlow (fer_core/runtime.py; docs/benchmarks.md)
-    precision: str = "float32"           # of an exported runtime: float32|float16|int8
+    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto (with precision
+    #                                      auto): the fastest timed at start among those runtimes.json admits
+    #                                      (fer_core/runtime.py choose; docs/benchmarks.md); a name forces it
+    precision: str = "auto"              # of an exported runtime: float32|float16|int8; auto: measured, as above
     prep_chunks: int = PREP_CHUNKS       # the worker decodes part k+1 of a batch while the ensemble runs on part k
     #                                      (both cores busy); 0 or 1: decode the whole batch first
     detector: str = DEFAULT_DETECTOR     # face detector (fer_core.config.DETECTORS). BlazeFace finds 100 % of the
@@ -99,6 +105,8 @@ class WebConfig:
         if self.max_frame_bytes < 1 or self.max_fps <= 0 or self.max_batch_frames < 1 or self.max_faces < 1:
             raise ValueError("max_frame_bytes, max_fps, max_batch_frames and max_faces must be positive, got "
                              f"{self.max_frame_bytes!r}, {self.max_fps!r}, {self.max_batch_frames!r}, {self.max_faces!r}")
+        if self.max_clients < 0 or not self.full_retry > 0:
+            raise ValueError(f"max_clients must be >= 0 and full_retry > 0, got {self.max_clients!r}, {self.full_retry!r}")
         if self.transport_slack < 1:
             raise ValueError(f"transport_slack must be >= 1, got {self.transport_slack!r}")
         if self.async_mode not in (None, "eventlet", "threading"):
@@ -111,8 +119,10 @@ class WebConfig:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
         if self.runtime not in ("auto", "tensorflow", "litert", "onnx"):
             raise ValueError(f"runtime must be auto, tensorflow, litert or onnx, got {self.runtime!r}")
-        if self.precision not in ("float32", "float16", "int8"):
-            raise ValueError(f"precision must be float32, float16 or int8, got {self.precision!r}")
+        if self.precision not in ("auto", "float32", "float16", "int8"):
+            raise ValueError(f"precision must be auto, float32, float16 or int8, got {self.precision!r}")
+        if self.runtime == "tensorflow" and self.precision not in ("auto", "float32"):
+            raise ValueError(f"the tensorflow runtime runs float32 only, got precision {self.precision!r}")
         if self.prep_chunks < 0:
             raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
         if self.why_interval < 0 or self.explain_threads < 0 or not 0 <= self.explain_nice <= 19:
@@ -244,6 +254,8 @@ ENV = {
     "max_faces": "FER_MAX_FACES",
     "max_fps": "FER_MAX_FPS",
     "max_batch_frames": "FER_MAX_BATCH",
+    "max_clients": "FER_MAX_CLIENTS",
+    "full_retry": "FER_FULL_RETRY",
     "warm_up_faces": "FER_WARM_UP_FACES",
     "request_timeout": "FER_REQUEST_TIMEOUT",
     "worker_start_timeout": "FER_WORKER_START_TIMEOUT",

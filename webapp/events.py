@@ -3,14 +3,16 @@
 client -> server  ``frame``  one binary payload: the JPEG bytes of one video frame
 server -> client  ``result`` {faces: [{box, label, probabilities, members}], width, height, ms, batch, views, spread}
                   ``error``  {code, reason}
-                  ``hello``  {max_fps, max_frame_bytes, labels, members, views, why_interval, why_ready} on connect
+                  ``hello``  {max_fps, max_frame_bytes, line, labels, members, views, why_interval, why_ready} on connect
 client -> server  ``why``    one binary payload: a frame whose main face is to be explained
 server -> client  ``why_result`` {crop, size, box, label, probabilities, members, maps, width, height, ms}
                   ``why_error``  {code, reason[, retry_after]}
 
 Each client may have one frame in flight and at most ``max_fps`` frames per second; a frame breaking
 either rule, or any payload that is not one binary image, gets an ``error`` for that client only.
-A client that keeps breaking them (``max_violations`` within ``violation_window`` seconds) gets a
+Over ``max_clients`` a client waits in line (webapp/seats.py): its frames get ``full`` with its
+place in line until a served client leaves. A client that keeps breaking the rules (``max_violations``
+within ``violation_window`` seconds) gets a
 last error, ``abuse``, and is disconnected. Frame bytes are held in memory for the request and never
 written anywhere; logs carry no image data.
 
@@ -125,6 +127,7 @@ REASONS = {
     "internal": "the frame could not be processed",
     "unknown_event": "unknown event",
     "abuse": "too many frames breaking the protocol: disconnected",
+    "full": "the server is serving as many students as it can: you are in line, first come first served",
 }
 
 
@@ -186,8 +189,11 @@ def on_connect(auth=None):
         return False
     st.gates[request.sid] = ClientGate()
     st.stats.connected()
+    line = st.seats.arrive(request.sid)
+    if line:
+        log.info("over capacity: client %s waits in line at %d (%d served)", _peer(), line, st.config.max_clients)
     info = st.inference.info if st.inference is not None else None
-    emit("hello", {"max_fps": st.config.max_fps, "max_frame_bytes": st.config.max_frame_bytes,
+    emit("hello", {"max_fps": st.config.max_fps, "max_frame_bytes": st.config.max_frame_bytes, "line": line,
                    "labels": (info or {}).get("labels"), "members": (info or {}).get("members"),
                    "views": (info or {}).get("tta"),
                    "why_interval": st.config.why_interval if st.explainer is not None else None,
@@ -200,6 +206,15 @@ def on_disconnect(reason=None):
     st = _state()
     if st.gates.pop(request.sid, None) is not None:
         st.stats.disconnected()
+    st.seats.leave(request.sid)
+
+
+def _full(st, event: str = "error") -> bool:
+    """Answer 'full' (with the client's place in line) when the client waits for a seat."""
+    line = st.seats.position(request.sid)
+    if line:
+        _error("full", f"{REASONS['full']} (number {line})", event, position=line, retry_after=st.config.full_retry)
+    return bool(line)
 
 
 def _checked_frame(st, args, event: str):
@@ -226,6 +241,8 @@ def on_frame(*args):
     if checked is None:
         return
     data, gate = checked
+    if _full(st):  # before the rate gate: a waiting client's frames reach no worker
+        return None
     code = gate.begin(cfg.max_fps)
     if code == "rate_limited":
         return _error(code, f"more than {cfg.max_fps:g} frames per second")
@@ -276,6 +293,8 @@ def on_why(*args):
     data, gate = checked
     if st.inference is None or st.explainer is None:
         return _error("unavailable", "explanations are turned off on this server", "why_error")
+    if _full(st, "why_error"):
+        return None
     code, wait = gate.why.begin(cfg.why_interval)
     if code == "rate_limited":
         return _error(code, f"one explanation per {cfg.why_interval:g} s: try again in {wait:.1f} s", "why_error",

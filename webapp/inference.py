@@ -63,10 +63,11 @@ def _not_answering() -> InferenceError:
 
 
 class _Request:
-    __slots__ = ("id", "data", "done", "result", "error", "cancelled", "client", "meta")
+    __slots__ = ("id", "data", "done", "result", "error", "cancelled", "client", "meta", "queued")
 
     def __init__(self, rid: int, data: bytes, client: str | None = None, meta: dict | None = None):
         self.id, self.data, self.client, self.meta = rid, data, client, meta
+        self.queued = time.monotonic()
         self.done = threading.Event()
         self.result = self.error = None
         self.cancelled = False
@@ -92,6 +93,9 @@ class InferenceClient:
         self.last_error: str | None = None   # why the last worker failed (shown on /healthz)
         self.restarts = 0
         self.batches = self.frames = 0
+        # called with each answered batch's report: frames, queue_s (each request's wait), roundtrip_s,
+        # and the worker's own worker_s and model_s (webapp/metrics.py)
+        self.observers: list = []
         self._q: queue.Queue = queue.Queue()
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen | None = None
@@ -292,8 +296,9 @@ class InferenceClient:
 
     def _send(self, batch: list[_Request]) -> None:
         proc = self._proc
+        sent = time.monotonic()
         try:
-            self._deadline = time.monotonic() + self.config.worker_batch_timeout
+            self._deadline = sent + self.config.worker_batch_timeout
             head = {"type": "batch", "ids": [r.id for r in batch]}
             if any(r.client is not None for r in batch):  # per-client face tracking in the worker
                 head["clients"] = [r.client for r in batch]
@@ -322,6 +327,7 @@ class InferenceClient:
         self._deadline = None
         self.batches += 1
         self.frames += len(batch)
+        self._report(batch, sent, header)
         by_id = {r.id: r for r in batch}
         for res in header.get("results", []):
             r = by_id.pop(res.get("id"), None)
@@ -337,6 +343,21 @@ class InferenceClient:
             r.done.set()
         for r in by_id.values():  # the worker skipped one: should not happen, never leave it waiting
             r.fail(InferenceError("internal", "no result for this frame"))
+
+    def _report(self, batch: list[_Request], sent: float, header: dict) -> None:
+        if not self.observers:
+            return
+        ms = header.get("timing") or {}
+        report = {"frames": len(batch), "queue_s": [sent - r.queued for r in batch],
+                  "roundtrip_s": time.monotonic() - sent}
+        for stage in ("worker", "model"):
+            if isinstance(ms.get(stage), (int, float)):
+                report[f"{stage}_s"] = ms[stage] / 1000
+        for observe in self.observers:
+            try:
+                observe(report)
+            except Exception as e:  # noqa: BLE001 - a metric must never fail a batch
+                log.error("batch observer failed: %s", type(e).__name__)
 
     def _fail_queued(self, error) -> None:
         """Answer every queued request with ``error()`` (a new exception each: each is raised in its
@@ -399,4 +420,5 @@ class InferenceClient:
                 "tta": (self.info or {}).get("tta"), "queued": self._q.qsize(),
                 "heartbeat_s": round(self._beats.age(), 1) if self._beats is not None else None,
                 "runtime": (self.info or {}).get("runtime"), "precision": (self.info or {}).get("precision"),
-                "track_every": (self.info or {}).get("track_every"), "detector": (self.info or {}).get("detector")}
+                "track_every": (self.info or {}).get("track_every"), "detector": (self.info or {}).get("detector"),
+                "runtime_choice": (self.info or {}).get("runtime_choice")}

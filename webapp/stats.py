@@ -52,6 +52,7 @@ class Stats:
         self.latency = LatencyHistogram()
         self._recent: deque = deque()
         self._lock = threading.Lock()
+        self.observers: list = []  # called with (ms, faces) per answered frame (webapp/metrics.py)
 
     def connected(self) -> None:
         with self._lock:
@@ -71,6 +72,8 @@ class Stats:
             self.latency.add(ms)
             self._recent.append(now)
             self._trim(now)
+        for observe in self.observers:
+            observe(ms, faces)
 
     def error(self, code: str) -> None:
         with self._lock:

@@ -123,21 +123,28 @@ def load_pipeline(cfg: WorkerConfig):
     pred = Predictor(cfg.models_dir, tta=cfg.tta, runtime=cfg.runtime, precision=cfg.precision,
                      threads=cfg.tf_threads, detector=cfg.detector, detector_threads=cfg.detector_threads)
     pred.warm_up(cfg.warm_up_faces)
+    from fer_core.runtime import Timed
+    pred.runner = Timed(pred.runner)  # each batch reports its model time (webapp/metrics.py)
     pipeline = FramePipeline(pred, max_faces=cfg.max_faces, max_pixels=cfg.max_pixels, track_every=cfg.track_every,
                              track_still=cfg.track_still, spread_views=cfg.spread_views,
                              one_view_from=cfg.load_views_from, prep_chunks=cfg.prep_chunks)
     log(f"{len(pred.member_names)} members from {pred.models_dir} in {pred.runtime} {pred.precision}")
+    if pred.choice is not None:  # the measured runtime, the timings that chose it, why the others do not serve
+        log(pred.choice.describe())
     return pipeline, {"labels": pred.labels, "members": pred.member_names, "models_dir": str(pred.models_dir),
                       "rule": pred.spec.get("rule"), "tta": pred.tta, "track_every": cfg.track_every,
                       "detector": cfg.detector, "runtime": pred.runtime, "precision": pred.precision,
                       "prep_chunks": cfg.prep_chunks, "spread_views": pipeline.spread_views,
-                      "track_still": cfg.track_still, "load_views_from": cfg.load_views_from}
+                      "track_still": cfg.track_still, "load_views_from": cfg.load_views_from,
+                      "runtime_choice": pred.choice.as_dict() if pred.choice is not None else None}
 
 
-def serve(load, answer, proto_in, proto_out) -> int:
+def serve(load, answer, proto_in, proto_out, model_s=None) -> int:
     """A worker's life: ``load()`` (TensorFlow's threads already capped) gives the engine and its
     ``ready`` fields, or the error reported as ``fatal`` (the web process shows it on /healthz);
-    then every ``batch`` read is answered by ``answer(engine, header, blobs)`` until stdin closes."""
+    then every ``batch`` read is answered by ``answer(engine, header, blobs)`` until stdin closes.
+    Each answer carries its ``timing`` in ms: the worker's, and the model's where ``model_s(engine)``
+    gives the seconds spent in the model so far."""
     from webapp import wire
     t0 = time.perf_counter()
     try:
@@ -158,9 +165,13 @@ def serve(load, answer, proto_in, proto_out) -> int:
         if header.get("type") != "batch":
             log(f"unknown message type {header.get('type')!r}")
             continue
+        t, busy = time.perf_counter(), model_s(engine) if model_s else 0.0
         results = answer(engine, header, blobs)
+        timing = {"worker": round((time.perf_counter() - t) * 1000, 3)}
+        if model_s:
+            timing["model"] = round((model_s(engine) - busy) * 1000, 3)
         try:
-            wire.write_message(proto_out, {"type": "results", "results": results})
+            wire.write_message(proto_out, {"type": "results", "results": results, "timing": timing})
         except (BrokenPipeError, OSError):
             return 0
 
@@ -199,7 +210,8 @@ def main(argv=None) -> int:
         return serve(load, lambda ex, h, blobs: explain_batch(ex, h.get("ids", []), blobs, h.get("meta")),
                      sys.stdin.buffer, proto_out)
     return serve(load, lambda pipe, h, blobs: answer_batch(pipe, h.get("ids", []), blobs, h.get("clients"),
-                                                           h.get("meta")), sys.stdin.buffer, proto_out)
+                                                           h.get("meta")), sys.stdin.buffer, proto_out,
+                 model_s=lambda pipe: pipe.predictor.runner.busy_s)
 
 
 if __name__ == "__main__":
