@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from test_webapp import make_app
-from webapp_testutil import grey_jpeg
+from harness.server import grey_jpeg
 
 
 def connect(app):
