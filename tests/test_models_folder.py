@@ -39,22 +39,31 @@ def without(d: dict, key: str) -> dict:
     return {k: v for k, v in d.items() if k != key}
 
 
+# Linux starts a child's peak RSS from its parent's at the fork (exec keeps the higher), so a child
+# of a pytest grown to 1.9 GB read 1.9 GB whatever it did: a small launcher forks the measured child
+# and reports that child's peak alone.
+_LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL); "
+             "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
 def run_measured(*args, timeout=300):
     """``python -m fer_core *args`` in a child: (exit status, stderr lines from fer_core, peak RSS MB)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    with open(os.devnull, "wb") as null:
-        p = subprocess.Popen([sys.executable, "-m", "fer_core", *map(str, args)], cwd=ROOT, env=env,
-                             stdout=null, stderr=subprocess.PIPE)
-        err = b""
-        try:
-            err = p.stderr.read()  # the child writes little; it ends on its own
-        finally:
-            p.stderr.close()
-        _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "fer_core", *map(str, args)],
+                       cwd=ROOT, env=env, capture_output=True, timeout=timeout)
+    rc, maxrss_kb = map(int, p.stdout.split())
     # TensorFlow's own start-up lines (absl, oneDNN) are not ours: keep the CLI's 'error:' lines
-    lines = [l for l in err.decode(errors="replace").splitlines() if l.startswith("error:")]
-    return p.returncode, lines, usage.ru_maxrss / 1024
+    lines = [l for l in p.stderr.decode(errors="replace").splitlines() if l.startswith("error:")]
+    return rc, lines, maxrss_kb / 1024
+
+
+def test_run_measured_reads_the_child_not_the_parent():
+    """The launcher's figure is the child's own: this process holding 600 MB more does not show."""
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # touched: resident
+    rc, _, rss_mb = run_measured("--help")
+    assert rc == 0 and rss_mb < 400, rss_mb
+    del ballast
 
 
 # -- ensemble.json ----------------------------------------------------------------------------------
