@@ -52,6 +52,16 @@ def _served(port: int, jpeg: bytes) -> None:
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
 
 
+def _seats_taken(port: int, within: float = 5.0) -> int:
+    """Clients holding a seat (/admin/stats) once the closes under way have landed (``within`` s)."""
+    end = time.monotonic() + within
+    while True:
+        served = requests.get(f"http://127.0.0.1:{port}/admin/stats", timeout=10).json()["seats"]["served"]
+        if not served or time.monotonic() > end:
+            return served
+        time.sleep(0.1)
+
+
 def _log_lines(log) -> list[bytes]:
     return log.read_bytes().splitlines()
 
@@ -108,12 +118,14 @@ def test_codec_warnings_are_captured_and_rate_limited(servers, astronaut_jpeg):
 
 @pytest.mark.parametrize("name", ["gunicorn", "dev"])
 def test_oversize_polling_post_is_refused_and_parks_nothing(servers, name, astronaut_jpeg):
-    """A POST declaring 3 MB and sending nothing, on a live polling session: 413 at once; before,
-    the handler never returned and its socket stayed in CLOSE_WAIT after the client left."""
+    """A POST declaring 3 MB and sending nothing, on a live polling session: 413 at once, and the
+    session ends, its seat free; before, the handler never returned and its socket stayed in
+    CLOSE_WAIT after the client left."""
     port, _, _ = servers[name]
     for i in range(20):
         status = hc.oversize_post(port, timeout=10)
         assert status == 413, (i, status)
+    assert _seats_taken(port) == 0
     end = time.monotonic() + 10
     while hc.close_wait(port) and time.monotonic() < end:
         time.sleep(0.2)
@@ -145,7 +157,9 @@ def test_slow_polling_body_times_out(servers):
 
 def test_stalled_polling_bodies_do_not_freeze_the_server(servers, astronaut_jpeg):
     """100 polling sessions each send 1.9 MB of a declared 2,000,000-byte body, then stall: every
-    POST gets its 408, and a well-behaved client's frames keep coming (worst wait under 1 s). Before,
+    POST gets its 408 and its session ends (before, the 100 held their seats for the 45 s ping
+    timeout: a class of 60 waited in line), and a well-behaved client's frames keep coming (worst
+    wait under 1 s). Before,
     gunicorn discarded what the guard's cut-short read had gathered 1 kB at a time, copying the whole
     buffer each time without yielding: 408s spread over 12-30 s, frames waiting 8-20 s."""
     port, _, _ = servers["gunicorn"]
@@ -169,6 +183,7 @@ def test_stalled_polling_bodies_do_not_freeze_the_server(servers, astronaut_jpeg
     finally:
         good.close()
     assert statuses == [408] * 100, {s: statuses.count(s) for s in set(statuses)}
+    assert _seats_taken(port) == 0
     assert waits and all(name == "result" for _, name in waits), waits
     worst = max(w for w, _ in waits)
     assert worst < 1.0, f"a frame waited {worst:.2f} s ({len(waits)} frames)"

@@ -89,7 +89,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
     events.init_app(socketio)
     # -- hostile clients: packet checks, Host allow-list, body limits, proxy trust, SIGTERM --
     transport.harden(socketio.server, on_refused=lambda eio_sid, reason: app.extensions["fer"].stats.error("bad_packet"))
-    app.wsgi_app = guard.wrap(app.wsgi_app, cfg)  # ProxyFix (trust_proxy hops) only for trusted peers
+    # ProxyFix (trust_proxy hops) only for trusted peers; a refused polling body ends its session
+    app.wsgi_app = guard.wrap(app.wsgi_app, cfg, end_session=lambda sid: socketio.server.eio.disconnect(sid))
     lifecycle.install_gunicorn(app)
     app.register_blueprint(admin.bp)
     metrics.init_app(app)

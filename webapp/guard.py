@@ -13,6 +13,9 @@
   ``body_timeout`` seconds (408). python-engineio 4.15.1 answers an oversize POST by closing the
   session with ``Socket.close(wait=True)``, which waits for a poll that a vanished client never
   sends: the request's green thread parked for good (the same hang as python-engineio PR #60).
+  A refused body also ends the polling session it was posted to (``end_session``): left open, it
+  held its client's seat (webapp/seats.py) until the ping timeout, 45 s, so a hundred stalled
+  bodies kept a class of 60 in line.
   It also routes ``wsgi.errors`` into the log (``logsafe.ErrorStream``).
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ import io
 import ipaddress
 import logging
 import re
+from urllib.parse import parse_qs
 
 from . import green, logsafe
 
@@ -94,10 +98,11 @@ def peer_in(addr: str | None, networks) -> bool:
 
 class RequestGuard:
     def __init__(self, app, allowed_hosts: str | None = None, max_body: int = 2_004_096,
-                 body_timeout: float = BODY_TIMEOUT, path: str = "/socket.io/"):
+                 body_timeout: float = BODY_TIMEOUT, path: str = "/socket.io/", end_session=None):
         if max_body < 1 or body_timeout <= 0:
             raise ValueError(f"max_body and body_timeout must be positive, got {max_body!r}, {body_timeout!r}")
         self.app, self.max_body, self.body_timeout, self.path = app, max_body, body_timeout, path
+        self.end_session = end_session  # end_session(engine.io sid), once a session's body is refused
         self.hosts, self.any_host = parse_hosts(allowed_hosts)
         self.errors = logsafe.ErrorStream(logging.getLogger("webapp.wsgi"))
 
@@ -124,8 +129,19 @@ class RequestGuard:
         if environ.get("PATH_INFO", "").startswith(self.path) and environ.get("REQUEST_METHOD") == "POST":
             refused = self._read_body(environ)
             if refused:
+                self._end(environ)
                 return _answer(start_response, *refused)
         return self.app(environ, start_response)
+
+    def _end(self, environ) -> None:
+        """Ends the session a refused body was posted to: a page never sends such a body."""
+        sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
+        if sid is None or self.end_session is None:
+            return
+        try:
+            self.end_session(sid)
+        except Exception as e:  # noqa: BLE001 - an unknown or closed sid: nothing to end
+            log.debug("ending the session of a refused body: %s", type(e).__name__)
 
     def _read_body(self, environ):
         """Reads the POST body into memory (bounded in size and time); an error answer, or None.
@@ -221,7 +237,9 @@ class ProxyTrust:
         return self.direct(environ, start_response)
 
 
-def wrap(wsgi_app, cfg):
-    """The app's WSGI callable behind both guards, set up from a WebConfig."""
-    return ProxyTrust(RequestGuard(wsgi_app, allowed_hosts=cfg.allowed_hosts, max_body=cfg.transport_max_bytes),
+def wrap(wsgi_app, cfg, end_session=None):
+    """The app's WSGI callable behind both guards, set up from a WebConfig; ``end_session(sid)``
+    closes the Engine.IO session whose long-polling body was refused."""
+    return ProxyTrust(RequestGuard(wsgi_app, allowed_hosts=cfg.allowed_hosts, max_body=cfg.transport_max_bytes,
+                                   end_session=end_session),
                       hops=cfg.trust_proxy, trusted=cfg.trusted_proxies)
