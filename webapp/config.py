@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from fer_core.config import DEFAULT_DETECTOR, DETECTORS, MAX_FACES, ONE_VIEW_FROM, PREP_CHUNKS
+from fer_core.runtime import DEFAULT_PRECISION, DEFAULT_RUNTIME, PRECISION_ENV, RUNTIME_ENV, check_choice
 from fer_core.track import REDETECT_EVERY, STILL_LEVELS
 from fer_core.tta import TTA, resolve as resolve_tta
 
@@ -48,10 +49,10 @@ class WebConfig:
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
     #                                      PublicTest. 'none' halves a face's model time, see benchmarks
     tf_threads: int = 0                  # TensorFlow threads in the inference worker; 0: TensorFlow's default
-    runtime: str = "auto"                # what runs the members: tensorflow|litert|onnx; auto (with precision
+    runtime: str = DEFAULT_RUNTIME       # what runs the members: tensorflow|litert|onnx; auto (with precision
     #                                      auto): the fastest timed at start among those runtimes.json admits
     #                                      (fer_core/runtime.py choose; docs/benchmarks.md); a name forces it
-    precision: str = "auto"              # of an exported runtime: float32|float16|int8; auto: measured, as above
+    precision: str = DEFAULT_PRECISION   # of an exported runtime: float32|float16|int8; auto: measured, as above
     prep_chunks: int = PREP_CHUNKS       # the worker decodes part k+1 of a batch while the ensemble runs on part k
     #                                      (both cores busy); 0 or 1: decode the whole batch first
     detector: str = DEFAULT_DETECTOR     # face detector (fer_core.config.DETECTORS). BlazeFace finds 100 % of the
@@ -117,12 +118,7 @@ class WebConfig:
             self.message_queue = None
         if self.tf_threads < 0 or self.max_violations < 0 or self.admin_max_failures < 0:
             raise ValueError("tf_threads, max_violations and admin_max_failures must be >= 0")
-        if self.runtime not in ("auto", "tensorflow", "litert", "onnx"):
-            raise ValueError(f"runtime must be auto, tensorflow, litert or onnx, got {self.runtime!r}")
-        if self.precision not in ("auto", "float32", "float16", "int8"):
-            raise ValueError(f"precision must be auto, float32, float16 or int8, got {self.precision!r}")
-        if self.runtime == "tensorflow" and self.precision not in ("auto", "float32"):
-            raise ValueError(f"the tensorflow runtime runs float32 only, got precision {self.precision!r}")
+        check_choice(self.runtime, self.precision)
         if self.prep_chunks < 0:
             raise ValueError(f"prep_chunks must be >= 0, got {self.prep_chunks!r}")
         if self.why_interval < 0 or self.explain_threads < 0 or not 0 <= self.explain_nice <= 19:
@@ -270,8 +266,8 @@ ENV = {
     "track_still": "FER_TRACK_STILL",
     "load_views_from": "FER_LOAD_VIEWS_FROM",
     "prep_chunks": "FER_PREP_CHUNKS",
-    "runtime": "FER_RUNTIME",
-    "precision": "FER_PRECISION",
+    "runtime": RUNTIME_ENV,
+    "precision": PRECISION_ENV,
     "class_window": "FER_CLASS_WINDOW",
     "class_bucket": "FER_CLASS_BUCKET",
     "class_buckets": "FER_CLASS_BUCKETS",
