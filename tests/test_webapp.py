@@ -664,13 +664,13 @@ def test_client_gate_counts_violations():
 
 
 def test_fast_websocket_unmasking_matches_eventlets():
-    """webapp.wsmask.apply_mask (installed under eventlet) returns exactly what eventlet's own
+    """webapp.websocket_mask.apply_mask (installed under eventlet) returns exactly what eventlet's own
     per-byte unmasking returns, for any length, key and offset (frames arrive in pieces)."""
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from eventlet.websocket import RFC6455WebSocket
-    from webapp.wsmask import apply_mask
+    from webapp.websocket_mask import apply_mask
     original = RFC6455WebSocket.__dict__["_apply_mask"]
     original = original.__func__ if isinstance(original, staticmethod) else original
     if original is apply_mask:  # installed already by a server in this process: compare with a copy

@@ -18,6 +18,12 @@ from fer_core.tta import TTA, resolve as resolve_tta
 
 from .guard import parse_hosts, parse_networks
 
+# The Socket.IO transport (and the guard's body limit) accepts this many times the frame limit, so
+# that a frame a bit over max_frame_bytes reaches the handler and gets a polite 'too_large' error;
+# far bigger messages are cut by the transport (a disconnect). A constant, not a setting: it is a
+# property of the protocol's error handling, not of a classroom.
+TRANSPORT_SLACK = 2.0
+
 
 @dataclass
 class WebConfig:
@@ -26,9 +32,6 @@ class WebConfig:
     admin_local_open: bool = True        # localhost (no proxy headers) may open /admin without the secret
     trust_proxy: int = 0                 # proxies in front (X-Forwarded-For hops to trust); 0: none
     max_frame_bytes: int = 1_000_000     # a 320 px JPEG is ~15-40 kB; 1 MB leaves room for 1080p stills
-    transport_slack: float = 2.0         # the Socket.IO transport accepts this x the frame limit, so a
-    #                                      frame a bit over our limit gets a polite 'too_large' error;
-    #                                      far bigger messages are cut by the transport (disconnect)
     max_pixels: int = 2_100_000          # decoded frame size cap (1080p fits): bounds a batch's memory
     max_faces: int = MAX_FACES           # faces per frame (fer_core.config)
     max_fps: float = 30.0                # per-client frames/s cap; webcams deliver 30, the page sends <= this
@@ -43,7 +46,6 @@ class WebConfig:
     worker_start_timeout: float = 300.0  # importing TensorFlow + loading + warming a big ensemble on a CPU
     worker_batch_timeout: float = 60.0   # a batch slower than this means a hung worker: killed, restarted
     worker_start: bool = True            # False: no inference worker (the admin page and static files only)
-    async_mode: str | None = None        # None: 'eventlet' when the process is eventlet-patched, else 'threading'
     # -- capacity (docs/benchmarks.md) --
     tta: TTA | None = None               # test-time views: a fer_core.tta.MODES name (fer_core/tta.py; 1/0 mean
     #                                      flip/none); None: ensemble.json's, chosen with the ensemble on
@@ -108,10 +110,6 @@ class WebConfig:
                              f"{self.max_frame_bytes!r}, {self.max_fps!r}, {self.max_batch_frames!r}, {self.max_faces!r}")
         if self.max_clients < 0 or not self.full_retry > 0:
             raise ValueError(f"max_clients must be >= 0 and full_retry > 0, got {self.max_clients!r}, {self.full_retry!r}")
-        if self.transport_slack < 1:
-            raise ValueError(f"transport_slack must be >= 1, got {self.transport_slack!r}")
-        if self.async_mode not in (None, "eventlet", "threading"):
-            raise ValueError(f"async_mode must be None, 'eventlet' or 'threading', got {self.async_mode!r}")
         if self.admin_secret == "":
             self.admin_secret = None
         if self.message_queue == "":
@@ -172,7 +170,7 @@ class WebConfig:
     @property
     def transport_max_bytes(self) -> int:
         """Socket.IO's max_http_buffer_size: the frame limit with slack for packet framing and politeness."""
-        return int(self.max_frame_bytes * self.transport_slack) + 4096
+        return int(self.max_frame_bytes * TRANSPORT_SLACK) + 4096
 
     def worker(self, models_dir) -> "WorkerConfig":
         """The inference worker's settings (the fields of ``WorkerConfig``), for ``models_dir``."""
@@ -256,7 +254,6 @@ ENV = {
     "request_timeout": "FER_REQUEST_TIMEOUT",
     "worker_start_timeout": "FER_WORKER_START_TIMEOUT",
     "worker_batch_timeout": "FER_WORKER_BATCH_TIMEOUT",
-    "async_mode": "FER_ASYNC_MODE",
     "tta": "FER_TTA",
     "tf_threads": "FER_TF_THREADS",
     "detector": "FER_DETECTOR",
@@ -293,6 +290,8 @@ ENV = {
 RETIRED_ENV = {
     "FER_LOAD_VIEWS": "under load (FER_LOAD_VIEWS_FROM) a face gets one view, the next of the ensemble's own "
                       "(FER_SPREAD_VIEWS), a new face the first; unset it",
+    "FER_ASYNC_MODE": "the async mode follows the process: eventlet where it is eventlet-patched (gunicorn -k "
+                      "eventlet, python -m webapp), else threading (webapp/eventlet_env.py); unset it",
 }
 
 
