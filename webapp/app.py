@@ -50,7 +50,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     cfg = config if config is not None else WebConfig.from_env()
     models_dir = store.resolve_models_dir(cfg.models_dir).resolve()
     if not models_dir.is_dir():
-        raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set FER_MODELS)")
+        raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set {store.MODELS_ENV})")
     logsafe.install(logging.INFO)  # one line per event, client text escaped, repeats limited
 
     app = Flask(__name__, template_folder=str(PAGES / "templates"), static_folder=str(PAGES / "static"))
