@@ -3,8 +3,8 @@
     python bench/bench_load.py [--models DIR] [--clients 1,10,30,60] [--duration 60]
     python bench/bench_load.py --soak 600 --clients 30            # one long run, reported per minute
 
-Starts ``gunicorn -k eventlet -w 1 --bind 127.0.0.1:PORT 'webapp:create_app()'`` with FER_MODELS (as
-docs/classroom.md does; ``--url`` measures a server that is already running instead), then, for each
+Starts ``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'`` (harness.server.gunicorn_cmd)
+with FER_MODELS (as docs/classroom.md does; ``--url`` measures a server that is already running instead), then, for each
 client count N, runs N python-socketio clients over WebSocket. Each sends a webcam clip of the astronaut photo
 (``skimage.data.astronaut()``, one face, 320x320 JPEGs with sensor noise: bench/bench_track.py's
 clips), ``--scene still`` (she sits still: only the noise changes) or ``moving`` (the picture sways,
