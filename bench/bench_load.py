@@ -20,7 +20,7 @@ worst client's p95, errors (error events, wrong labels, disconnects, timeouts), 
 client's own CPU use (it runs on the same machine). Prints Markdown; ``--json FILE`` keeps the raw
 numbers. The clients run in ``--procs`` processes (threads inside), so one GIL does not serialise them.
 
-The header also gives this machine's float32 matmul GFLOP/s (numpy, ``fer_core.cost.matmul_gflops``),
+The header also gives this machine's float32 matmul GFLOP/s (numpy, ``harness.yardstick.matmul_gflops``),
 measured in the same run just before and just after the load (the mean of the two), and the
 **capacity index** = faces/s at 30 clients / GFLOP/s x 100 (a column for every client count): the
 machine's speed moves from day to day, the index compares runs on different days. On a machine that
@@ -342,6 +342,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from fer_core import cost, store
+    from harness import yardstick
     counts = [int(x) for x in args.clients.split(",") if x.strip()]
     duration = args.soak or args.duration
     jpegs = scene_jpegs(args.scene)
@@ -350,7 +351,7 @@ def main(argv=None) -> int:
         k, _, v = kv.partition("=")
         env_extra[k] = v
     models_dir = store.resolve_models_dir(args.models).resolve()
-    gflops = [cost.matmul_gflops(seconds=args.gflops_seconds)]  # before the server loads the cores
+    gflops = [yardstick.matmul_gflops(seconds=args.gflops_seconds)]  # before the server loads the cores
     tmp = tempfile.TemporaryDirectory()
     proc = None
     if args.url:
@@ -409,7 +410,7 @@ def main(argv=None) -> int:
             raw["runs"].append(total)
     finally:
         if proc is not None and rows:  # the server idles now; measured before it stops, as before it started
-            gflops.append(cost.matmul_gflops(seconds=args.gflops_seconds))
+            gflops.append(yardstick.matmul_gflops(seconds=args.gflops_seconds))
         if sampler:
             sampler.stop()
         if proc is not None:
@@ -424,7 +425,7 @@ def main(argv=None) -> int:
     gf = statistics.fmean(gflops)
     raw["matmul_gflops"] = gflops
     for r in rows:
-        r["capacity_index"] = cost.capacity_index(r["faces_per_s"], gf)
+        r["capacity_index"] = yardstick.capacity_index(r["faces_per_s"], gf)
         cores = r.get("server_cpu_cores")  # gunicorn + inference worker
         r["faces_per_cpu_s"] = r["faces_per_s"] / cores if cores else float("nan")
     at30 = next((r for r in rows if r["clients"] == 30), None)

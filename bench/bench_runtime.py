@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import numpy as np
     from fer_core import cost, runtime as runtimes
+    from harness import yardstick
     from fer_core.ensemble import combine
     from fer_core.predict import Predictor
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                 t, c = time.perf_counter(), time.process_time()
                 p.member_probs(faces)
                 timing[k][b].append(((time.perf_counter() - t) * 1000 / b, (time.process_time() - c) * 1000 / b))
-    gflops = cost.matmul_gflops()  # the yardstick, right after the timings (same load)
+    gflops = yardstick.matmul_gflops()  # the yardstick, right after the timings (same load)
     acc, agree = {}, {}
     if not args.no_accuracy:
         from fer_core.data import load_fer2013

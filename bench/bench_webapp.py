@@ -73,8 +73,9 @@ def bench_predictor(models_dir: Path, reps: int, jpeg: bytes) -> dict:
     out["other_tta"] = other_mode
     out["params"] = int(pred.model.count_params())
     from fer_core import cost, tta as tta_views
+    from harness import yardstick
     out["gflop"] = cost.model_gflop(pred.model) * tta_views.n_views(pred.tta)
-    out["matmul_gflops"] = cost.matmul_gflops()
+    out["matmul_gflops"] = yardstick.matmul_gflops()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
