@@ -3,15 +3,17 @@
     python bench/bench_load.py [--models DIR] [--clients 1,10,30,60] [--duration 60]
     python bench/bench_load.py --soak 600 --clients 30            # one long run, reported per minute
 
-Starts ``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'`` (harness.server.gunicorn_cmd)
-with FER_MODELS (as docs/classroom.md does; ``--url`` measures a server that is already running instead), then, for each
-client count N, runs N python-socketio clients over WebSocket. Each sends a webcam clip of the astronaut photo
+Starts ``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'``
+(harness.server.gunicorn_cmd) with FER_MODELS (as docs/classroom.md does; ``--url`` measures a
+server that is already running instead), then, for each client count N, runs N python-socketio
+clients over WebSocket. Each sends a webcam clip of the astronaut photo
 (``skimage.data.astronaut()``, one face, 320x320 JPEGs with sensor noise: bench/bench_track.py's
 clips), ``--scene still`` (she sits still: only the noise changes) or ``moving`` (the picture sways,
-up to ~4 px a frame), each client from its own place in the clip, forth and back, and waits for
-the answer before sending the next frame: a client goes as fast as the server answers it. So that this measures capacity, not
-the per-client cap, the server is started with FER_MAX_FPS=1000 (``--server-max-fps``); everything
-else is the default configuration (``--env NAME=VALUE`` changes a setting).
+up to ~4 px a frame), each client from its own place in the clip, forth and back, and waits for the
+answer before sending the next frame: a client goes as fast as the server answers it. So that this
+measures capacity, not the per-client cap, the server is started with FER_MAX_FPS=1000
+(``--server-max-fps``); everything else is the default configuration (``--env NAME=VALUE`` changes
+a setting).
 
 Measured per N, over ``--duration`` seconds after a ``--warm-up``: faces/s served (all clients),
 each client's frames/s (the slowest one is reported), round trip p50/p95/p99 over every frame and the

@@ -6,9 +6,11 @@
    bucketed): ms per face at batch 1, 8 and 16 with the folder's TTA setting (and at 16 with TTA the
    other way); plus decoding and face detection of one 320 px frame (what the worker does before the
    ensemble).
-2. The server started the documented way (``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'``,
-   harness.server.gunicorn_cmd, on a free localhost port), then ONE python-socketio client sending the astronaut photo as a 320 px JPEG
-   (what the page sends), one frame in flight: round trip p50/p95 and the server's own ``ms``.
+2. The server started the documented way
+   (``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'``,
+   harness.server.gunicorn_cmd, on a free localhost port), then ONE python-socketio client sending the
+   astronaut photo as a 320 px JPEG (what the page sends), one frame in flight: round trip p50/p95
+   and the server's own ``ms``.
 
 Prints a Markdown block. The models folder defaults to $FER_MODELS, else models/.
 """
