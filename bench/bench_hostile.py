@@ -4,10 +4,11 @@
                                   [--stalled 100] [--json FILE]
     python bench/bench_hostile.py --sigterm [--models DIR] [--json FILE]
 
-Starts ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (or ``python -m webapp``) on a free port of
-127.0.0.1 with FER_MODELS (default: the shipped models/), then runs, one after the other, for
-``--seconds`` each: no attack (the baseline, 0), and the attacks 1-3 (docs/classroom.md), each from
-``--attackers`` threads, and attack 4, loopback only, bounded in time (``--attacks`` picks some):
+Starts ``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'``
+(or ``python -m webapp``; harness/server.py) on a free port of 127.0.0.1 with FER_MODELS (default:
+the shipped models/), then runs, one after the other, for ``--seconds`` each: no attack (the
+baseline, 0), and the attacks 1-3 (docs/classroom.md), each from ``--attackers`` threads, and attack
+4, loopback only, bounded in time (``--attacks`` picks some):
 
 1. oversize long-polling POSTs: a polling session, then a POST declaring 3 MB and sending nothing;
 2. attachment floods: a `frame` event declaring 5,999,999 attachments, then 1 MB binary messages;

@@ -3,15 +3,17 @@
     python bench/bench_load.py [--models DIR] [--clients 1,10,30,60] [--duration 60]
     python bench/bench_load.py --soak 600 --clients 30            # one long run, reported per minute
 
-Starts ``gunicorn -k eventlet -w 1 --bind 127.0.0.1:PORT 'webapp:create_app()'`` with FER_MODELS (as
-docs/classroom.md does; ``--url`` measures a server that is already running instead), then, for each
-client count N, runs N python-socketio clients over WebSocket. Each sends a webcam clip of the astronaut photo
+Starts ``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'``
+(harness.server.gunicorn_cmd) with FER_MODELS (as docs/classroom.md does; ``--url`` measures a
+server that is already running instead), then, for each client count N, runs N python-socketio
+clients over WebSocket. Each sends a webcam clip of the astronaut photo
 (``skimage.data.astronaut()``, one face, 320x320 JPEGs with sensor noise: bench/bench_track.py's
 clips), ``--scene still`` (she sits still: only the noise changes) or ``moving`` (the picture sways,
-up to ~4 px a frame), each client from its own place in the clip, forth and back, and waits for
-the answer before sending the next frame: a client goes as fast as the server answers it. So that this measures capacity, not
-the per-client cap, the server is started with FER_MAX_FPS=1000 (``--server-max-fps``); everything
-else is the default configuration (``--env NAME=VALUE`` changes a setting).
+up to ~4 px a frame), each client from its own place in the clip, forth and back, and waits for the
+answer before sending the next frame: a client goes as fast as the server answers it. So that this
+measures capacity, not the per-client cap, the server is started with FER_MAX_FPS=1000
+(``--server-max-fps``); everything else is the default configuration (``--env NAME=VALUE`` changes
+a setting).
 
 Measured per N, over ``--duration`` seconds after a ``--warm-up``: faces/s served (all clients),
 each client's frames/s (the slowest one is reported), round trip p50/p95/p99 over every frame and the
@@ -20,7 +22,7 @@ worst client's p95, errors (error events, wrong labels, disconnects, timeouts), 
 client's own CPU use (it runs on the same machine). Prints Markdown; ``--json FILE`` keeps the raw
 numbers. The clients run in ``--procs`` processes (threads inside), so one GIL does not serialise them.
 
-The header also gives this machine's float32 matmul GFLOP/s (numpy, ``fer_core.cost.matmul_gflops``),
+The header also gives this machine's float32 matmul GFLOP/s (numpy, ``harness.yardstick.matmul_gflops``),
 measured in the same run just before and just after the load (the mean of the two), and the
 **capacity index** = faces/s at 30 clients / GFLOP/s x 100 (a column for every client count): the
 machine's speed moves from day to day, the index compares runs on different days. On a machine that
@@ -342,6 +344,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from fer_core import cost, store
+    from harness import yardstick
     counts = [int(x) for x in args.clients.split(",") if x.strip()]
     duration = args.soak or args.duration
     jpegs = scene_jpegs(args.scene)
@@ -350,7 +353,7 @@ def main(argv=None) -> int:
         k, _, v = kv.partition("=")
         env_extra[k] = v
     models_dir = store.resolve_models_dir(args.models).resolve()
-    gflops = [cost.matmul_gflops(seconds=args.gflops_seconds)]  # before the server loads the cores
+    gflops = [yardstick.matmul_gflops(seconds=args.gflops_seconds)]  # before the server loads the cores
     tmp = tempfile.TemporaryDirectory()
     proc = None
     if args.url:
@@ -409,7 +412,7 @@ def main(argv=None) -> int:
             raw["runs"].append(total)
     finally:
         if proc is not None and rows:  # the server idles now; measured before it stops, as before it started
-            gflops.append(cost.matmul_gflops(seconds=args.gflops_seconds))
+            gflops.append(yardstick.matmul_gflops(seconds=args.gflops_seconds))
         if sampler:
             sampler.stop()
         if proc is not None:
@@ -424,7 +427,7 @@ def main(argv=None) -> int:
     gf = statistics.fmean(gflops)
     raw["matmul_gflops"] = gflops
     for r in rows:
-        r["capacity_index"] = cost.capacity_index(r["faces_per_s"], gf)
+        r["capacity_index"] = yardstick.capacity_index(r["faces_per_s"], gf)
         cores = r.get("server_cpu_cores")  # gunicorn + inference worker
         r["faces_per_cpu_s"] = r["faces_per_s"] / cores if cores else float("nan")
     at30 = next((r for r in rows if r["clients"] == 30), None)

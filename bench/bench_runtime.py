@@ -40,25 +40,28 @@ def main(argv=None) -> int:
     from fer_core import cost, runtime as runtimes
     from fer_core.ensemble import combine
     from fer_core.predict import Predictor
+    from harness import yardstick
 
     pairs = [tuple(p.split("/")) for p in args.runtimes.split(",") if p.strip()]
     for r, pr in pairs:
         runtimes.check(r, pr)
-    preds, notes = {}, {}
+    preds = {}
+    # the table's last column, per (runtime, precision): its load time, or why it did not load
+    load_column: dict[tuple[str, str], str] = {}
     for r, pr in pairs:
         if not runtimes.installed(r):
-            notes[(r, pr)] = "not installed"
+            load_column[(r, pr)] = "not installed"
             continue
         print(f"loading {r}/{pr} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
         try:
             p = Predictor(args.models, runtime=r, precision=pr, threads=args.threads)
         except Exception as e:  # noqa: BLE001 - one runtime failing must not hide the others
-            notes[(r, pr)] = f"failed: {type(e).__name__}: {str(e)[:120]}"
+            load_column[(r, pr)] = f"failed: {type(e).__name__}: {str(e)[:120]}"
             continue
         p.warm_up(16)
         preds[(r, pr)] = p
-        notes[(r, pr)] = f"{time.perf_counter() - t:.0f} s"
+        load_column[(r, pr)] = f"{time.perf_counter() - t:.0f} s"
     any_p = next(iter(preds.values()))
     rng = np.random.default_rng(0)
     timing = {k: {1: [], 16: []} for k in preds}
@@ -71,7 +74,7 @@ def main(argv=None) -> int:
                 t, c = time.perf_counter(), time.process_time()
                 p.member_probs(faces)
                 timing[k][b].append(((time.perf_counter() - t) * 1000 / b, (time.process_time() - c) * 1000 / b))
-    gflops = cost.matmul_gflops()  # the yardstick, right after the timings (same load)
+    gflops = yardstick.matmul_gflops()  # the yardstick, right after the timings (same load)
     acc, agree = {}, {}
     if not args.no_accuracy:
         from fer_core.data import load_fer2013
@@ -98,15 +101,15 @@ def main(argv=None) -> int:
     for r, pr in pairs:
         k = (r, pr)
         if k not in preds:
-            print(f"| {r} / {pr} | – | – | – | – | – | {notes[k]} |")
+            print(f"| {r} / {pr} | – | – | – | – | – | {load_column[k]} |")
             continue
         m = {b: (statistics.median(w for w, _ in timing[k][b]), statistics.median(c for _, c in timing[k][b]))
              for b in (1, 16)}
         print(f"| {r} / {pr} | {m[1][0]:.2f} / {m[1][1]:.2f} | {m[16][0]:.2f} / {m[16][1]:.2f} | "
-              f"{face_gflop / m[16][0] * 1000:.0f} | {acc[k]:.2f} | {agree.get(k, float('nan')):.2f} | {notes[k]} |"
+              f"{face_gflop / m[16][0] * 1000:.0f} | {acc[k]:.2f} | {agree.get(k, float('nan')):.2f} | {load_column[k]} |"
               if k in acc else
               f"| {r} / {pr} | {m[1][0]:.2f} / {m[1][1]:.2f} | {m[16][0]:.2f} / {m[16][1]:.2f} | "
-              f"{face_gflop / m[16][0] * 1000:.0f} | – | – | {notes[k]} |")
+              f"{face_gflop / m[16][0] * 1000:.0f} | – | – | {load_column[k]} |")
     print(f"\nMedians of {args.reps} calls (each runtime in turn); threads: TensorFlow's default, "
           f"{args.threads or os.cpu_count()} for the exported runtimes.")
     return 0

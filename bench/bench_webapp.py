@@ -6,9 +6,11 @@
    bucketed): ms per face at batch 1, 8 and 16 with the folder's TTA setting (and at 16 with TTA the
    other way); plus decoding and face detection of one 320 px frame (what the worker does before the
    ensemble).
-2. The server started the documented way (``gunicorn -k eventlet -w 1 'webapp:create_app()'`` on a
-   free localhost port), then ONE python-socketio client sending the astronaut photo as a 320 px JPEG
-   (what the page sends), one frame in flight: round trip p50/p95 and the server's own ``ms``.
+2. The server started the documented way
+   (``gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'``,
+   harness.server.gunicorn_cmd, on a free localhost port), then ONE python-socketio client sending the
+   astronaut photo as a 320 px JPEG (what the page sends), one frame in flight: round trip p50/p95
+   and the server's own ``ms``.
 
 Prints a Markdown block. The models folder defaults to $FER_MODELS, else models/.
 """
@@ -73,8 +75,9 @@ def bench_predictor(models_dir: Path, reps: int, jpeg: bytes) -> dict:
     out["other_tta"] = other_mode
     out["params"] = int(pred.model.count_params())
     from fer_core import cost, tta as tta_views
+    from harness import yardstick
     out["gflop"] = cost.model_gflop(pred.model) * tta_views.n_views(pred.tta)
-    out["matmul_gflops"] = cost.matmul_gflops()
+    out["matmul_gflops"] = yardstick.matmul_gflops()
     times = []
     for _ in range(reps):
         t = time.perf_counter()

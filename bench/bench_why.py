@@ -16,10 +16,10 @@ Reported per phase: the frame clients' faces/s and round-trip p50/p95 (all frame
 client's p95; the whys answered, their round trip p50/p95 and errors; the explainer process's CPU
 per answered 'why' (ms) and its CPU cores; the server's CPU cores (gunicorn + frame worker +
 explainer), the load clients' CPU and everything else's (the machine's busy time from /proc/stat
-less those two: on a shared machine, what other jobs took). The float32 matmul GFLOP/s of this machine (numpy, ``fer_core.cost.matmul_gflops``) is
-measured before and after, in the same run, as bench/bench_load.py does. The last phase is the
-baseline again: a drift between the two baselines is the machine's, not the whys'. About 3
-minutes with the defaults.
+less those two: on a shared machine, what other jobs took). The float32 matmul GFLOP/s of this
+machine (numpy, ``harness.yardstick.matmul_gflops``) is measured before and after, in the same run,
+as bench/bench_load.py does. The last phase is the baseline again: a drift between the two
+baselines is the machine's, not the whys'. About 3 minutes with the defaults.
 """
 from __future__ import annotations
 
@@ -214,7 +214,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the raw numbers here")
     args = ap.parse_args(argv)
 
-    from fer_core import cost, store
+    from fer_core import store
+    from harness import yardstick
     from webapp.config import WebConfig
     env_extra = {"FER_MAX_FPS": "1000"}
     for kv in args.env:
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
     why_counts = [int(x) for x in args.why_clients.split(",") if x.strip()]
     models_dir = store.resolve_models_dir(args.models).resolve()
     jpeg = frame_jpeg()
-    gflops = [cost.matmul_gflops(seconds=args.gflops_seconds)]
+    gflops = [yardstick.matmul_gflops(seconds=args.gflops_seconds)]
     tmp = tempfile.TemporaryDirectory()
     print(f"starting gunicorn on {models_dir} ...", file=sys.stderr, flush=True)
     proc, port, health = start_server(models_dir, env_extra, Path(tmp.name) / "server.log")
@@ -250,7 +251,7 @@ def main(argv=None) -> int:
         raw["rss_mb"] = {k: rss_mb(p) for k, p in pids.items()}
         raw["admin_stats"] = admin_stats(url)
     finally:
-        gflops.append(cost.matmul_gflops(seconds=args.gflops_seconds))
+        gflops.append(yardstick.matmul_gflops(seconds=args.gflops_seconds))
         from harness.server import stop
         stop(proc)
         raw["server_log_tracebacks"] = (Path(tmp.name) / "server.log").read_text(errors="replace").count("Traceback")

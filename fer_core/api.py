@@ -72,7 +72,8 @@ class Classifier:
 def load(models=None, detector: str | None = None, tta: str | None = None) -> Classifier:
     """The ensemble in ``models`` (a folder; default $FER_MODELS, else the shipped models/), with the
     face ``detector`` (fer_core.config.DETECTORS; default the server's) and the ensemble's own
-    test-time views unless ``tta`` names others (fer_core.tta.TTA)."""
+    test-time views unless ``tta`` names others (fer_core.tta.TTA), run by what the server would
+    run here (``fer_core.runtime.DEFAULT_RUNTIME``: the fastest admitted runtime, measured)."""
     from . import quiet
 
     quiet.load_backend()  # TensorFlow's start-up lines are noise here as in the CLI

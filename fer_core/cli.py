@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import quiet  # noqa: E402 - stdlib only
 from .config import DETECTORS  # noqa: E402 - numpy only
-from .runtime import TOLERANCE_PP  # noqa: E402 - numpy only; the admit help states it
+from .runtime import (AUTO, DEFAULT_PRECISION, DEFAULT_RUNTIME, PRECISION_ENV, PRECISIONS,  # noqa: E402 - numpy only
+                      REFERENCE, RUNTIME_ENV, RUNTIMES, TOLERANCE_PP)
 from .tta import TTA  # noqa: E402 - numpy only; the parser lists its modes
 from .track import REDETECT_EVERY  # noqa: E402 - numpy only; after the TensorFlow log level is set
 
@@ -85,8 +86,9 @@ def _evaluate(args) -> int:
 
     models_dir = store.resolve_models_dir(args.models)
     progress.note("loading the models ...")
-    # auto alone is the server's choice: runtime and precision measured among the admitted
-    precision = args.precision or ("auto" if args.runtime == "auto" else "float32")
+    # a named runtime is scored at float32 unless a precision is named; auto alone is the server's
+    # choice, runtime and precision measured among the admitted
+    precision = args.precision or (AUTO if args.runtime == AUTO else REFERENCE[1])
     metrics = evaluate(models_dir, data, progress=tick if progress.enabled else None, runtime=args.runtime,
                        precision=precision, tta_mode=args.tta)
     if args.write:
@@ -256,7 +258,7 @@ def _pack(args) -> int:
 def _info(args) -> int:
     from .predict import Predictor
 
-    pred = Predictor(args.models)
+    pred = Predictor(args.models, runtime=REFERENCE[0], precision=REFERENCE[1])  # describes it: nothing to time
     print(json.dumps({"models": str(pred.models_dir), "members": pred.member_names, "labels": pred.labels,
                       "rule": pred.spec.get("rule"), "tta": pred.tta,
                       "params": {s["name"]: s.get("params") for s in pred.sidecars}}, indent=2))
@@ -290,10 +292,11 @@ def main(argv=None, prog: str = "python -m fer_core") -> int:
     e.add_argument("--classes", type=int, choices=(6, 7), help="only this protocol")
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
     e.add_argument("--write", action="store_true", help="also rewrite metrics.json and report.md")
-    e.add_argument("--runtime", default="tensorflow", choices=("auto", "tensorflow", "litert", "onnx"),
-                   help="run the ensemble's members in this runtime (auto: what the server runs; fer_core/runtime.py)")
-    e.add_argument("--precision", choices=("auto", "float32", "float16", "int8"),
-                   help="precision of an exported runtime (default float32; with --runtime auto: auto, the "
+    e.add_argument("--runtime", default=REFERENCE[0], choices=(AUTO, *RUNTIMES),
+                   help=f"run the ensemble's members in this runtime (default {REFERENCE[0]} {REFERENCE[1]}, the "
+                        f"reference that admit scores exports against; auto: what the server runs; fer_core/runtime.py)")
+    e.add_argument("--precision", choices=(AUTO, *PRECISIONS),
+                   help=f"precision of an exported runtime (default {REFERENCE[1]}; with --runtime auto: auto, the "
                         "server's measured choice among the admitted)")
     e.add_argument("--tta", choices=[str(m) for m in TTA],
                    help="test-time views (default: the ensemble's own, as the server uses them)")
@@ -329,13 +332,12 @@ def main(argv=None, prog: str = "python -m fer_core") -> int:
                         f"{REDETECT_EVERY}, as the server; 0: search every frame)")
     r.add_argument("--whole", action="store_true", help="treat each image as one cropped face (no detection)")
     r.add_argument("--no-tta", action="store_true", help="one view per face instead of the ensemble's test-time views")
-    r.add_argument("--runtime", default=os.environ.get("FER_RUNTIME") or "auto",
-                   choices=("auto", "tensorflow", "litert", "onnx"),
-                   help="what runs the members (default: $FER_RUNTIME, else auto: the fastest admitted here, "
-                        "measured as the server measures it; fer_core/runtime.py)")
-    r.add_argument("--precision", default=os.environ.get("FER_PRECISION") or "auto",
-                   choices=("auto", "float32", "float16", "int8"),
-                   help="precision of an exported runtime (default: $FER_PRECISION, else auto)")
+    r.add_argument("--runtime", default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME, choices=(AUTO, *RUNTIMES),
+                   help=f"what runs the members (default: ${RUNTIME_ENV}, else {DEFAULT_RUNTIME}: the fastest admitted "
+                        "here, measured as the server measures it; fer_core/runtime.py)")
+    r.add_argument("--precision", default=os.environ.get(PRECISION_ENV) or DEFAULT_PRECISION,
+                   choices=(AUTO, *PRECISIONS),
+                   help=f"precision of an exported runtime (default: ${PRECISION_ENV}, else {DEFAULT_PRECISION})")
     r.add_argument("--detector", choices=DETECTORS,
                    help="face detector (default: blazeface, as the server; blazeface-full: its full-range model for "
                         "followed faces too; haar: OpenCV's cascade, upright faces only)")

@@ -53,9 +53,11 @@ def teacher_probabilities(teacher: str, faces: np.ndarray, classes: int, cache_d
     to 6 classes for a 6-class student (fer_core.labels.to_6_probs)."""
     from .labels import to_6_probs
     from .predict import Predictor
+    from .runtime import REFERENCE
 
     models_dir = teacher_dir(teacher)
-    pred = Predictor(models_dir, runtime="tensorflow")  # raises ModelsError naming a missing folder
+    # the weights' own answers, whichever runtime serves fastest here; raises ModelsError naming a missing folder
+    pred = Predictor(models_dir, runtime=REFERENCE[0], precision=REFERENCE[1])
     if len(pred.labels) not in (classes, 7):
         raise ValueError(f"teacher {models_dir} has {len(pred.labels)} classes; a {classes}-class member "
                          "cannot learn from it")

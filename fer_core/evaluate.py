@@ -13,6 +13,7 @@ from .ensemble import RULES, choose, combine, rule_weights
 from .labels import labels_for, to_6_labels
 from .metrics import SCORED_SPLITS, both_protocols, markdown_tables
 from .predict import Predictor, probabilities
+from .runtime import REFERENCE
 
 
 def choose_ensemble(models_dir, data: FerData, classes: int = 7, min_size: int = 6, max_size: int = 11,
@@ -71,13 +72,16 @@ def member_probabilities(pred: Predictor, data: FerData, splits=SCORED_SPLITS, p
             for s in splits if s in data.splits}
 
 
-def evaluate(models_dir, data: FerData, progress=None, runtime: str | None = "tensorflow",
-             precision: str = "float32", tta_mode: str | None = None) -> dict:
+def evaluate(models_dir, data: FerData, progress=None, runtime: str = REFERENCE[0],
+             precision: str = REFERENCE[1], tta_mode: str | None = None) -> dict:
     """Scores of each member (those left out of the ensemble too), of the chosen ensemble, and of every
     combination rule over the chosen members (rule weights from PublicTest), on PublicTest and
     PrivateTest, 7- and 6-class protocols, all with the test-time views ``tta_mode`` (None: the
-    ensemble's). The chosen members run in ``runtime`` at ``precision``, so that what a server runs
-    can be scored exactly (fer_core/runtime.py); members outside the ensemble run in TensorFlow.
+    ensemble's). The chosen members run in ``runtime`` at ``precision``: by default the reference,
+    TensorFlow float32 (``fer_core.runtime.REFERENCE``, what ``admit`` scores exports against), so
+    that the report's numbers are the weights' own; a name (or ``auto``, the server's measured
+    choice) scores what a server runs (fer_core/runtime.py). Members outside the ensemble run in
+    TensorFlow.
 
     ``progress(done, total)``, if given, is called as images are scored (an image counts once per
     model that scores it: the chosen ensemble, then each member left out of it)."""

@@ -63,6 +63,8 @@ def confusion_png(cm, labels, path: Path, title: str) -> None:
 
 
 # models/campaign.csv: one row per ensemble that shipped, its accuracies against the training hours.
+# Its reader stays beside its plot, which /admin shows with the folder's other pictures and which is
+# drawn with their matplotlib set-up and atomic write (scripts/plot_campaign.py calls both).
 CAMPAIGN_COLUMNS = ("training_hours", "publictest_7", "privatetest_7", "privatetest_6")
 CAMPAIGN_TARGETS = {"report (6 classes)": 71.52, "our bar (7 and 6 classes)": 72.5}
 

@@ -11,6 +11,7 @@ from . import store, tta as tta_views
 from .ensemble import combine as combine_members
 from .faces import (DEFAULT_DETECTOR, MAX_FACES, FaceDetector, decode_image, find_faces, make_detector, read_image_file,
                     to_gray)
+from .runtime import AUTO, DEFAULT_PRECISION, DEFAULT_RUNTIME
 
 # Batches are padded to these sizes so the compiled predict function sees a handful of shapes
 # (compiled once each at warm-up) instead of retracing for every new batch size.
@@ -65,12 +66,14 @@ class Predictor:
     """
 
     def __init__(self, models_dir=None, tta: tta_views.TTA | str | bool | None = None,
-                 detector: FaceDetector | str | None = None, runtime: str | None = "tensorflow",
-                 precision: str = "float32", threads: int = 0, detector_threads: int = 1):
+                 detector: FaceDetector | str | None = None, runtime: str | None = DEFAULT_RUNTIME,
+                 precision: str | None = DEFAULT_PRECISION, threads: int = 0, detector_threads: int = 1):
         """``detector``: a detector object, or its name (fer_core.config.DETECTORS; None: the served
         one, ``DEFAULT_DETECTOR``), made with ``detector_threads`` threads (BlazeFace's LiteRT).
-        ``runtime``/``precision``: a name, or ``auto`` for what ``fer_core.runtime.choose`` measures
-        fastest here among the admitted ones (the server's choice; ``self.choice`` says why)."""
+        ``runtime``/``precision``: names, or ``auto`` (the default, as the server) for what
+        ``fer_core.runtime.choose`` measures fastest here among the admitted ones (``self.choice``
+        says why; without a runtimes.json, TensorFlow float32). Both named: loaded as named, no
+        timing, a failure raised (``fer_core.runtime.REFERENCE`` is the scoring reference)."""
         import keras
 
         ens = store.load_ensemble(models_dir)  # raises ModelsError naming what is missing or wrong
@@ -90,7 +93,7 @@ class Predictor:
         # 'auto' in either is the measured choice among the admitted ones (runtime.choose), told in self.choice
         from . import runtime as runtimes
         self.choice = None
-        if runtime in (None, "auto") or precision in (None, "auto"):
+        if runtime in (None, AUTO) or precision in (None, AUTO):
             self.runner, self.choice = runtimes.choose(self.model, runtime, precision, models_dir=self.models_dir,
                                                        members=self.member_names, views=self.tta, threads=threads)
         else:

@@ -21,6 +21,13 @@ weights, written by ``python -m fer_core admit`` (``admit``): scored on the whol
 these very weights and views and this very export (its cache key), with accuracy
 ``a_export >= a_float32 - TOLERANCE_PP``. TensorFlow float32 is the reference and always admitted.
 A runtime or precision named by the operator (FER_RUNTIME, FER_PRECISION) needs no record.
+
+The names below are the only spelling of the runtimes, the precisions and their defaults: the
+server's settings (webapp/config.py), the CLI and ``Predictor`` import them. Whatever runs the
+ensemble (the server, ``predict``, ``fer_core.api``, ``Predictor``) defaults to ``AUTO``, the
+measured choice; without a ``runtimes.json`` that choice is TensorFlow float32, the only candidate
+admitted without a record. Whatever scores the weights (``evaluate``, ``admit``) defaults to
+``REFERENCE``, so that a score never depends on which runtime was fastest that day.
 """
 from __future__ import annotations
 
@@ -29,7 +36,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -40,6 +46,10 @@ import numpy as np
 
 RUNTIMES = ("tensorflow", "litert", "onnx")
 PRECISIONS = ("float32", "float16", "int8")
+AUTO = "auto"  # a runtime or precision left to ``choose``: the fastest admitted one, timed here
+DEFAULT_RUNTIME = DEFAULT_PRECISION = AUTO  # what runs the ensemble unless a caller names one
+REFERENCE = ("tensorflow", "float32")  # what exports are scored against (``admit``); evaluation's default
+RUNTIME_ENV, PRECISION_ENV = "FER_RUNTIME", "FER_PRECISION"  # the server's and predict's settings
 CACHE_ENV = "FER_RUNTIME_CACHE"
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "runtime"
 CALIBRATION_FACES = 512  # Training faces (each through every view) that int8 quantisation is calibrated on
@@ -55,22 +65,23 @@ def installed(runtime: str) -> bool:
 
 
 def check(runtime: str, precision: str = "float32") -> None:
+    """``runtime`` and ``precision`` are names (not ``AUTO``) that go together; ValueError otherwise."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES} (or 'auto'), got {runtime!r}")
+        raise ValueError(f"runtime must be one of {RUNTIMES} (or {AUTO!r}), got {runtime!r}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"precision must be one of {PRECISIONS} (or {AUTO!r}), got {precision!r}")
     if runtime == "tensorflow" and precision != "float32":
         raise ValueError(f"the tensorflow runtime runs float32 only, got precision {precision!r}")
 
 
-def resolve(runtime: str | None) -> str:
-    """A runtime name; ``auto`` (or None) is the served default: LiteRT where installed, else TensorFlow."""
-    if runtime in (None, "auto"):
-        return "litert" if installed("litert") else "tensorflow"
-    check(runtime)
-    if not installed(runtime):
-        raise ValueError(f"runtime {runtime!r} needs the Python package {_RUN[runtime]!r} (see requirements.txt)")
-    return runtime
+def check_choice(runtime: str, precision: str) -> None:
+    """``check`` for a setting as given, where either may also be ``AUTO`` (left to ``choose``)."""
+    if runtime != AUTO:
+        check(runtime)
+    if precision != AUTO:
+        check("litert", precision)  # an exported runtime runs every precision
+    if runtime == "tensorflow" and precision not in (AUTO, "float32"):
+        raise ValueError(f"the tensorflow runtime runs float32 only, got precision {precision!r}")
 
 
 def cache_dir() -> Path:
@@ -269,50 +280,37 @@ class OnnxRunner(Runner):
         return self._s.run(None, {self._in: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
-def load(model, runtime: str | None = "tensorflow", precision: str = "float32", *, models_dir=None,
-         members=(), views: str = "none", threads: int = 0, calibration_data=None) -> Runner:
-    """A Runner for the Keras ensemble ``model`` in ``runtime``: the cached export when there is one,
-    else exported now (int8: calibrated on Training faces from ``calibration_data`` or $FER2013_PATH).
-    With ``auto`` (or None), a runtime that cannot export or load falls back to TensorFlow, logged."""
-    auto = runtime in (None, "auto")
-    runtime = resolve(runtime)
+def load(model, runtime: str, precision: str, *, models_dir=None, members=(), views: str = "none",
+         threads: int = 0, calibration_data=None) -> Runner:
+    """A Runner for the Keras ensemble ``model`` in the named ``runtime`` at ``precision`` (``AUTO`` is
+    ``choose``'s): the cached export when there is one, else exported now (int8: calibrated on
+    Training faces from ``calibration_data`` or $FER2013_PATH). A failure is raised, not replaced."""
     check(runtime, precision)
-    runner = _load(model, runtime, precision, auto, models_dir, members, views, threads, calibration_data)
+    if not installed(runtime):
+        raise ValueError(f"runtime {runtime!r} needs the Python package {_RUN[runtime]!r} (see requirements.txt)")
+    runner = _load(model, runtime, precision, models_dir, members, views, threads, calibration_data)
     runner.output_shape = tuple(model.output_shape)
     return runner
 
 
-def _load(model, runtime, precision, auto, models_dir, members, views, threads, calibration_data) -> Runner:
+def _load(model, runtime, precision, models_dir, members, views, threads, calibration_data) -> Runner:
     if runtime == "tensorflow":
         return KerasRunner(model)
     if models_dir is None or not members:
         raise ValueError("an exported runtime needs the models folder and the member names (for its cache key)")
     threads = threads if threads > 0 else (os.cpu_count() or 1)
-    try:
-        key = export_key(Path(models_dir), list(members), runtime, precision, views)
-        path = cache_dir() / f"{key}.{'tflite' if runtime == 'litert' else 'onnx'}"
-        if not path.is_file():
-            calib = calibration_inputs(views, data_path=calibration_data) if precision == "int8" else None
-            export(model, runtime, precision, path, calib)
-        return (LiteRTRunner if runtime == "litert" else OnnxRunner)(path, precision, threads)
-    except Exception as e:
-        if not auto:
-            raise
-        logging.getLogger(__name__).warning("%s %s unusable (%s: %s): running TensorFlow float32 instead",
-                                            runtime, precision, type(e).__name__, e)
-        return KerasRunner(model)
-
-
-def clear_cache() -> None:
-    """Remove every cached export (they are rebuilt on the next start)."""
-    shutil.rmtree(cache_dir(), ignore_errors=True)
+    key = export_key(Path(models_dir), list(members), runtime, precision, views)
+    path = cache_dir() / f"{key}.{'tflite' if runtime == 'litert' else 'onnx'}"
+    if not path.is_file():
+        calib = calibration_inputs(views, data_path=calibration_data) if precision == "int8" else None
+        export(model, runtime, precision, path, calib)
+    return (LiteRTRunner if runtime == "litert" else OnnxRunner)(path, precision, threads)
 
 
 # -- admission: which exports may serve --------------------------------------------------------------
 
 ADMISSIONS = "runtimes.json"  # beside ensemble.json: each export's score against TensorFlow float32
 TOLERANCE_PP = 0.3            # an export serves only within this many points of float32's PublicTest accuracy
-REFERENCE = ("tensorflow", "float32")
 EXPORTS = tuple((r, p) for r in RUNTIMES[1:] for p in PRECISIONS)
 # A lower precision serves only when it beats the fastest float32 by more than this fraction: timings
 # on a shared CPU move by a few percent, and its answers differ slightly from float32's.
@@ -419,7 +417,7 @@ def admit(models_dir=None, data=None, split: str = "PublicTest", pairs=EXPORTS, 
     x, y = fer[split].x, fer[split].y
     total = len(x)
     x, y = x[:limit], y[:limit]
-    ref = Predictor(md, runtime="tensorflow")
+    ref = Predictor(md, runtime=REFERENCE[0], precision=REFERENCE[1])
     if len(ref.labels) == 6:
         y = to_6_labels(y)
 
@@ -508,20 +506,15 @@ class Choice:
                 + (f"; not serving: {others}" if others else ""))
 
 
-def candidates(runtime: str = "auto", precision: str = "auto", admitted=None) -> tuple[list, dict, set]:
+def candidates(runtime: str = AUTO, precision: str = AUTO, admitted=None) -> tuple[list, dict, set]:
     """(pairs to try in order, reasons for the pairs left out, the pairs the operator named).
 
     ``auto`` runtime and precision: TensorFlow float32, then every installed export that
     ``admitted(runtime, precision)`` (None, or the reason it is not) lets in. A named runtime: its
     float32 (named, no record needed) and its admitted other precisions. A named precision: every
     installed runtime at it, named. Both named: that pair alone. ``admitted`` None admits all."""
-    if runtime != "auto":
-        check(runtime)
-    if precision != "auto":
-        check("litert", precision)
-    if runtime == "tensorflow" and precision not in ("auto", "float32"):
-        raise ValueError(f"the tensorflow runtime runs float32 only, got precision {precision!r}")
-    named_r, named_p = runtime != "auto", precision != "auto"
+    check_choice(runtime, precision)
+    named_r, named_p = runtime != AUTO, precision != AUTO
     pairs, reasons, named = [], {}, set()
     for r, p in (REFERENCE, *EXPORTS):
         if (named_r and r != runtime) or (named_p and p != precision):
@@ -556,7 +549,7 @@ def _median_ms(runners: dict, batch: int, reps: int) -> dict:
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def choose(model, runtime: str | None = "auto", precision: str | None = "auto", *, models_dir, members,
+def choose(model, runtime: str | None = AUTO, precision: str | None = AUTO, *, models_dir, members,
            views: str = "none", threads: int = 0, calibration_data=None, batch: int = TIMING_BATCH,
            reps: int = TIMING_REPS) -> tuple[Runner, Choice]:
     """The Runner that serves the Keras ensemble ``model`` here, and the Choice that says why.
@@ -565,7 +558,7 @@ def choose(model, runtime: str | None = "auto", precision: str | None = "auto", 
     is left out with its reason, logged. Those loaded are timed on ``reps`` calls of ``batch`` rows
     each, in turns; the fastest float32 serves unless a lower precision is faster by more than
     ``MARGIN``: ``t_low < (1 - MARGIN) * t_float32``. When none loads, TensorFlow float32 serves."""
-    runtime, precision = runtime or "auto", precision or "auto"
+    runtime, precision = runtime or AUTO, precision or AUTO
     if batch < 1 or reps < 1:
         raise ValueError(f"batch and reps must be >= 1, got {batch!r} and {reps!r}")
     logger = logging.getLogger(__name__)
@@ -583,7 +576,7 @@ def choose(model, runtime: str | None = "auto", precision: str | None = "auto", 
     runners = {}
     for r, p in pairs:
         try:
-            runners[pair_name(r, p)] = _load(model, r, p, False, md, members, views, threads, calibration_data)
+            runners[pair_name(r, p)] = _load(model, r, p, md, members, views, threads, calibration_data)
         except Exception as e:  # noqa: BLE001 - the next candidate serves instead
             reasons[pair_name(r, p)] = f"failed to load: {type(e).__name__}: {e}"[:300]
             logger.warning("%s %s unusable (%s: %s): trying the next runtime", r, p, type(e).__name__, e)

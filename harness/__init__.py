@@ -1,2 +1,3 @@
-"""What tests/ and bench/ share: the web server started as documented (``server``), and clients
-that talk to it, well-behaved (``server.Client``) or hostile (``hostile``). Not part of the product."""
+"""What tests/ and bench/ share: the web server started as documented (``server``), clients that
+talk to it, well-behaved (``server.Client``) or hostile (``hostile``), and the machine's yardstick
+(``yardstick``). Not part of the product."""

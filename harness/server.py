@@ -38,11 +38,16 @@ def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
         log.close()
 
 
-def gunicorn_cmd(port: int) -> list[str]:
-    # no control socket: the app does not use it, and gunicorn 25.3 starting it late (after a
-    # SIGTERM had come) sometimes kept the arbiter from exiting (docs/webapp.md)
-    return [GUNICORN, "-k", "eventlet", "-w", "1", "--no-control-socket", "--bind", f"127.0.0.1:{port}",
-            "webapp:create_app()"]
+# The shared server's command (docs/webapp.md, "Shared server"), the one the tests and benchmarks
+# start; every document and docstring spells it so (tests/test_docs.py). One worker: Flask-SocketIO
+# needs all of a client's requests in one process. No control socket: the app does not use it, and
+# gunicorn 25.3 starting it late (after a SIGTERM had come) sometimes kept the arbiter from exiting.
+GUNICORN_OPTIONS = ("-k", "eventlet", "-w", "1", "--no-control-socket")
+APP = "webapp:create_app()"
+
+
+def gunicorn_cmd(port: int, host: str = "127.0.0.1") -> list[str]:
+    return [GUNICORN, *GUNICORN_OPTIONS, "--bind", f"{host}:{port}", APP]
 
 
 def dev_cmd(port: int, models_dir) -> list[str]:

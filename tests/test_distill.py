@@ -43,7 +43,7 @@ def test_a_teacher_and_its_weight_go_together():
 def test_teacher_probabilities_are_the_served_ensembles_and_cached(tmp_path, monkeypatch):
     teacher = build_models_dir(tmp_path / "teacher", seed=3)
     faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
-    pred = Predictor(teacher, runtime="tensorflow")
+    pred = Predictor(teacher, runtime="tensorflow", precision="float32")
     q, info = distill.teacher_probabilities(str(teacher), faces, 7, tmp_path / "cache")
     np.testing.assert_allclose(q, pred.predict_faces(faces)[0], atol=1e-5)
     assert info["members"] == ["vgg_q", "resnet_q"] and info["views"] == str(pred.tta)
@@ -80,7 +80,7 @@ def test_a_distilled_member_learns_the_mixed_targets_and_names_its_teacher(tmp_p
     with pytest.MonkeyPatch.context() as m:
         m.setattr(keras.Model, "fit", spy)
         side = train_member("vgg_q_kd", spec, cfg, data, tmp_path / "run", verbose=0)
-    q = Predictor(teacher, runtime="tensorflow").predict_faces(data["Training"].x)[0]
+    q = Predictor(teacher, runtime="tensorflow", precision="float32").predict_faces(data["Training"].x)[0]
     expected = 0.75 * np.eye(7)[data["Training"].y] + 0.25 * q
     np.testing.assert_allclose(seen["y"], expected, atol=1e-5)
     assert side["teacher"]["members"] == ["vgg_q", "resnet_q"] and side["train"]["distill"] == 0.25

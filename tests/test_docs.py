@@ -157,3 +157,35 @@ def test_the_readme_python_example_runs_as_written(workdir, monkeypatch, capsys)
     exec(compile(example, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "happy" in out, out
+
+
+# Where the shared server's command is written: the documents (but the dated notes of history.md,
+# which quote the command of their day), the sample nginx config, and the docstrings and comments.
+COMMAND_FILES = [p for p in DOCS if p.name != "history.md"] + sorted((ROOT / "deploy").iterdir()) + [
+    p for d in ("webapp", "fer_core", "harness", "bench", "tests") for p in sorted((ROOT / d).glob("*.py"))]
+
+
+def gunicorn_spellings(text: str) -> list[list[str]]:
+    """Each ``gunicorn`` command in ``text`` as its words after ``gunicorn``, up to where the command
+    ends: a quote mark of Markdown or reST, a comma, a parenthesis, a line continuation, ``&``, a
+    comment, two spaces or an ellipsis (``gunicorn -k eventlet ...`` stands for the whole command)."""
+    out = []
+    for m in re.finditer(r"\bgunicorn ((?:--?[a-z]|'webapp)[^\n]*)", text):
+        rest = re.split(r"``|`|,| \(|(?<!\()\)| \\| &| #|  |\.\.\.|\"", m.group(1))[0]
+        out.append(rest.split())
+    return out
+
+
+def test_every_gunicorn_command_is_the_one_the_tests_start():
+    """Every spelling of the shared server's command is harness.server.gunicorn_cmd's (any
+    address), whole or cut short, before any option of its own (--certfile ...)."""
+    from harness.server import APP, GUNICORN_OPTIONS
+    whole = [*GUNICORN_OPTIONS, "--bind", None, f"'{APP}'"]  # None: any address
+    bad = []
+    for path in COMMAND_FILES:
+        if path.name == "test_docs.py":
+            continue
+        for words in gunicorn_spellings(path.read_text()):
+            if len(words) > len(whole) or not all(c is None or w == c for w, c in zip(words, whole)):
+                bad.append(f"{path.relative_to(ROOT)}: gunicorn {' '.join(words)}")
+    assert not bad, "not the command of harness/server.py:\n" + "\n".join(bad)

@@ -57,26 +57,26 @@ def test_every_runtime_agrees_with_tensorflow(tiny_models, faces, cache, monkeyp
 
 def test_exports_are_cached_and_keyed_by_the_weights(tiny_models, cache, monkeypatch, tmp_path):
     pytest.importorskip("ai_edge_litert")
-    first = Predictor(tiny_models, runtime="litert")
+    first = Predictor(tiny_models, runtime="litert", precision="float32")
     path = first.runner.path
 
     def no_export(*a, **k):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(runtime, "export", no_export)
-    assert Predictor(tiny_models, runtime="litert").runner.path == path  # loaded from the cache
+    assert Predictor(tiny_models, runtime="litert", precision="float32").runner.path == path  # loaded from the cache
     import shutil
     other = tmp_path / "other"
     shutil.copytree(tiny_models, other)
     from conftest import build_models_dir
     build_models_dir(other, seed=1)  # same members, other weights: another file
     with pytest.raises(AssertionError, match="exported again"):
-        Predictor(other, runtime="litert")
+        Predictor(other, runtime="litert", precision="float32")
 
 
 def test_exported_runtimes_run_batches_unpadded(tiny_models, cache):
     pytest.importorskip("ai_edge_litert")
-    pred = Predictor(tiny_models, tta="flip", runtime="litert")
+    pred = Predictor(tiny_models, tta="flip", runtime="litert", precision="float32")
     seen = []
     real = pred.runner.__call__
 
@@ -97,7 +97,7 @@ def test_litert_runs_crop_members_as_tensorflow_does(faces, cache, tmp_path):
     from conftest import build_models_dir
     models = build_models_dir(tmp_path / "crop", names=("vgg_q",), crop=4)
     tf_pred = Predictor(models, tta="zoom-flip")
-    pred = Predictor(models, tta="zoom-flip", runtime="litert")
+    pred = Predictor(models, tta="zoom-flip", runtime="litert", precision="float32")
     assert pred.runtime == "litert"
     np.testing.assert_allclose(pred.member_probs(faces), tf_pred.member_probs(faces), atol=ATOL["float32"])
 
@@ -109,8 +109,14 @@ def test_bad_names_are_refused_with_the_value():
         runtime.check("litert", "int4")
     with pytest.raises(ValueError, match="got precision 'float16'"):
         runtime.check("tensorflow", "float16")
-    assert runtime.resolve("tensorflow") == "tensorflow"
-    assert runtime.resolve("auto") == ("litert" if runtime.installed("litert") else "tensorflow")
+    with pytest.raises(ValueError, match="got 'auto'"):
+        runtime.check("auto")  # a name: auto is choose's, not load's
+    runtime.check_choice("auto", "auto")
+    runtime.check_choice("litert", "auto")
+    with pytest.raises(ValueError, match="got precision 'int8'"):
+        runtime.check_choice("tensorflow", "int8")
+    with pytest.raises(ValueError, match="got 'fast'"):
+        runtime.check_choice("auto", "fast")
 
 
 def test_evaluate_scores_through_the_runtime(tiny_models, cache, tmp_path, capsys):
@@ -138,10 +144,33 @@ def test_auto_falls_back_to_tensorflow_when_the_export_fails(tiny_models, monkey
         raise RuntimeError("converter crashed")
 
     monkeypatch.setattr(runtime, "export", broken)
-    p = Predictor(tiny_models, runtime="auto")
+    p = Predictor(tiny_models, runtime="auto", precision="float32")  # every runtime's float32, named
     assert p.runtime == "tensorflow" and "converter crashed" in caplog.text
     with pytest.raises(RuntimeError, match="converter crashed"):
-        Predictor(tiny_models, runtime="litert")  # asked for by name: no silent fallback
+        Predictor(tiny_models, runtime="litert", precision="float32")  # asked for by name: no silent fallback
+
+
+def test_one_default_runs_the_ensemble_and_evaluation_scores_the_reference(tiny_models):
+    """The server, `predict`, the API and Predictor default to the measured choice, named once in
+    fer_core/runtime.py; without a runtimes.json it is TensorFlow float32, the one pair admitted
+    without a record. Evaluation defaults to the reference that exports are scored against."""
+    import inspect
+    from fer_core import cli
+    from fer_core.evaluate import evaluate
+    from webapp.config import WebConfig
+    assert (WebConfig().runtime, WebConfig().precision) == (runtime.DEFAULT_RUNTIME, runtime.DEFAULT_PRECISION) \
+        == (runtime.AUTO, runtime.AUTO)
+    args = inspect.signature(Predictor).parameters
+    assert (args["runtime"].default, args["precision"].default) == (runtime.DEFAULT_RUNTIME, runtime.DEFAULT_PRECISION)
+    args = inspect.signature(evaluate).parameters
+    assert (args["runtime"].default, args["precision"].default) == runtime.REFERENCE == ("tensorflow", "float32")
+    assert not (tiny_models / runtime.ADMISSIONS).exists()
+    p = Predictor(tiny_models)
+    assert (p.runtime, p.precision, p.choice.how) == ("tensorflow", "float32", "measured")
+    assert all("no score in runtimes.json" in why for n, why in p.choice.reasons.items()
+               if runtime.installed(n.split("/")[0]))
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--runtime", "fast", "x.jpg"])
 
 
 # -- admission and the measured choice -------------------------------------------------------------------

@@ -320,8 +320,9 @@ def test_config_defaults_and_env():
     assert d.transport_max_bytes > d.max_frame_bytes
     c = WebConfig.from_env({"FER_MODELS": "/m", "FER_ADMIN_SECRET": "k", "FER_MAX_FRAME_BYTES": "2000",
                             "FER_MAX_FPS": "12.5", "FER_ADMIN_LOCAL_OPEN": "no", "FER_TRUST_PROXY": "1"})
-    assert (c.models_dir, c.admin_secret, c.max_frame_bytes, c.max_fps, c.admin_local_open, c.trust_proxy) == \
-        ("/m", "k", 2000, 12.5, False, 1)
+    assert (c.admin_secret, c.max_frame_bytes, c.max_fps, c.admin_local_open, c.trust_proxy) == \
+        ("k", 2000, 12.5, False, 1)
+    assert c.models_dir is None  # fer_core.store.resolve_models_dir reads FER_MODELS, for every entry point
     assert WebConfig.from_env({"FER_ADMIN_SECRET": ""}).admin_secret is None
     with pytest.raises(ValueError, match="FER_MAX_FPS"):
         WebConfig.from_env({"FER_MAX_FPS": "fast"})
@@ -340,6 +341,8 @@ def test_worker_config_is_the_web_configs_part_without_defaults_of_its_own(capsy
         ("/m", 8, "zoom-flip", 4, 2, 9.5)
     assert all(getattr(w, f.name) == getattr(web, f.name) for f in dataclasses.fields(w) if f.name != "models_dir")
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkerConfig))
+    web_types = {f.name: f.type for f in dataclasses.fields(WebConfig)}  # re-declared, never retyped
+    assert all(f.type == web_types[f.name] for f in dataclasses.fields(WorkerConfig) if f.name != "models_dir")
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.max_faces = 3
     assert WorkerConfig.from_json(w.to_json()) == w and parse_args([w.to_json()]) == (w, -1, False)
@@ -627,17 +630,21 @@ def test_new_settings_from_env():
     assert d.max_violations > 0 and d.admin_max_failures > 0
     assert WebConfig.from_env({"FER_MESSAGE_QUEUE": ""}).message_queue is None
     # a server under load: from how many frames a batch is a class, and views spread over frames
-    light = WebConfig.from_env({"FER_SPREAD_VIEWS": "off", "FER_LOAD_VIEWS_FROM": "6", "FER_TRACK_STILL": "2.5"})
-    assert (light.spread_views, light.load_views_from, light.track_still) == (False, 6, 2.5)
-    assert (d.spread_views, d.load_views_from, d.track_still) == (True, 12, 4.0)
+    light = WebConfig.from_env({"FER_SPREAD_VIEWS": "off", "FER_ONE_VIEW_FROM": "6", "FER_TRACK_STILL": "2.5"})
+    assert (light.spread_views, light.one_view_from, light.track_still) == (False, 6, 2.5)
+    assert (d.spread_views, d.one_view_from, d.track_still) == (True, 12, 4.0)
     w = type(light.worker("/m")).from_json(light.worker("/m").to_json())
     assert (w.spread_views, w.track_still) == (False, 2.5)
-    for bad in ({"FER_SPREAD_VIEWS": "half"}, {"FER_LOAD_VIEWS_FROM": "-1"}, {"FER_TRACK_STILL": "-1"}):
+    for bad in ({"FER_SPREAD_VIEWS": "half"}, {"FER_ONE_VIEW_FROM": "-1"}, {"FER_TRACK_STILL": "-1"}):
         with pytest.raises(ValueError, match="half|-1"):
             WebConfig.from_env(bad)
     # a retired setting is refused by name, not silently ignored
     with pytest.raises(ValueError, match="FER_LOAD_VIEWS='zoom' is no longer a setting.*FER_SPREAD_VIEWS"):
         WebConfig.from_env({"FER_LOAD_VIEWS": "zoom"})
+    with pytest.raises(ValueError, match="FER_LOAD_VIEWS_FROM='6' is no longer a setting.*FER_ONE_VIEW_FROM"):
+        WebConfig.from_env({"FER_LOAD_VIEWS_FROM": "6"})
+    with pytest.raises(ValueError, match="FER_ASYNC_MODE='threading' is no longer a setting.*eventlet"):
+        WebConfig.from_env({"FER_ASYNC_MODE": "threading"})
 
 
 def test_detector_setting_reaches_the_worker():
@@ -664,13 +671,13 @@ def test_client_gate_counts_violations():
 
 
 def test_fast_websocket_unmasking_matches_eventlets():
-    """webapp.wsmask.apply_mask (installed under eventlet) returns exactly what eventlet's own
+    """webapp.websocket_mask.apply_mask (installed under eventlet) returns exactly what eventlet's own
     per-byte unmasking returns, for any length, key and offset (frames arrive in pieces)."""
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from eventlet.websocket import RFC6455WebSocket
-    from webapp.wsmask import apply_mask
+    from webapp.websocket_mask import apply_mask
     original = RFC6455WebSocket.__dict__["_apply_mask"]
     original = original.__func__ if isinstance(original, staticmethod) else original
     if original is apply_mask:  # installed already by a server in this process: compare with a copy

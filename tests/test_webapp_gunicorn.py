@@ -1,5 +1,6 @@
 """The deployment commands themselves, as subprocesses on a free localhost port:
-`gunicorn -k eventlet -w 1 'webapp:create_app()'` (the shared server) and `python -m webapp` (local),
+`gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'` (the shared server,
+harness.server.gunicorn_cmd) and `python -m webapp` (local),
 driven by python-socketio clients over a real WebSocket."""
 from __future__ import annotations
 

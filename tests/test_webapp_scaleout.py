@@ -1,5 +1,5 @@
-"""Scale-out: two server processes (`gunicorn -k eventlet -w 1 'webapp:create_app()'`, each with its
-own inference worker) joined by one Redis through Flask-SocketIO's message queue (FER_MESSAGE_QUEUE),
+"""Scale-out: two server processes (`gunicorn -k eventlet -w 1 --no-control-socket --bind 127.0.0.1:PORT 'webapp:create_app()'`, each
+with its own inference worker) joined by one Redis through Flask-SocketIO's message queue (FER_MESSAGE_QUEUE),
 as docs/classroom.md describes behind a sticky proxy. Clients on both are served, and a message
 emitted through the queue (from a third process, as a teacher's script would) reaches the clients of
 both servers, which shows that the eventlet servers' Redis listeners are green and working.

@@ -24,8 +24,8 @@ from harness.server import ROOT, grey_jpeg
 @pytest.fixture(scope="module")
 def app(tiny_models):
     from webapp import WebConfig, create_app
-    # a batch of 4 frames or more is a class: its faces get one view each (config.load_views_from)
-    app = create_app(WebConfig(models_dir=str(tiny_models), load_views_from=4))
+    # a batch of 4 frames or more is a class: its faces get one view each (config.one_view_from)
+    app = create_app(WebConfig(models_dir=str(tiny_models), one_view_from=4))
     st = app.extensions["fer"]
     assert st.inference.wait_ready(180), st.inference.last_error
     yield app

@@ -1,7 +1,10 @@
 """The facial-expression web app: a live camera page, an admin page, frames over Socket.IO.
 
     python -m webapp [--host H] [--port P] [--models DIR] [--certfile F --keyfile K]
-    gunicorn ... 'webapp:create_app()'    # the shared server, its command in docs/webapp.md; FER_* env vars
+    gunicorn -k eventlet -w 1 --no-control-socket --bind ADDRESS:PORT 'webapp:create_app()'
+
+The second is the shared server (docs/webapp.md says why each option; harness.server.gunicorn_cmd
+starts it for the tests and benchmarks); FER_* environment variables configure both (webapp/config.py).
 
 Exports ``create_app(config=None)`` (the factory; each app carries its own SocketIO at
 ``app.extensions['socketio']``) and ``WebConfig``. They live in ``webapp.app`` and ``webapp.config``

@@ -7,7 +7,6 @@ and warmed up the ensemble. See webapp/inference.py for why TensorFlow stays out
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from flask_socketio import SocketIO
 
 from fer_core import store  # numpy only: the web process never imports TensorFlow
 
-from . import admin, events, guard, lifecycle, logsafe, metrics, security, transport, wsmask
+from . import admin, eventlet_env, events, guard, lifecycle, logsafe, metrics, security, transport, websocket_mask
 from .config import WebConfig
 from .classview import ClassView
 from .inference import InferenceClient
@@ -44,18 +43,6 @@ class AppState:
     stopping: bool = False                     # set by lifecycle.shutdown
 
 
-def _async_mode(cfg: WebConfig) -> str:
-    """The configured mode, else 'eventlet' where the process is eventlet-patched (gunicorn -k eventlet,
-    python -m webapp), else 'threading'."""
-    if cfg.async_mode:
-        return cfg.async_mode
-    if "eventlet" in sys.modules:  # imported only where loaded already: a threading server never loads it
-        from eventlet import patcher
-        if patcher.is_monkey_patched("socket"):
-            return "eventlet"
-    return "threading"
-
-
 def create_app(config: WebConfig | None = None) -> Flask:
     """The Flask app with Socket.IO attached and the inference worker starting.
 
@@ -63,7 +50,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
     cfg = config if config is not None else WebConfig.from_env()
     models_dir = store.resolve_models_dir(cfg.models_dir).resolve()
     if not models_dir.is_dir():
-        raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set FER_MODELS)")
+        raise store.ModelsError(f"{models_dir}: models folder not found (pass --models DIR or set {store.MODELS_ENV})")
     logsafe.install(logging.INFO)  # one line per event, client text escaped, repeats limited
 
     app = Flask(__name__, template_folder=str(PAGES / "templates"), static_folder=str(PAGES / "static"))
@@ -75,9 +62,9 @@ def create_app(config: WebConfig | None = None) -> Flask:
                                      classview=ClassView(cfg.class_window, cfg.class_bucket, cfg.class_buckets),
                                      explainer=explainer, seats=Seats(cfg.max_clients))
 
-    async_mode = _async_mode(cfg)
+    async_mode = eventlet_env.async_mode()
     if async_mode == "eventlet":
-        wsmask.install()  # eventlet unmasks client frames byte by byte in Python: ~2.5 ms per frame
+        websocket_mask.install()  # eventlet unmasks client frames byte by byte in Python: ~2.5 ms per frame
     # One SocketIO per app: its server, options and handlers belong to this app alone.
     # Transport loggers at WARNING: engine.io's packet log (INFO) would otherwise be the one place
     # frame bytes could leak.

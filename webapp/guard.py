@@ -26,7 +26,7 @@ import logging
 import re
 from urllib.parse import parse_qs
 
-from . import green, logsafe
+from . import eventlet_env, logsafe
 
 log = logging.getLogger("webapp.guard")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -195,7 +195,7 @@ class _deadline:
         self.seconds, self.t = seconds, None
 
     def __enter__(self):
-        if green.patched():
+        if eventlet_env.patched():
             import eventlet
             self.t = eventlet.Timeout(self.seconds, _Timeout)
         return self

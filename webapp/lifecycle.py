@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-from . import green, transport
+from . import eventlet_env, transport
 
 log = logging.getLogger("webapp.lifecycle")
 
@@ -51,7 +51,7 @@ def shutdown(app, timeout: float | None = None) -> float:
 
 
 def _spawn(fn, *args) -> None:
-    if green.patched("thread"):
+    if eventlet_env.patched("thread"):
         import eventlet
         eventlet.spawn_n(fn, *args)
         return

@@ -146,8 +146,8 @@ def _linger(sock, seconds: float) -> None:
     """Keep ``sock``'s TCP connection open on a duplicate descriptor for up to ``seconds``, reading
     and dropping what arrives, until the client closes it (see the module doc). Under eventlet only:
     elsewhere there is no such socket to hand."""
-    from . import green
-    if not green.patched():
+    from . import eventlet_env
+    if not eventlet_env.patched():
         return
     try:
         fd = sock.fileno()

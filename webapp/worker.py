@@ -127,7 +127,7 @@ def load_pipeline(cfg: WorkerConfig):
     pred.runner = Timed(pred.runner)  # each batch reports its model time (webapp/metrics.py)
     pipeline = FramePipeline(pred, max_faces=cfg.max_faces, max_pixels=cfg.max_pixels, track_every=cfg.track_every,
                              track_still=cfg.track_still, spread_views=cfg.spread_views,
-                             one_view_from=cfg.load_views_from, prep_chunks=cfg.prep_chunks)
+                             one_view_from=cfg.one_view_from, prep_chunks=cfg.prep_chunks)
     log(f"{len(pred.member_names)} members from {pred.models_dir} in {pred.runtime} {pred.precision}")
     if pred.choice is not None:  # the measured runtime, the timings that chose it, why the others do not serve
         log(pred.choice.describe())
@@ -135,7 +135,7 @@ def load_pipeline(cfg: WorkerConfig):
                       "rule": pred.spec.get("rule"), "tta": pred.tta, "track_every": cfg.track_every,
                       "detector": cfg.detector, "runtime": pred.runtime, "precision": pred.precision,
                       "prep_chunks": cfg.prep_chunks, "spread_views": pipeline.spread_views,
-                      "track_still": cfg.track_still, "load_views_from": cfg.load_views_from,
+                      "track_still": cfg.track_still, "one_view_from": cfg.one_view_from,
                       "runtime_choice": pred.choice.as_dict() if pred.choice is not None else None}
 
 
