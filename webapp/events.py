@@ -217,9 +217,10 @@ def _full(st, event: str = "error") -> bool:
     return bool(line)
 
 
-def _checked_frame(st, args, event: str):
-    """(the frame's bytes, the client's gate) where ``args`` is one binary within the size limit
-    from a connected client; else None, the client answered with the error on ``event``."""
+def _checked_frame(args, event: str):
+    """(the app's state, the frame's bytes, the client's gate) where ``args`` is one binary within
+    the size limit from a connected client; else None, the client answered with the error on ``event``."""
+    st = _state()
     if len(args) != 1 or not isinstance(args[0], (bytes, bytearray)):
         return _error("bad_frame", event=event)
     data = args[0]
@@ -230,17 +231,16 @@ def _checked_frame(st, args, event: str):
     gate = st.gates.get(request.sid)
     if gate is None:  # a frame racing its own disconnect
         return _error("internal", event=event)
-    return data, gate
+    return st, data, gate
 
 
 def on_frame(*args):
     t0 = time.perf_counter()
-    st = _state()
-    cfg = st.config
-    checked = _checked_frame(st, args, "error")
+    checked = _checked_frame(args, "error")
     if checked is None:
         return
-    data, gate = checked
+    st, data, gate = checked
+    cfg = st.config
     if _full(st):  # before the rate gate: a waiting client's frames reach no worker
         return None
     code = gate.begin(cfg.max_fps)
@@ -285,12 +285,11 @@ def _explainer_ready(st, deadline: float):
 def on_why(*args):
     """A frame whose main face is to be explained: its crop, the ensemble's label and Grad-CAM maps."""
     t0 = time.perf_counter()
-    st = _state()
-    cfg = st.config
-    checked = _checked_frame(st, args, "why_error")
+    checked = _checked_frame(args, "why_error")
     if checked is None:
         return
-    data, gate = checked
+    st, data, gate = checked
+    cfg = st.config
     if st.inference is None or st.explainer is None:
         return _error("unavailable", "explanations are turned off on this server", "why_error")
     if _full(st, "why_error"):

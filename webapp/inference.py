@@ -274,18 +274,9 @@ class InferenceClient:
                 break
             if req is _WAKE:
                 continue
-            batch = [req]
-            while len(batch) < self.config.max_batch_frames:
-                try:
-                    r = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if r is None:
-                    self._closed = True
-                    break
-                if r is not _WAKE:
-                    batch.append(r)
-            batch = [r for r in batch if not r.cancelled]
+            more, closing = self._take_queued(self.config.max_batch_frames - 1)
+            self._closed = self._closed or closing
+            batch = [r for r in [req, *more] if not r.cancelled]
             if batch and (self.state != "ready" or self._proc.poll() is not None or not self.responsive):
                 for r in batch:  # the worker died or went silent while the dispatcher waited for work
                     r.fail(_not_answering())
@@ -359,22 +350,33 @@ class InferenceClient:
             except Exception as e:  # noqa: BLE001 - a metric must never fail a batch
                 log.error("batch observer failed: %s", type(e).__name__)
 
+    def _take_queued(self, limit: int | None = None) -> tuple[list, bool]:
+        """Up to ``limit`` requests waiting in the queue (None: all), taken without waiting, and
+        whether a close sentinel was among them (it ends the take)."""
+        taken = []
+        while limit is None or len(taken) < limit:
+            try:
+                r = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if r is None:
+                return taken, True
+            if r is not _WAKE:
+                taken.append(r)
+        return taken, False
+
     def _fail_queued(self, error) -> None:
         """Answer every queued request with ``error()`` (a new exception each: each is raised in its
         own handler). The watchdog calls it too: a close sentinel it finds is put back for the
         dispatcher."""
         closing = False
         while True:
-            try:
-                r = self._q.get_nowait()
-            except queue.Empty:
+            taken, saw_close = self._take_queued()
+            for r in taken:
+                r.fail(error())
+            if not saw_close:
                 break
-            if r is None:
-                closing = self._closed = True
-                continue
-            if r is _WAKE:
-                continue
-            r.fail(error())
+            closing = self._closed = True  # what was queued after the sentinel is failed too
         if closing:
             self._q.put(None)
 

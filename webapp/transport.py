@@ -149,12 +149,8 @@ def _linger(sock, seconds: float) -> None:
     from . import eventlet_env
     if not eventlet_env.patched():
         return
-    try:
-        fd = sock.fileno()
-        if fd < 0:
-            return
-        dup = _socket.socket(fileno=os.dup(fd))
-    except OSError:  # closed meanwhile
+    dup = _duplicate(sock)
+    if dup is None:
         return
     import eventlet
     from eventlet.greenio import GreenSocket
@@ -179,14 +175,22 @@ def _stop_reading(sock) -> None:
     """shutdown(SHUT_RD) on the connection: its reader sees end of file now; what the writer has
     queued (the CLOSE packet, last answers) still goes out. A duplicate descriptor is used so that a
     TLS socket's own shutdown(), which drops its TLS state, is not called."""
+    dup = _duplicate(sock)
+    if dup is None:
+        return
+    try:
+        dup.shutdown(_socket.SHUT_RD)
+    except OSError:  # reset meanwhile
+        pass
+    finally:
+        dup.close()
+
+
+def _duplicate(sock):
+    """A socket on a duplicate of ``sock``'s descriptor (closing it leaves ``sock`` open), or None
+    where ``sock`` is closed already."""
     try:
         fd = sock.fileno()
-        if fd < 0:
-            return
-        dup = _socket.socket(fileno=os.dup(fd))
-        try:
-            dup.shutdown(_socket.SHUT_RD)
-        finally:
-            dup.close()
-    except OSError:  # closed or reset meanwhile
-        pass
+        return _socket.socket(fileno=os.dup(fd)) if fd >= 0 else None
+    except OSError:  # closed meanwhile
+        return None
